@@ -1,0 +1,172 @@
+"""Writing the audit trail so that it survives a database restore.
+
+Every save appends a full snapshot of the record (with its stages) as one JSON line to an
+append-only journal, ``<LOG_DIR>/deployments.jsonl``, outside the database, and then writes
+the record to the database.  A rollback restores a backup taken *before* the deploy began,
+which erases the deploy's rows; :func:`replay_journal` runs after every restore and puts
+back the newest snapshot of every record the journal holds.  The database copy is what the
+admin browses; the journal is the source of truth when the two disagree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .conf import ops_settings
+from .models import DeploymentRecord, DeploymentStage
+from .runner import tail
+
+logger = logging.getLogger("deploy_ops.audit")
+
+JOURNAL_NAME = "deployments.jsonl"
+RECORD_FIELDS = [field.name for field in DeploymentRecord._meta.concrete_fields]
+STAGE_FIELDS = ["position", "name", "status", "started_at", "finished_at", "duration", "output_tail"]
+
+
+def journal_path() -> Path:
+    return ops_settings.log_dir / JOURNAL_NAME
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _current_user() -> str:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return ""
+
+
+class Recorder:
+    """Keeps one DeploymentRecord and its stages in memory and saves both places."""
+
+    def __init__(self, kind: str, requested_ref: str = "", record: DeploymentRecord | None = None):
+        self.record = record or DeploymentRecord(
+            kind=kind,
+            requested_ref=requested_ref,
+            user=_current_user(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=timezone.now(),
+        )
+        self.stages: list[DeploymentStage] = list(self.record.stages.all()) if record else []
+        self._clock: dict[int, float] = {}
+
+    # -- stages -------------------------------------------------------------------------
+    def start_stage(self, name: str) -> DeploymentStage:
+        stage = DeploymentStage(
+            record=self.record, position=len(self.stages) + 1, name=name, started_at=timezone.now()
+        )
+        self.stages.append(stage)
+        self._clock[stage.position] = time.monotonic()
+        self.save()
+        return stage
+
+    def finish_stage(self, stage: DeploymentStage, status: str, output: str = "", save: bool = True) -> None:
+        stage.status = status
+        stage.finished_at = timezone.now()
+        stage.duration = round(time.monotonic() - self._clock.get(stage.position, time.monotonic()), 3)
+        stage.output_tail = tail(output or "", 2000)
+        if save:
+            self.save()
+
+    # -- the record -----------------------------------------------------------------------
+    def update(self, save: bool = True, **fields) -> None:
+        for name, value in fields.items():
+            setattr(self.record, name, value)
+        if save:
+            self.save()
+
+    def finish(self, status: str, **fields) -> None:
+        self.record.finished_at = timezone.now()
+        self.record.duration = round((self.record.finished_at - self.record.started_at).total_seconds(), 3)
+        self.update(status=status, **fields)
+
+    def snapshot(self) -> dict:
+        return {
+            "record": {name: _jsonable(getattr(self.record, name)) for name in RECORD_FIELDS},
+            "stages": [{name: _jsonable(getattr(stage, name)) for name in STAGE_FIELDS} for stage in self.stages],
+        }
+
+    def save(self, database: bool = True) -> None:
+        """Journal first (it must never be lost), then the database (best effort)."""
+        append_to_journal(self.snapshot())
+        if database:
+            write_snapshot(self.snapshot())
+
+
+def append_to_journal(snapshot: dict) -> None:
+    path = journal_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(snapshot, sort_keys=True) + "\n"
+    with open(path, "a", encoding="utf-8") as journal:
+        journal.write(line)
+        journal.flush()
+        os.fsync(journal.fileno())
+
+
+def write_snapshot(snapshot: dict) -> bool:
+    """Upsert one record and replace its stages; False (and a warning) if the database is unreachable."""
+    fields = {name: _restore_value(name, value) for name, value in snapshot["record"].items()}
+    record_id = fields.pop("id")
+    try:
+        with transaction.atomic():
+            record, _ = DeploymentRecord.objects.update_or_create(id=record_id, defaults=fields)
+            record.stages.all().delete()
+            DeploymentStage.objects.bulk_create(
+                DeploymentStage(record=record, **{name: _restore_value(name, value) for name, value in stage.items()})
+                for stage in snapshot["stages"]
+            )
+    except DatabaseError as error:
+        logger.warning("audit record %s kept in the journal only: %s", record_id, error)
+        return False
+    return True
+
+
+def _restore_value(name: str, value):
+    if name in ("started_at", "finished_at") and isinstance(value, str):
+        return parse_datetime(value)
+    return value
+
+
+def read_journal() -> dict[str, dict]:
+    """The newest snapshot of every record in the journal, by record id, oldest record first."""
+    path = journal_path()
+    newest: dict[str, dict] = {}
+    if not path.exists():
+        return newest
+    with open(path, encoding="utf-8") as journal:
+        for number, line in enumerate(journal, 1):
+            try:
+                snapshot = json.loads(line)
+            except json.JSONDecodeError:
+                # A torn last line after a crash must not hide every other record.
+                logger.warning("%s line %d is not JSON; skipped", path, number)
+                continue
+            newest[snapshot["record"]["id"]] = snapshot
+    return newest
+
+
+def replay_journal() -> int:
+    """Put every journaled record back into the database; returns how many were written."""
+    written = 0
+    for snapshot in read_journal().values():
+        written += write_snapshot(snapshot)
+    return written

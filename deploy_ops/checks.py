@@ -1,0 +1,114 @@
+"""System checks (``manage.py check``; the tool checks run with ``check --deploy``).
+
+deploy_ops.E001  DEPLOY_OPS has a wrong or unknown key
+deploy_ops.E002  BACKUP_DATABASE names no DATABASES alias
+deploy_ops.E003  the database engine cannot be backed up by deploy_ops
+deploy_ops.E004  the commands runtime lacks a required step
+deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
+deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import ops_settings, problems
+
+SUPPORTED_ENGINES = {
+    "django.db.backends.postgresql": ("pg_dump", "psql"),
+    "django.db.backends.mysql": ("mysqldump", "mysql"),
+    "django.db.backends.sqlite3": (),
+}
+
+E001 = "deploy_ops.E001"
+E002 = "deploy_ops.E002"
+E003 = "deploy_ops.E003"
+E004 = "deploy_ops.E004"
+W001 = "deploy_ops.W001"
+E010 = "deploy_ops.E010"
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs, **kwargs):
+    raw = getattr(settings, "DEPLOY_OPS", {})
+    if not isinstance(raw, dict):
+        return [Error("settings.DEPLOY_OPS must be a dict.", id=E001)]
+    found = [Error(problem, hint="See docs/CONFIGURATION.md for every key.", id=E001) for problem in problems(raw)]
+    if found:
+        return found
+    alias = ops_settings.BACKUP_DATABASE
+    if alias not in settings.DATABASES:
+        return [Error(f"DEPLOY_OPS['BACKUP_DATABASE'] is {alias!r}, which is not in DATABASES.", id=E002)]
+    engine = settings.DATABASES[alias]["ENGINE"]
+    if engine not in SUPPORTED_ENGINES:
+        found.append(
+            Error(
+                f"The database {alias!r} uses {engine}, which deploy_ops cannot back up.",
+                hint=f"Supported: {', '.join(sorted(SUPPORTED_ENGINES))}.",
+                id=E003,
+            )
+        )
+    if ops_settings.RUNTIME == "commands":
+        missing = [step for step in ("start", "stop") if step not in ops_settings.COMMANDS]
+        if missing:
+            found.append(
+                Error(
+                    f"RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no {' or '.join(missing)} step.",
+                    hint="Give argv lists, e.g. {'start': ['systemctl', 'start', 'gunicorn'], 'stop': [...]}.",
+                    id=E004,
+                )
+            )
+    found.extend(_backup_dir_ignored())
+    return found
+
+
+def _backup_dir_ignored():
+    backup_dir = ops_settings.backup_dir
+    project_dir = ops_settings.project_dir
+    if not (project_dir / ".git").exists() or not backup_dir.is_relative_to(project_dir) or not shutil.which("git"):
+        return []
+    probe = backup_dir / "backup_19700101_000000.sql.gz"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--quiet", "--no-index", str(probe.relative_to(project_dir))],
+        cwd=project_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    if ignored.returncode == 0:
+        return []
+    return [
+        Warning(
+            f"Backups are written to {backup_dir}, inside the git checkout, but git does not ignore them.",
+            hint=f"Add '/{backup_dir.relative_to(project_dir).as_posix()}/' to .gitignore: backups must never be committed.",
+            id=W001,
+        )
+    ]
+
+
+def needed_tools() -> list[str]:
+    if problems(getattr(settings, "DEPLOY_OPS", {})):
+        return []
+    tools = ["git"]
+    if ops_settings.RUNTIME == "compose" or ops_settings.BACKUP_EXEC_SERVICE:
+        tools.append(ops_settings.COMPOSE_COMMAND[0])
+    engine = settings.DATABASES.get(ops_settings.BACKUP_DATABASE, {}).get("ENGINE", "")
+    if not ops_settings.BACKUP_EXEC_SERVICE:
+        tools.extend(SUPPORTED_ENGINES.get(engine, ()))
+    return tools
+
+
+@register(Tags.compatibility, deploy=True)
+def check_tools(app_configs, **kwargs):
+    return [
+        Error(
+            f"{tool!r} is not installed on this host, and the deploy_ops configuration needs it.",
+            hint="Install it or change DEPLOY_OPS (BACKUP_EXEC_SERVICE runs the database tools inside a container).",
+            id=E010,
+        )
+        for tool in needed_tools()
+        if shutil.which(tool) is None
+    ]

@@ -1,0 +1,258 @@
+"""The one settings dict, ``settings.DEPLOY_OPS``: defaults, validation, environment.
+
+Settings are read lazily on every access (never at import time), so
+``override_settings(DEPLOY_OPS=...)`` works in tests and a project can build
+the dict however it likes.  ``ops_settings.KEY`` returns the validated value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from django.conf import settings as django_settings
+
+from .exceptions import ConfigurationError
+
+
+@dataclass(frozen=True)
+class Option:
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    # Extra validation: returns an error sentence, or None when the value is fine.
+    check: Callable[[Any], str | None] | None = None
+
+
+def _positive(value):
+    return None if value >= 1 else "must be 1 or more"
+
+
+def _not_negative(value):
+    return None if value >= 0 else "must be 0 or more"
+
+
+def _one_of(*choices):
+    def check(value):
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+
+    return check
+
+
+def _argv(value):
+    if not value or not all(isinstance(part, str) and part for part in value):
+        return "must be a non-empty list of strings (an argv, not a shell string)"
+    return None
+
+
+def _commands(value):
+    allowed = {"build", "start", "stop", "migrate", "collectstatic", "check"}
+    for name, argv in value.items():
+        if name not in allowed:
+            return f"has an unknown step {name!r}; steps are {', '.join(sorted(allowed))}"
+        problem = _argv(argv)
+        if problem:
+            return f"step {name!r} {problem}"
+    return None
+
+
+def _patterns(value):
+    if not all(isinstance(pattern, str) and pattern for pattern in value):
+        return "must be a list of non-empty strings"
+    return None
+
+
+def _channels(value):
+    for position, channel in enumerate(value):
+        if not isinstance(channel, dict) or not isinstance(channel.get("BACKEND"), str):
+            return f"entry {position} must be a dict with a 'BACKEND' dotted path"
+    return None
+
+
+OPTIONS: dict[str, Option] = {
+    # Where things live on the host.
+    "PROJECT_DIR": Option(None, (str, Path, type(None)), "The git checkout that is deployed (default: settings.BASE_DIR, else the current directory)."),
+    "BACKUP_DIR": Option("backups", (str, Path), "Where backups are written; relative paths are inside PROJECT_DIR."),
+    "LOG_DIR": Option("logs", (str, Path), "Where notifications.log and the deployment journal are written; relative to PROJECT_DIR."),
+    "STATE_DIR": Option(".deploy_ops", (str, Path), "Where the deploy lock lives; relative to PROJECT_DIR."),
+    # Backups.
+    "BACKUP_DATABASE": Option("default", str, "The DATABASES alias that is backed up and restored."),
+    "BACKUP_COMPRESSION": Option("gzip", str, "gzip, zstd or none.", _one_of("gzip", "zstd", "none")),
+    "BACKUP_RETENTION_DAYS": Option(7, int, "prune deletes backups older than this many days ...", _not_negative),
+    "BACKUP_KEEP": Option(3, int, "... but always keeps this many newest valid backups.", _positive),
+    "BACKUP_MAX_AGE_HOURS": Option(26, int, "The health check fails when the newest verified backup is older.", _positive),
+    "BACKUP_EXEC_SERVICE": Option(None, (str, type(None)), "Run pg_dump/mysqldump/psql/mysql inside this Compose service instead of on the host."),
+    "BACKUP_MIN_FREE_MB": Option(512, int, "Preflight and the disk health check want this much room in BACKUP_DIR.", _not_negative),
+    # Git.
+    "GIT_REMOTE": Option("origin", str, "The remote a deploy fetches from."),
+    "GIT_BRANCH": Option("main", str, "The branch a deploy takes when --ref is not given."),
+    # Services.
+    "RUNTIME": Option("compose", str, "compose (Docker Compose) or commands (argv lists in COMMANDS).", _one_of("compose", "commands")),
+    "COMMANDS": Option({}, dict, "For the commands runtime: {'build': [...], 'start': [...], 'stop': [...]} run in PROJECT_DIR.", _commands),
+    "COMPOSE_COMMAND": Option(["docker", "compose"], list, "How to call Compose: ['docker', 'compose'] or ['docker-compose'].", _argv),
+    "COMPOSE_FILES": Option([], list, "Compose files (-f), relative to PROJECT_DIR; empty means Compose's own default.", _patterns),
+    "COMPOSE_PROJECT": Option(None, (str, type(None)), "The Compose project name (-p)."),
+    "WEB_SERVICE": Option("web", str, "The Compose service that runs Django."),
+    "MANAGE_ON_HOST": Option(False, bool, "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime)."),
+    "STOP_TIMEOUT": Option(30, int, "Seconds a stop may take.", _positive),
+    # Health and verification.
+    "HEALTH_CHECK_URL": Option("http://127.0.0.1:8000/health/", str, "The URL the deploy polls after starting the new release."),
+    "HEALTH_CHECK_RETRIES": Option(3, int, "How many times the health URL is tried.", _positive),
+    "HEALTH_CHECK_DELAY": Option(10, (int, float), "Seconds between health tries.", _not_negative),
+    "HEALTH_CHECK_TIMEOUT": Option(5, (int, float), "Seconds one health request may take.", _positive),
+    "HEALTH_TOKEN": Option(None, (str, type(None)), "When set, /health/ shows details only with ?token= or an X-Health-Token header."),
+    "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
+    "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
+    # Rollback.
+    "ROLLBACK_ENABLED": Option(True, bool, "Whether any rollback may run."),
+    "AUTO_ROLLBACK": Option(True, bool, "Whether a failed deploy rolls back by itself."),
+    # Notifications.
+    "PROJECT_NAME": Option(None, (str, type(None)), "Shown in notifications (default: the PROJECT_DIR folder name)."),
+    "ENVIRONMENT": Option("production", str, "Shown in notifications."),
+    "ADMIN_BASE_URL": Option(None, (str, type(None)), "e.g. https://example.org — notifications link to the record in the admin."),
+    "NOTIFICATIONS": Option([], list, "Channels besides the always-on log: [{'BACKEND': 'deploy_ops.notifications.slack.SlackChannel', ...}].", _channels),
+}
+
+# Names the old shell scripts used, read unprefixed from the environment by the bundled settings.
+LEGACY_ENVIRONMENT_NAMES = ("ROLLBACK_ENABLED", "AUTO_ROLLBACK", "HEALTH_CHECK_RETRIES", "HEALTH_CHECK_DELAY")
+
+
+def problems(raw: dict) -> list[str]:
+    """Every problem with a raw DEPLOY_OPS dict, one sentence each."""
+    found = []
+    for key in raw:
+        if key not in OPTIONS:
+            close = difflib.get_close_matches(key, OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            found.append(f"DEPLOY_OPS has an unknown key {key!r}.{hint}")
+    for key, option in OPTIONS.items():
+        if key not in raw:
+            continue
+        value = raw[key]
+        kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
+        # bool is an int in Python; an int option must not silently accept True.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(kind.__name__ for kind in kinds)
+            found.append(f"DEPLOY_OPS[{key!r}] must be {names}, not {type(value).__name__} ({value!r}).")
+            continue
+        problem = option.check(value) if option.check else None
+        if problem:
+            found.append(f"DEPLOY_OPS[{key!r}] {problem}.")
+    return found
+
+
+class OpsSettings:
+    """Attribute access to the validated DEPLOY_OPS dict, read anew each time."""
+
+    def _raw(self) -> dict:
+        raw = getattr(django_settings, "DEPLOY_OPS", {})
+        if not isinstance(raw, dict):
+            raise ConfigurationError("settings.DEPLOY_OPS must be a dict.")
+        return raw
+
+    def __getattr__(self, key: str):
+        if key not in OPTIONS:
+            raise AttributeError(f"DEPLOY_OPS has no setting {key!r}")
+        raw = self._raw()
+        found = problems({key: raw[key]}) if key in raw else []
+        if found:
+            raise ConfigurationError(found[0])
+        value = raw.get(key, OPTIONS[key].default)
+        return _copy(value)
+
+    def validate(self) -> None:
+        found = problems(self._raw())
+        if found:
+            raise ConfigurationError(" ".join(found))
+
+    # Paths, resolved against the project directory.
+    @property
+    def project_dir(self) -> Path:
+        configured = self.PROJECT_DIR
+        if configured:
+            return Path(configured).resolve()
+        base = getattr(django_settings, "BASE_DIR", None)
+        return Path(base).resolve() if base else Path.cwd().resolve()
+
+    def _inside_project(self, value) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.project_dir / path
+
+    @property
+    def backup_dir(self) -> Path:
+        return self._inside_project(self.BACKUP_DIR)
+
+    @property
+    def log_dir(self) -> Path:
+        return self._inside_project(self.LOG_DIR)
+
+    @property
+    def state_dir(self) -> Path:
+        return self._inside_project(self.STATE_DIR)
+
+    @property
+    def project_name(self) -> str:
+        return self.PROJECT_NAME or self.project_dir.name
+
+
+def _copy(value):
+    # Callers may mutate what they get (append a compose file, say); the settings must not change.
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+ops_settings = OpsSettings()
+
+
+def _parse_environment_value(key: str, name: str, text: str):
+    option = OPTIONS[key]
+    kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
+    if bool in kinds:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(f"{name}={text!r} is not a boolean; use true or false.")
+    if list in kinds or dict in kinds:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigurationError(f"{name} must be JSON ({error.msg} at character {error.pos}).") from None
+    if type(None) in kinds and text.strip() == "":
+        return None
+    if int in kinds or float in kinds:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ConfigurationError(f"{name}={text!r} is not a number.") from None
+        return int(number) if number.is_integer() and int in kinds else number
+    return text
+
+
+def from_environment(environ=None, prefix: str = "DEPLOY_OPS_", legacy: bool = True) -> dict:
+    """A DEPLOY_OPS dict from ``DEPLOY_OPS_<KEY>`` variables (JSON for lists and dicts).
+
+    With ``legacy``, the old scripts' unprefixed names (``AUTO_ROLLBACK=false``) are read too;
+    the prefixed name wins when both are set.
+    """
+    environ = os.environ if environ is None else environ
+    found = {}
+    for key in OPTIONS:
+        names = [prefix + key] + ([key] if legacy and key in LEGACY_ENVIRONMENT_NAMES else [])
+        for name in names:
+            if name in environ:
+                found[key] = _parse_environment_value(key, name, environ[name])
+                break
+    unknown = [name for name in environ if name.startswith(prefix) and name.removeprefix(prefix) not in OPTIONS]
+    for name in unknown:
+        # An unknown variable is kept so validation names it with a hint instead of ignoring a typo.
+        found[name.removeprefix(prefix)] = environ[name]
+    return found

@@ -1,0 +1,117 @@
+"""One error hierarchy.  Management commands turn these into ``CommandError`` with ``exit_code``.
+
+Exit codes (the deploy's, reused by rollback and backups):
+0 done; 1 failed and rolled back; 2 failed and a human is needed; 3 refused before anything changed.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ROLLED_BACK = 1
+EXIT_NEEDS_HUMAN = 2
+EXIT_REFUSED = 3
+
+
+class DeployOpsError(Exception):
+    """Base of every error deploy_ops raises on purpose."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+
+class ConfigurationError(DeployOpsError):
+    """DEPLOY_OPS or the project is set up wrongly."""
+
+    exit_code = EXIT_REFUSED
+
+
+class ToolMissing(DeployOpsError):
+    """An executable deploy_ops needs is not installed on this host."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, executable: str, hint: str = ""):
+        self.executable = executable
+        message = f"{executable!r} was not found on this host's PATH."
+        if hint:
+            message += f" {hint}"
+        super().__init__(message)
+
+
+class CommandFailed(DeployOpsError):
+    """An external command exited non-zero or timed out.
+
+    ``argv`` is already redacted; the message shows the command, the exit code,
+    and the indented tail of what it printed on stderr.
+    """
+
+    def __init__(self, argv, returncode, stderr_tail="", stdout_tail="", duration=0.0, timed_out=False):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.stdout_tail = stdout_tail
+        self.duration = duration
+        self.timed_out = timed_out
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        from .runner import display_argv
+
+        if self.timed_out:
+            head = f"Command timed out after {self.duration:.1f}s: {display_argv(self.argv)}"
+        else:
+            head = f"Command failed with exit code {self.returncode} after {self.duration:.1f}s: {display_argv(self.argv)}"
+        tail = self.stderr_tail.strip() or self.stdout_tail.strip()
+        if tail:
+            head += "\n" + "\n".join("    " + line for line in tail.splitlines())
+        return head
+
+
+class BackupError(DeployOpsError):
+    """A backup could not be made, found, read or restored."""
+
+
+class BackupNotFound(BackupError):
+    exit_code = EXIT_REFUSED
+
+
+class BackupCorrupt(BackupError):
+    exit_code = EXIT_REFUSED
+
+
+class BackupIncompatible(BackupError):
+    """The backup is of another database engine than the target."""
+
+    exit_code = EXIT_REFUSED
+
+
+class GitError(DeployOpsError):
+    """A git operation failed, or a ref/commit does not exist."""
+
+
+class UnknownRef(GitError):
+    exit_code = EXIT_REFUSED
+
+
+class LockHeld(DeployOpsError):
+    """Another deploy or rollback holds the lock (or left it behind)."""
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, message: str, holder: dict | None = None, stale: bool = False):
+        self.holder = holder or {}
+        self.stale = stale
+        super().__init__(message)
+
+
+class PreflightFailed(DeployOpsError):
+    """A deploy was refused before it changed anything."""
+
+    exit_code = EXIT_REFUSED
+
+
+class ServiceError(DeployOpsError):
+    """The service runtime could not build, start, stop or inspect the services."""
+
+
+class HealthCheckFailed(DeployOpsError):
+    """The release did not become healthy or failed integrity verification."""

@@ -1,0 +1,105 @@
+"""The production checkout.
+
+Reads (current commit, summaries, history, dirty state) go through GitPython; the commands
+that change the checkout (fetch, checkout) are pure builders run by the runner, so that a
+dry run can print them and the log shows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import git
+
+from .exceptions import GitError, UnknownRef
+from .runner import Command, run
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    summary: str
+    author: str
+    committed_at: datetime
+
+    @property
+    def short(self) -> str:
+        return self.sha[:12]
+
+
+def fetch_command(project_dir: Path, remote: str) -> Command:
+    return Command(("git", "fetch", "--prune", "--tags", "--force", remote), cwd=str(project_dir))
+
+
+def checkout_command(project_dir: Path, sha: str) -> Command:
+    # Detached at an exact commit: what runs is always a sha, never a moving branch.
+    return Command(("git", "checkout", "--quiet", "--detach", sha), cwd=str(project_dir))
+
+
+class Checkout:
+    def __init__(self, project_dir: Path):
+        self.project_dir = Path(project_dir)
+        try:
+            self.repo = git.Repo(self.project_dir)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(f"{self.project_dir} is not a git checkout; deploy_ops deploys a git working tree.") from None
+
+    def head(self) -> CommitInfo:
+        try:
+            return self._info(self.repo.head.commit)
+        except ValueError:
+            raise GitError(f"{self.project_dir} has no commits yet.") from None
+
+    def dirty_files(self) -> list[str]:
+        """Tracked files changed in the working tree or the index (untracked files do not count)."""
+        changed = {item.a_path for item in self.repo.index.diff(None)}
+        changed |= {item.a_path for item in self.repo.index.diff("HEAD")}
+        return sorted(changed)
+
+    def fetch(self, remote: str) -> None:
+        if remote not in [existing.name for existing in self.repo.remotes]:
+            raise GitError(f"The checkout has no git remote named {remote!r}; set DEPLOY_OPS['GIT_REMOTE'].")
+        run(fetch_command(self.project_dir, remote), timeout=300)
+
+    def resolve(self, ref: str, remote: str) -> CommitInfo:
+        """A branch (as on the remote), a tag, or a (short) sha → the commit; UnknownRef otherwise."""
+        candidates = [f"refs/remotes/{remote}/{ref}", f"refs/tags/{ref}", ref]
+        for candidate in candidates:
+            try:
+                return self._info(self.repo.commit(candidate))
+            except (git.BadName, ValueError, git.BadObject):
+                continue
+        raise UnknownRef(
+            f"{ref!r} is not a branch on {remote!r}, a tag, or a commit in this checkout. "
+            f"List what exists with `git branch -r`, `git tag` or `manage.py rollback --list-commits`."
+        )
+
+    def checkout(self, sha: str) -> None:
+        run(checkout_command(self.project_dir, sha), timeout=300)
+
+    def summary(self, sha: str) -> str:
+        try:
+            return self.repo.commit(sha).summary
+        except (git.BadName, ValueError, git.BadObject):
+            return ""
+
+    def history(self, ref: str, count: int) -> list[CommitInfo]:
+        try:
+            return [self._info(commit) for commit in self.repo.iter_commits(ref, max_count=count)]
+        except git.GitCommandError as error:
+            raise UnknownRef(f"Cannot list the history of {ref!r}: {error.stderr.strip()}") from None
+
+    def pending_commits(self, from_sha: str, to_sha: str) -> list[CommitInfo]:
+        """Commits that a move from from_sha to to_sha would bring (newest first)."""
+        return [self._info(commit) for commit in self.repo.iter_commits(f"{from_sha}..{to_sha}")]
+
+    @staticmethod
+    def _info(commit) -> CommitInfo:
+        return CommitInfo(
+            sha=commit.hexsha,
+            summary=commit.summary,
+            author=str(commit.author),
+            committed_at=commit.committed_datetime,
+        )

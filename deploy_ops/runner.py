@@ -1,0 +1,196 @@
+"""The one place external commands run.
+
+Builders elsewhere return a :class:`Command` (argv, env, cwd, secrets) and do no I/O;
+:func:`run` and :func:`open_process` execute it.  The command line is logged before it
+runs, with every secret replaced by ``***``; a missing executable raises
+:class:`ToolMissing`; a failure raises :class:`CommandFailed` carrying the redacted argv,
+the exit code, the stderr tail and the duration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import IO, Iterator, Mapping, Sequence
+
+from .exceptions import CommandFailed, ToolMissing
+
+logger = logging.getLogger("deploy_ops.runner")
+
+TAIL_CHARS = 4000
+REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    # Added to the inherited environment; this is where passwords go (PGPASSWORD, MYSQL_PWD).
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    # Values that must never be shown: redacted from argv, output tails and errors.
+    secrets: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "argv", tuple(str(part) for part in self.argv))
+
+    def display(self) -> str:
+        return display_argv(redact_argv(self.argv, self.secrets))
+
+
+@dataclass
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration: float
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
+    return [redact(part, secrets) for part in argv]
+
+
+def display_argv(argv: Sequence[str]) -> str:
+    return shlex.join(list(argv))
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def find_executable(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise ToolMissing(name, _install_hint(name))
+    return found
+
+
+def _install_hint(name: str) -> str:
+    hints = {
+        "pg_dump": "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'] to run it inside the database container.",
+        "psql": "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
+        "mysqldump": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
+        "mysql": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
+        "git": "Install git (Debian: apt-get install git).",
+        "docker": "Install Docker with the Compose plugin, or set DEPLOY_OPS['RUNTIME'] = 'commands'.",
+        "docker-compose": "Install Compose v2, or set DEPLOY_OPS['COMPOSE_COMMAND'] = ['docker', 'compose'].",
+    }
+    return hints.get(name, "Install it, or put it on PATH.")
+
+
+def _environment(command: Command) -> dict[str, str]:
+    environ = dict(os.environ)
+    environ.update(command.env)
+    return environ
+
+
+def _resolved_argv(command: Command) -> list[str]:
+    if not command.argv:
+        raise ValueError("a Command needs at least the executable")
+    return [find_executable(command.argv[0]), *command.argv[1:]]
+
+
+def _failure(command: Command, returncode, stdout, stderr, duration, timed_out=False) -> CommandFailed:
+    return CommandFailed(
+        redact_argv(command.argv, command.secrets),
+        returncode,
+        stderr_tail=tail(redact(stderr, command.secrets)),
+        stdout_tail=tail(redact(stdout, command.secrets)),
+        duration=duration,
+        timed_out=timed_out,
+    )
+
+
+def run(
+    command: Command,
+    *,
+    check: bool = True,
+    timeout: float | None = None,
+    input: bytes | None = None,
+) -> Completed:
+    """Run to completion, capturing stdout and stderr (for commands with small output)."""
+    argv = _resolved_argv(command)
+    logger.info("run: %s", command.display())
+    started = time.monotonic()
+    try:
+        finished = subprocess.run(
+            argv,
+            cwd=command.cwd,
+            env=_environment(command),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as expired:
+        duration = time.monotonic() - started
+        raise _failure(command, None, _text(expired.stdout), _text(expired.stderr), duration, timed_out=True) from None
+    duration = time.monotonic() - started
+    stdout, stderr = _text(finished.stdout), _text(finished.stderr)
+    if check and finished.returncode != 0:
+        raise _failure(command, finished.returncode, stdout, stderr, duration)
+    return Completed(tuple(command.argv), finished.returncode, stdout, stderr, duration)
+
+
+def _text(data) -> str:
+    if data is None:
+        return ""
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+
+
+@contextlib.contextmanager
+def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
+    """Stream a long command's stdout (``reading``) or stdin (writing), in constant memory.
+
+    Yields the pipe.  On leaving, waits for the process and raises CommandFailed if it
+    exited non-zero (stderr is spooled to a temporary file, so it cannot fill memory).
+    If the body raises, the process is killed and the body's error propagates.
+    """
+    argv = _resolved_argv(command)
+    logger.info("run: %s", command.display())
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr_file:
+        process = subprocess.Popen(
+            argv,
+            cwd=command.cwd,
+            env=_environment(command),
+            stdin=subprocess.DEVNULL if reading else subprocess.PIPE,
+            stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
+            stderr=stderr_file,
+        )
+        pipe = process.stdout if reading else process.stdin
+        broken_pipe = False
+        try:
+            yield pipe
+        except BrokenPipeError:
+            # The process stopped reading (psql hit an SQL error, say): its exit code
+            # and stderr below say why, which the broken pipe itself does not.
+            broken_pipe = True
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                pipe.close()
+        returncode = process.wait()
+        duration = time.monotonic() - started
+        if returncode != 0 or broken_pipe:
+            stderr_file.seek(0, os.SEEK_END)
+            size = stderr_file.tell()
+            stderr_file.seek(max(0, size - TAIL_CHARS * 4))
+            raise _failure(command, returncode, "", _text(stderr_file.read()), duration)

@@ -1,0 +1,6 @@
+"""Shared test setup.  Each fixture family lives in its own module under tests/fixtures/."""
+
+pytest_plugins = [
+    "tests.fixtures.environment",
+    "tests.fixtures.databases",
+]
