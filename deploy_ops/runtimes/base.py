@@ -1,0 +1,82 @@
+"""What the deploy needs from whatever runs the services (Docker Compose, systemd, ...)."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..runner import Command
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    name: str
+    # As the engine says it: "running", "exited", "restarting", "missing", ...
+    state: str
+    # "healthy", "unhealthy", "starting", or None where the service has no healthcheck.
+    health: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running" and self.health in (None, "healthy")
+
+
+class ServiceRuntime(abc.ABC):
+    """Each step is a builder (``*_commands``, pure, for dry runs and tests) plus the action."""
+
+    name: str
+
+    def __init__(self, project_dir: Path):
+        self.project_dir = Path(project_dir)
+
+    @abc.abstractmethod
+    def build_commands(self) -> list[Command]: ...
+
+    @abc.abstractmethod
+    def start_commands(self) -> list[Command]: ...
+
+    @abc.abstractmethod
+    def stop_commands(self) -> list[Command]: ...
+
+    @abc.abstractmethod
+    def manage_command(self, *arguments: str) -> Command:
+        """``manage.py <arguments>`` in the release being deployed (in the web service, or on the host)."""
+
+    @abc.abstractmethod
+    def service_states(self) -> list[ServiceState]:
+        """Every service and its state; empty where the runtime cannot tell."""
+
+    @abc.abstractmethod
+    def logs_since(self, since: datetime) -> str:
+        """What the services logged since ``since`` (for the error-pattern scan); '' where unknown."""
+
+    # The actions run the builders' commands through the one runner; a runtime may refine them.
+    def build(self) -> str:
+        return self._run_all(self.build_commands())
+
+    def start(self) -> str:
+        return self._run_all(self.start_commands())
+
+    def stop(self) -> str:
+        return self._run_all(self.stop_commands())
+
+    def manage(self, *arguments: str, timeout: float | None = None) -> str:
+        from ..runner import run
+
+        finished = run(self.manage_command(*arguments), timeout=timeout)
+        return finished.stdout + finished.stderr
+
+    def _run_all(self, commands: list[Command]) -> str:
+        from ..runner import run
+
+        output = []
+        for command in commands:
+            finished = run(command, timeout=self.timeout_for(command))
+            output.append(finished.stdout + finished.stderr)
+        return "".join(output)
+
+    def timeout_for(self, command: Command) -> float | None:
+        return None
