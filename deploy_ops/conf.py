@@ -44,7 +44,7 @@ def _one_of(*choices):
 
 
 def _argv(value):
-    if not value or not all(isinstance(part, str) and part for part in value):
+    if not isinstance(value, list) or not value or not all(isinstance(part, str) and part for part in value):
         return "must be a non-empty list of strings (an argv, not a shell string)"
     return None
 
