@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import django
+
 from deploy_ops.conf import from_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -115,8 +117,11 @@ LOGGING = {
 }
 
 ADMINS = [tuple(entry.split(":", 1)) for entry in os.environ.get("DJANGO_ADMINS", "").split(",") if ":" in entry]
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+_smtp = {"host": os.environ.get("EMAIL_HOST", "localhost"), "port": int(os.environ.get("EMAIL_PORT", "25"))}
+if django.VERSION >= (6, 1):  # 6.1 configures mail with MAILERS and deprecates EMAIL_HOST/EMAIL_PORT.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": _smtp}}
+else:
+    EMAIL_HOST, EMAIL_PORT = _smtp["host"], _smtp["port"]
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "deploy_ops@localhost")
 
 DEPLOY_OPS = from_environment()

@@ -6,6 +6,7 @@ deploy_ops.E003  the database engine cannot be backed up by deploy_ops
 deploy_ops.E004  the commands runtime lacks a required step
 deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
+deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import ops_settings, problems
+from .notifications.channels import check_channels
+
+register(check_channels, Tags.compatibility)
 
 SUPPORTED_ENGINES = {
     "django.db.backends.postgresql": ("pg_dump", "psql"),

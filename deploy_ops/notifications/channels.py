@@ -1,0 +1,263 @@
+"""Channels, and sending one event through all of them without ever failing or stalling the caller.
+
+Every channel follows the same fixed sequence: ``should_send(event)`` (the level filter),
+``build_payload(event)``, ``deliver(payload)``.  :meth:`Channel.send` wraps that sequence so
+that nothing raises out of it: a failure becomes a :class:`Delivery` with ``ok=False`` and an
+error sentence from which every secret option (webhook URLs, tokens) has been removed.
+
+:func:`send` writes the always-on log channel first, then runs the configured channels in
+threads, so the total delay is bounded by the slowest channel's ``TIMEOUT`` (plus a second of
+grace), even for a custom channel that ignores its budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.core.checks import Error
+from django.utils.module_loading import import_string
+
+from ..conf import ops_settings
+from ..exceptions import ConfigurationError
+from ..runner import redact
+from .events import Event, Level
+
+logger = logging.getLogger("deploy_ops.notifications")
+
+DEFAULT_TIMEOUT = 10.0
+# How long send waits past a channel's budget before giving up on its thread.
+GRACE = 1.0
+# Options whose names contain one of these are treated as secret even on custom channels.
+SECRET_WORDS = ("URL", "SECRET", "TOKEN", "PASSWORD", "KEY")
+
+E020 = "deploy_ops.E020"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    ok: bool
+    error: str = ""
+    attempts: int = 0
+    duration: float = 0.0
+    # The event was below the channel's MIN_LEVEL; nothing was sent (ok stays True).
+    skipped: bool = False
+
+
+class DeliveryFailed(Exception):
+    """A channel could not deliver; the message is a sentence with no secret in it."""
+
+    def __init__(self, message: str, attempts: int = 1):
+        self.attempts = attempts
+        super().__init__(message)
+
+
+class Retryable(DeliveryFailed):
+    """A failure worth another try (connection refused, timeout, 429, 5xx)."""
+
+    def __init__(self, message: str, retry_after: float = 0.0):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class Channel:
+    """Base class of every channel; subclasses implement build_payload and deliver.
+
+    Options (the keys of the channel's dict in DEPLOY_OPS['NOTIFICATIONS'], besides BACKEND):
+    NAME, MIN_LEVEL (default INFO), TIMEOUT (total seconds, retries included; default 10),
+    and for channels that retry: RETRIES (default 3), BACKOFF (first pause, doubled each time;
+    default 0.5) and ATTEMPT_TIMEOUT (seconds one attempt may take; default 5).
+    """
+
+    name = ""
+    # Option names whose values must never be shown, besides any name containing SECRET_WORDS.
+    secret_options: tuple[str, ...] = ()
+    # Options that must be present; a missing one is a ConfigurationError naming it.
+    required_options: tuple[str, ...] = ()
+
+    def __init__(self, **options):
+        self.options = options
+        self.name = options.get("NAME") or self.name or type(self).__name__
+        missing = [option for option in self.required_options if not options.get(option)]
+        if missing:
+            raise ConfigurationError(f"The notification channel {self.name!r} needs the option {', '.join(missing)}.")
+        self.min_level = Level.parse(options.get("MIN_LEVEL", Level.INFO))
+        self.timeout = self._number("TIMEOUT", DEFAULT_TIMEOUT)
+        self.deadline = time.monotonic() + self.timeout
+
+    def __repr__(self):
+        # Never the options: they hold the secrets.
+        return f"<{type(self).__name__} {self.name!r}>"
+
+    def _number(self, option: str, default: float) -> float:
+        value = self.options.get(option, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigurationError(f"The notification channel {self.name!r} option {option} must be a number of 0 or more, not {value!r}.")
+        return float(value)
+
+    # -- the fixed sequence -------------------------------------------------------------
+    def should_send(self, event: Event) -> bool:
+        return event.level is Level.ROLLBACK_FAILED or event.level >= self.min_level
+
+    def build_payload(self, event: Event):
+        raise NotImplementedError
+
+    def deliver(self, payload) -> int | None:
+        """Send the payload; return how many attempts it took (None means one), raise to fail."""
+        raise NotImplementedError
+
+    def send(self, event: Event) -> Delivery:
+        """Run the sequence within the budget; never raises."""
+        started = time.monotonic()
+        self.deadline = started + self.timeout
+        if not self.should_send(event):
+            return Delivery(self.name, ok=True, error=f"below MIN_LEVEL {self.min_level.name}", skipped=True)
+        try:
+            attempts = self.deliver(self.build_payload(event)) or 1
+        except DeliveryFailed as failure:
+            return self._failed(str(failure), failure.attempts, started)
+        except Exception as error:  # a channel must never break a deploy, whatever it raises
+            return self._failed(f"{type(error).__name__}: {error}", 1, started)
+        return Delivery(self.name, ok=True, attempts=attempts, duration=round(time.monotonic() - started, 3))
+
+    def _failed(self, error: str, attempts: int, started: float) -> Delivery:
+        return Delivery(self.name, ok=False, error=self.redact(error), attempts=attempts, duration=round(time.monotonic() - started, 3))
+
+    # -- helpers for subclasses ---------------------------------------------------------
+    def secrets(self) -> list[str]:
+        return secret_values(self.options, self.secret_options)
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.secrets())
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def with_retries(self, attempt) -> int:
+        """Call ``attempt(timeout)`` until it returns; retry a :class:`Retryable` with exponential backoff.
+
+        Stops when RETRIES are used up or when the next pause would overrun the channel's TIMEOUT,
+        so a channel can never hold a deploy longer than its budget.  Returns the attempts made.
+        """
+        retries = int(self._number("RETRIES", 3))
+        backoff = self._number("BACKOFF", 0.5)
+        attempt_timeout = self._number("ATTEMPT_TIMEOUT", 5)
+        number = 0
+        while True:
+            number += 1
+            try:
+                attempt(max(0.05, min(attempt_timeout, self.remaining())))
+                return number
+            except Retryable as problem:
+                pause = max(backoff * 2 ** (number - 1), problem.retry_after)
+                if number > retries:
+                    raise DeliveryFailed(f"{problem}; gave up after {number} attempts.", number) from None
+                if pause >= self.remaining():
+                    raise DeliveryFailed(f"{problem}; gave up after {number} attempts to stay within the {self.timeout:g}s TIMEOUT.", number) from None
+                time.sleep(pause)
+            except DeliveryFailed as failure:
+                failure.attempts = number
+                raise
+
+
+def secret_values(options: dict, secret_options=()) -> list[str]:
+    """The values to redact: named secret options, anything named like one, and a URL's path (a Slack token lives there)."""
+    found = []
+    for key, value in options.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if key in secret_options or any(word in key.upper() for word in SECRET_WORDS):
+            found.append(value)
+            parts = urlsplit(value)
+            if parts.scheme and len(parts.path) > 1:
+                found.append(parts.path + (f"?{parts.query}" if parts.query else ""))
+    # Longest first, so a URL is replaced whole before its path is.
+    return sorted(set(found), key=len, reverse=True)
+
+
+def load_channel(options: dict) -> Channel:
+    backend = options.get("BACKEND", "")
+    try:
+        cls = import_string(backend)
+    except ImportError:
+        raise ConfigurationError(f"The notification channel BACKEND {backend!r} cannot be imported; check the dotted path.") from None
+    if not (isinstance(cls, type) and issubclass(cls, Channel)):
+        raise ConfigurationError(f"The notification channel BACKEND {backend!r} is not a deploy_ops.notifications.channels.Channel subclass.")
+    return cls(**{key: value for key, value in options.items() if key != "BACKEND"})
+
+
+def _load_configured() -> list[Channel | Delivery]:
+    """Each configured channel, or a failed Delivery in its place when it cannot be loaded."""
+    try:
+        configured = ops_settings.NOTIFICATIONS
+    except ConfigurationError:
+        # The validation sentence may quote the value, secrets included; `manage.py check` shows it.
+        return [Delivery("notifications", ok=False, error="DEPLOY_OPS['NOTIFICATIONS'] is invalid; run `manage.py check` for details.")]
+    loaded = []
+    for position, options in enumerate(configured):
+        try:
+            loaded.append(load_channel(options))
+        except Exception as error:
+            name = options.get("NAME") or f"channel {position} ({options.get('BACKEND', '?')})"
+            loaded.append(Delivery(name, ok=False, error=redact(str(error), secret_values(options))))
+    return loaded
+
+
+def send(event: Event) -> list[Delivery]:
+    """Send ``event`` to the log and every configured channel; never raises, never exceeds the budgets.
+
+    Returns one Delivery per channel: the log's first, then in the order of NOTIFICATIONS.
+    """
+    from .log import LogChannel
+
+    log_delivery = LogChannel().send(event)
+    loaded = _load_configured()
+    results: dict[int, Delivery] = {index: item for index, item in enumerate(loaded) if isinstance(item, Delivery)}
+    running = []
+    started = time.monotonic()
+    for index, channel in enumerate(loaded):
+        if isinstance(channel, Delivery):
+            continue
+
+        def run(index=index, channel=channel):
+            results[index] = channel.send(event)
+
+        # Daemon threads: one that ignores its budget must not keep the process alive either.
+        thread = threading.Thread(target=run, name=f"deploy_ops-notify-{channel.name}", daemon=True)
+        thread.start()
+        running.append((index, channel, thread))
+    for index, channel, thread in running:
+        thread.join(max(0.0, started + channel.timeout + GRACE - time.monotonic()))
+        if index not in results:
+            results[index] = Delivery(
+                channel.name, ok=False, error=f"did not finish within its {channel.timeout:g}s TIMEOUT; left running in the background.",
+                duration=round(time.monotonic() - started, 3),
+            )
+    deliveries = [log_delivery] + [results[index] for index in range(len(loaded))]
+    for delivery in deliveries:
+        if not delivery.ok:
+            logger.warning("notification %s to %s failed: %s", event.level.name, delivery.channel, delivery.error)
+        elif delivery.skipped:
+            logger.info("notification %s to %s skipped: %s", event.level.name, delivery.channel, delivery.error)
+        else:
+            logger.info("notification %s sent to %s", event.level.name, delivery.channel)
+    return deliveries
+
+
+def check_channels(app_configs=None, **kwargs) -> list[Error]:
+    """System check deploy_ops.E020: every NOTIFICATIONS entry imports and accepts its options."""
+    found = []
+    try:
+        configured = ops_settings.NOTIFICATIONS
+    except ConfigurationError:
+        return []  # the settings check (E001) already reports it
+    for position, options in enumerate(configured):
+        try:
+            load_channel(options)
+        except Exception as error:
+            found.append(Error(f"DEPLOY_OPS['NOTIFICATIONS'][{position}]: {redact(str(error), secret_values(options))}", hint="See docs/NOTIFICATIONS.md.", id=E020))
+    return found
