@@ -3,5 +3,8 @@
 pytest_plugins = [
     "tests.fixtures.environment",
     "tests.fixtures.databases",
+    "tests.fixtures.docker",
+    "tests.fixtures.sample_site",
     "tests.fixtures.receivers",
+    "tests.fixtures.backups",
 ]

@@ -1,0 +1,133 @@
+"""Docker Compose: the compose command builds, starts and stops; the Docker SDK reports states and logs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import datetime
+
+import docker
+from docker.errors import DockerException, NotFound
+
+from ..conf import ops_settings
+from ..exceptions import ServiceError
+from ..runner import Command, run
+from .base import ServiceRuntime, ServiceState
+from .commands import host_manage_command
+from .compose_cli import compose_argv, exec_command
+
+# An image build may download and compile packages: generous, but a hung build still ends.
+BUILD_TIMEOUT = 3600
+# Beyond compose's own --wait-timeout/--timeout, for creating and removing containers.
+MARGIN = 60
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+ONE_OFF_LABEL = "com.docker.compose.oneoff"
+
+
+class ComposeRuntime(ServiceRuntime):
+    name = "compose"
+
+    def _command(self, *arguments: str) -> Command:
+        return Command(tuple(compose_argv(*arguments)), cwd=str(self.project_dir))
+
+    def build_commands(self) -> list[Command]:
+        return [self._command("build")]
+
+    def start_commands(self) -> list[Command]:
+        # --wait makes the start fail when a container exits or turns unhealthy, not a later stage.
+        return [self._command("up", "--detach", "--remove-orphans", "--wait", "--wait-timeout", str(ops_settings.START_TIMEOUT))]
+
+    def stop_commands(self) -> list[Command]:
+        # `stop`, not `down`: volumes and containers stay (the failed release's logs can still be
+        # read), and with APP_SERVICES the database keeps running for the restore.
+        return [self._command("stop", "--timeout", str(ops_settings.STOP_TIMEOUT), *ops_settings.APP_SERVICES)]
+
+    def config_command(self) -> Command:
+        return self._command("config", "--format", "json")
+
+    def manage_command(self, *arguments: str) -> Command:
+        if ops_settings.MANAGE_ON_HOST:
+            return host_manage_command(self.project_dir, arguments)
+        return exec_command(ops_settings.WEB_SERVICE, ["python", "manage.py", *arguments])
+
+    def timeout_for(self, command: Command) -> float | None:
+        verb_at = len(compose_argv())
+        verb = command.argv[verb_at] if len(command.argv) > verb_at else ""
+        return {
+            "build": BUILD_TIMEOUT,
+            "up": ops_settings.START_TIMEOUT + MARGIN,
+            "stop": ops_settings.STOP_TIMEOUT + MARGIN,
+            "config": MARGIN,
+        }.get(verb)
+
+    def project(self) -> tuple[str, list[str]]:
+        """The project name and its services, as Compose resolves them (-p, .env, the `name:` key)."""
+        finished = run(self.config_command(), timeout=MARGIN)
+        config = json.loads(finished.stdout)
+        return config["name"], sorted(config.get("services", {}))
+
+    def service_states(self) -> list[ServiceState]:
+        project, services = self.project()
+        states = []
+        with docker_client() as client:
+            for container in _project_containers(client, project):
+                state = container.attrs.get("State", {})
+                states.append(
+                    ServiceState(
+                        name=container.labels.get(SERVICE_LABEL, container.name),
+                        state=state.get("Status", container.status),
+                        health=(state.get("Health") or {}).get("Status"),
+                        detail=_describe(container.name, state),
+                    )
+                )
+        created = {state.name for state in states}
+        states += [ServiceState(service, "missing", detail="no container: it was never created") for service in services if service not in created]
+        return states
+
+    def logs_since(self, since: datetime) -> str:
+        project, _ = self.project()
+        lines = []
+        with docker_client() as client:
+            for container in _project_containers(client, project):
+                service = container.labels.get(SERVICE_LABEL, container.name)
+                try:
+                    text = container.logs(since=since, stdout=True, stderr=True).decode("utf-8", "replace")
+                except NotFound:  # removed between the listing and now
+                    continue
+                except DockerException as error:
+                    raise ServiceError(f"Could not read the logs of {container.name}: {error}") from None
+                lines += [f"{service} | {line}" for line in text.splitlines()]
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def docker_client():
+    try:
+        client = docker.from_env()
+    except DockerException as error:
+        raise ServiceError(
+            f"The Docker engine is not reachable ({error}). Start it (e.g. `systemctl start docker`) "
+            "or point DOCKER_HOST at it; on a host without Docker set DEPLOY_OPS['RUNTIME'] = 'commands'."
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _project_containers(client, project: str) -> list:
+    try:
+        containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
+    except DockerException as error:
+        raise ServiceError(f"Could not list the containers of Compose project {project!r}: {error}") from None
+    # `compose run` leaves one-off containers that are not services.
+    services = [container for container in containers if container.labels.get(ONE_OFF_LABEL) != "True"]
+    return sorted(services, key=lambda container: container.name)
+
+
+def _describe(name: str, state: dict) -> str:
+    if state.get("Status") == "exited":
+        return f"{name} exited with code {state.get('ExitCode')}"
+    return name
