@@ -73,6 +73,29 @@ def _channels(value):
     return None
 
 
+def _health_checks(value):
+    for position, entry in enumerate(value):
+        if isinstance(entry, str) and entry:
+            continue
+        if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict):
+            continue
+        return f"entry {position} must be a dotted path or a [dotted path, {{options}}] pair"
+    return None
+
+
+DEFAULT_HEALTH_CHECKS = [
+    "health_check.checks.Database",
+    "health_check.checks.Cache",
+    "health_check.checks.Storage",
+    "deploy_ops.health.checks.ServicesRunning",
+    "deploy_ops.health.checks.MigrationsApplied",
+    "deploy_ops.health.checks.LastDeployment",
+    "deploy_ops.health.checks.BackupFreshness",
+    "deploy_ops.health.checks.BackupDiskSpace",
+    "deploy_ops.health.checks.RunningCommit",
+]
+
+
 OPTIONS: dict[str, Option] = {
     # Where things live on the host.
     "PROJECT_DIR": Option(None, (str, Path, type(None)), "The git checkout that is deployed (default: settings.BASE_DIR, else the current directory)."),
@@ -99,12 +122,16 @@ OPTIONS: dict[str, Option] = {
     "WEB_SERVICE": Option("web", str, "The Compose service that runs Django."),
     "MANAGE_ON_HOST": Option(False, bool, "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime)."),
     "STOP_TIMEOUT": Option(30, int, "Seconds a stop may take.", _positive),
+    "APP_SERVICES": Option([], list, "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.", _patterns),
+    "START_TIMEOUT": Option(300, int, "Seconds `compose up --wait` may take for the services to be running and healthy.", _positive),
+    "COMMANDS_LOG_FILE": Option(None, (str, Path, type(None)), "For the commands runtime: the log file the release's processes write (scanned for LOG_ERROR_PATTERNS); relative to PROJECT_DIR."),
     # Health and verification.
     "HEALTH_CHECK_URL": Option("http://127.0.0.1:8000/health/", str, "The URL the deploy polls after starting the new release."),
     "HEALTH_CHECK_RETRIES": Option(3, int, "How many times the health URL is tried.", _positive),
     "HEALTH_CHECK_DELAY": Option(10, (int, float), "Seconds between health tries.", _not_negative),
     "HEALTH_CHECK_TIMEOUT": Option(5, (int, float), "Seconds one health request may take.", _positive),
     "HEALTH_TOKEN": Option(None, (str, type(None)), "When set, /health/ shows details only with ?token= or an X-Health-Token header."),
+    "HEALTH_CHECKS": Option(DEFAULT_HEALTH_CHECKS, list, "The checks /health/ runs and the deploy gates on: dotted paths or [dotted path, {options}] pairs.", _health_checks),
     "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
     "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
     # Rollback.

@@ -1,0 +1,375 @@
+"""Health-check backends for django-health-check (v4 API) and the synchronous runner the deploy uses.
+
+Every check is a small dataclass whose ``run()`` raises ``ServiceUnavailable`` (the site is not
+fine) or ``ServiceWarning`` (it serves, but someone should look) with a sentence naming the cause.
+Checks that read the database run thread-sensitively (``sync_to_async``), so they share the
+request's connection instead of opening one in a worker thread that nobody closes.
+
+The same configured list (``DEPLOY_OPS['HEALTH_CHECKS']``) feeds the ``/health/`` view and
+:func:`run_checks`; the deploy gates on :func:`deploy_gate_checks`, a subset of that list, so what
+the monitor sees and what the deploy gates on cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.apps import apps
+from django.db import DatabaseError, connections
+from git.refs.symbolic import SymbolicReference
+from django.db.migrations.executor import MigrationExecutor
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from health_check.base import HealthCheck, HealthCheckResult
+from health_check.checks import Database
+from health_check.exceptions import ServiceUnavailable, ServiceWarning
+
+from ..conf import ops_settings
+from ..exceptions import DeployOpsError, GitError, HealthCheckFailed, ToolMissing
+from ..models import DeploymentRecord
+from ..runtimes import ServiceRuntime, get_runtime
+
+DEPLOY_KINDS = (DeploymentRecord.Kind.DEPLOY, DeploymentRecord.Kind.ROLLBACK)
+Status = DeploymentRecord.Status
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _database_problem(what: str, alias: str, error: DatabaseError) -> ServiceUnavailable:
+    # Only the error's class: a driver's message may quote connection details.
+    return ServiceUnavailable(f"{what} could not be read from database {alias!r} ({type(error).__name__}).")
+
+
+@dataclasses.dataclass
+class ServicesRunning(HealthCheck):
+    """Every service of the runtime is running and, where it has a healthcheck, healthy."""
+
+    # None: the configured runtime (DEPLOY_OPS['RUNTIME']), looked up at run time.
+    runtime: ServiceRuntime | None = dataclasses.field(default=None, repr=False)
+
+    # `docker compose ps` can take a few seconds on a busy host; a class attribute, not a field.
+    timeout = datetime.timedelta(seconds=15)
+
+    def run(self):
+        try:
+            states = (self.runtime or get_runtime()).service_states()
+        except ToolMissing as error:
+            # Typical inside the web container, which has no Docker CLI: the site still serves.
+            raise ServiceWarning(
+                f"The services cannot be inspected from here: {_first_line(error)} "
+                "Remove ServicesRunning from DEPLOY_OPS['HEALTH_CHECKS'] where the Docker CLI is absent."
+            ) from None
+        except DeployOpsError as error:
+            raise ServiceUnavailable(f"The service runtime could not list the services: {_first_line(error)}") from None
+        problems = [_describe_service(state) for state in states if not state.ok]
+        if problems:
+            raise ServiceUnavailable(" ".join(problems))
+
+
+def _describe_service(state) -> str:
+    detail = f" ({state.detail})" if state.detail and state.detail != state.name else ""
+    if state.state != "running":
+        return f"Service {state.name!r} is {state.state}, not running{detail}."
+    if state.health == "starting":
+        return f"Service {state.name!r} is running but its healthcheck has not passed yet (starting){detail}."
+    return f"Service {state.name!r} is running but its healthcheck reports {state.health}{detail}."
+
+
+@dataclasses.dataclass
+class MigrationsApplied(HealthCheck):
+    """No migration on disk is unapplied in the database (``migrate --check``)."""
+
+    alias: str = "default"
+
+    async def run(self):
+        await sync_to_async(self.check_plan)()
+
+    def check_plan(self):
+        try:
+            names = pending_migrations(self.alias)
+        except DatabaseError as error:
+            raise _database_problem("The migration state", self.alias, error) from None
+        if names:
+            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            raise ServiceUnavailable(
+                f"{len(names)} migration(s) not applied to database {self.alias!r}: {shown}. Run `manage.py migrate`."
+            )
+
+
+# Building the migration graph from disk costs milliseconds per poll, so the plan is kept until
+# the applied set (one query) or a migrations folder (a stat each) changes.
+_plans: dict[str, tuple[tuple, list[str]]] = {}
+
+
+def pending_migrations(alias: str = "default") -> list[str]:
+    """``app.name`` of every migration ``migrate`` would apply to ``alias``, in order."""
+    connection = connections[alias]
+    key = (frozenset(MigrationRecorder(connection).applied_migrations()), _migration_folders())
+    cached = _plans.get(alias)
+    if cached and cached[0] == key:
+        return cached[1]
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    names = [f"{migration.app_label}.{migration.name}" for migration, _backwards in plan]
+    # The loader has imported every migrations package now, so their folders are known.
+    _plans[alias] = ((key[0], _migration_folders()), names)
+    return names
+
+
+def _migration_folders() -> tuple:
+    found = []
+    for app in apps.get_app_configs():
+        module = sys.modules.get(MigrationLoader.migrations_module(app.label)[0] or "")
+        for folder in getattr(module, "__path__", ()):
+            try:
+                found.append((folder, os.stat(folder).st_mtime_ns))
+            except OSError:
+                found.append((folder, None))
+    return tuple(found)
+
+
+def latest_deployment() -> DeploymentRecord | None:
+    return DeploymentRecord.objects.filter(kind__in=DEPLOY_KINDS).order_by("-started_at").first()
+
+
+@dataclasses.dataclass
+class LastDeployment(HealthCheck):
+    """The newest deploy or rollback did not fail, hang or die; a rolled-back deploy is a warning."""
+
+    async def run(self):
+        await sync_to_async(self.check_record)()
+
+    def check_record(self):
+        try:
+            record = latest_deployment()
+        except DatabaseError as error:
+            raise _database_problem("The deployment records", "default", error) from None
+        if record is None:
+            return
+        what = f"The last {record.kind} (to {record.to_commit[:12] or record.requested_ref or 'an unknown commit'}, started {record.started_at:%Y-%m-%d %H:%M} UTC)"
+        stage = f" at stage {record.failed_stage!r}" if record.failed_stage else ""
+        status = record.status
+        if status == Status.ROLLBACK_FAILED:
+            raise ServiceUnavailable(
+                f"{what} failed{stage} and its rollback failed too: the site may run a half-updated release. "
+                "A human is needed: see `manage.py rollback --status`."
+            )
+        if status == Status.FAILED and record.kind == DeploymentRecord.Kind.ROLLBACK:
+            raise ServiceUnavailable(f"{what} failed{stage}: the site may run a half-restored release. See `manage.py rollback --status`.")
+        if status == Status.FAILED:
+            raise ServiceUnavailable(f"{what} failed{stage} and was not rolled back. See `manage.py rollback --status`.")
+        if status == Status.INTERRUPTED:
+            raise ServiceUnavailable(
+                f"{what} was interrupted{stage} (its process died): the site may run a half-updated release. "
+                "See `manage.py rollback --status`."
+            )
+        if status == Status.RUNNING:
+            minutes = (timezone.now() - record.started_at).total_seconds() / 60
+            limit = ops_settings.DEPLOY_STUCK_MINUTES
+            if minutes > limit:
+                raise ServiceUnavailable(
+                    f"{what} is stuck: still running after {minutes:.0f} minutes (limit {limit}). "
+                    f"Check process {record.pid} on {record.host or 'the host'}, then `manage.py rollback --status`."
+                )
+            return
+        if status == Status.ROLLED_BACK:
+            back_to = f" to {record.from_commit[:12]}" if record.from_commit else ""
+            raise ServiceWarning(f"{what} failed{stage} and was rolled back{back_to}; the previous release is serving.")
+
+
+@dataclasses.dataclass
+class BackupFreshness(HealthCheck):
+    """The newest verified backup (or, with none verified, the newest unchecked one) is young enough."""
+
+    # None: DEPLOY_OPS['BACKUP_MAX_AGE_HOURS'], read at run time so settings changes apply.
+    max_age_hours: float | None = None
+
+    def run(self):
+        from ..backups import list_backups
+
+        backups = list_backups()
+        if not backups:
+            raise ServiceUnavailable(f"There is no backup in {ops_settings.backup_dir}. Make one with `manage.py backups create`.")
+        verified = [backup for backup in backups if backup.verified]
+        # verified=False means verification failed: such a backup never counts as fresh.
+        unchecked = [backup for backup in backups if backup.verified is None]
+        candidates = verified or unchecked
+        if not candidates:
+            raise ServiceUnavailable("Every backup failed verification. Make a new one with `manage.py backups create`.")
+        newest = max(candidates, key=lambda backup: backup.created_at)
+        limit = ops_settings.BACKUP_MAX_AGE_HOURS if self.max_age_hours is None else self.max_age_hours
+        hours = (timezone.now() - newest.created_at).total_seconds() / 3600
+        if hours > limit:
+            kind = "verified" if verified else "(unverified)"
+            raise ServiceUnavailable(
+                f"The newest {kind} backup, {newest.name}, is {hours:.1f} hours old (limit {limit:g}). "
+                "Check the backup schedule (`manage.py backups create`)."
+            )
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest existing parent (BACKUP_DIR may not exist before the first backup)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+@dataclasses.dataclass
+class BackupDiskSpace(HealthCheck):
+    """The disk that holds BACKUP_DIR has at least BACKUP_MIN_FREE_MB free."""
+
+    min_free_mb: int | None = None
+
+    def run(self):
+        wanted = ops_settings.BACKUP_MIN_FREE_MB if self.min_free_mb is None else self.min_free_mb
+        free_mb = shutil.disk_usage(nearest_existing(ops_settings.backup_dir)).free // (1024 * 1024)
+        if free_mb < wanted:
+            raise ServiceUnavailable(
+                f"Only {free_mb} MB free on the disk holding the backups (want {wanted} MB): "
+                "the next backup, and so the next deploy, may fail. Free space or prune old backups."
+            )
+
+
+def expected_commit() -> str | None:
+    """The commit deploy_ops last put in place: None while a deploy runs or when nothing is known."""
+    newest = DeploymentRecord.objects.filter(kind__in=DEPLOY_KINDS).order_by("-started_at")
+    for status, to_commit, from_commit in newest.values_list("status", "to_commit", "from_commit")[:20]:
+        if status == Status.RUNNING:
+            return None
+        if status in (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS) and to_commit:
+            return to_commit
+        if status == Status.ROLLED_BACK and from_commit:
+            return from_commit
+    return None
+
+
+@dataclasses.dataclass
+class RunningCommit(HealthCheck):
+    """The checkout's HEAD is the commit of the last successful deploy or rollback.
+
+    A mismatch is a warning: the site may well serve, but the code was changed by hand, so the
+    audit trail and the next rollback's idea of "the previous release" are wrong.
+    """
+
+    async def run(self):
+        await sync_to_async(self.check_head)()
+
+    def check_head(self):
+        from ..gitrepo import Checkout
+
+        try:
+            expected = expected_commit()
+        except DatabaseError as error:
+            raise _database_problem("The deployment records", "default", error) from None
+        if not expected:
+            return
+        try:
+            checkout = Checkout(ops_settings.project_dir)
+        except GitError:
+            # Code copied into an image without .git: there is nothing to compare here.
+            return
+        try:
+            # Read from the ref files: Checkout.head() starts a `git cat-file` per call, too slow per poll.
+            head = SymbolicReference.dereference_recursive(checkout.repo, "HEAD")
+        except ValueError:
+            return  # no commit yet
+        finally:
+            checkout.repo.close()
+        if head != expected:
+            raise ServiceWarning(
+                f"The checkout is at {head[:12]} but the last successful deploy put {expected[:12]} in place: "
+                "the code was changed outside deploy_ops. Deploy again or roll back to restore a known release."
+            )
+
+
+# -- the configured list and the synchronous runner ----------------------------------------------
+
+# What the deploy's integrity stage gates on (a subset of the configured list, same options).
+GATE_CHECKS = (Database, MigrationsApplied, ServicesRunning)
+
+
+def _resolve(entry) -> tuple[type[HealthCheck], dict]:
+    if isinstance(entry, str):
+        path, options = entry, {}
+    else:
+        path, options = entry
+    check_class = import_string(path) if isinstance(path, str) else path
+    return check_class, dict(options)
+
+
+def configured_check_entries() -> list:
+    """DEPLOY_OPS['HEALTH_CHECKS'] as the view's ``checks``: dotted paths or (path, kwargs)."""
+    return [entry if isinstance(entry, str) else tuple(entry) for entry in ops_settings.HEALTH_CHECKS]
+
+
+def configured_checks() -> list[HealthCheck]:
+    return [check_class(**options) for check_class, options in map(_resolve, ops_settings.HEALTH_CHECKS)]
+
+
+def deploy_gate_checks() -> list[HealthCheck]:
+    """The configured database, migration and service checks: the deploy's integrity gate."""
+    return [
+        check_class(**options)
+        for check_class, options in map(_resolve, ops_settings.HEALTH_CHECKS)
+        if issubclass(check_class, GATE_CHECKS)
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    # False only for a failure; a warning is ok (the site serves) with warning=True.
+    ok: bool
+    warning: bool
+    message: str
+
+    @classmethod
+    def from_result(cls, result: HealthCheckResult) -> CheckOutcome:
+        error = result.error
+        return cls(
+            name=repr(result.check),
+            ok=error is None or isinstance(error, ServiceWarning),
+            warning=isinstance(error, ServiceWarning),
+            message="" if error is None else str(error),
+        )
+
+
+def is_failure(error) -> bool:
+    """What turns /health/ to HTTP 500 and fails the deploy gate: any error but a warning."""
+    return error is not None and not isinstance(error, ServiceWarning)
+
+
+async def _gather(checks: list[HealthCheck]) -> list[HealthCheckResult]:
+    return await asyncio.gather(*(check.get_result() for check in checks))
+
+
+def run_checks(checks: Iterable[HealthCheck] | None = None) -> list[CheckOutcome]:
+    """Run checks (default: the configured ones) exactly as /health/ does; callable from sync code.
+
+    ``async_to_sync`` runs the database checks back in the calling thread, on its connection.
+    """
+    checks = configured_checks() if checks is None else list(checks)
+    return [CheckOutcome.from_result(result) for result in async_to_sync(_gather)(checks)]
+
+
+def require_healthy(outcomes: Iterable[CheckOutcome]) -> str:
+    """A one-line-per-check summary; HealthCheckFailed naming every failing check."""
+    outcomes = list(outcomes)
+    failing = [outcome for outcome in outcomes if not outcome.ok]
+    if failing:
+        raise HealthCheckFailed("Health checks failed: " + "; ".join(f"{o.name}: {o.message}" for o in failing))
+    return "\n".join(f"{o.name}: {o.message or 'OK'}" for o in outcomes)

@@ -1,0 +1,200 @@
+"""/health/ and /health/live/ through Django's test client: status codes, JSON, the token, no secrets."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from deploy_ops.conf import ops_settings
+from deploy_ops.models import DeploymentRecord
+
+from .test_health_checks import write_backup
+
+Status = DeploymentRecord.Status
+TOKEN = "health-token-7f3c2a9e"
+DISK_FULL = ["deploy_ops.health.checks.BackupDiskSpace", {"min_free_mb": 10**12}]
+
+
+@pytest.fixture
+def healthy_site(ops_dirs, settings, tmp_path):
+    """Every default check passes: commands runtime, migrated database, a fresh backup, room on disk."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "RUNTIME": "commands",
+        "COMMANDS": {"start": ["true"], "stop": ["true"]},
+        "BACKUP_MIN_FREE_MB": 1,
+    }
+    write_backup(hours_old=0.1, verified=True)
+    return ops_dirs
+
+
+def health_json(client, **headers):
+    response = client.get("/health/", {"format": "json"}, **headers)
+    return response.status_code, json.loads(response.content)
+
+
+def failing(results):
+    return {name: message for name, message in results.items() if message != "OK"}
+
+
+# -- acceptance: the default checks ---------------------------------------------------------------
+@pytest.mark.django_db
+def test_health_json_is_200_and_all_ok_when_everything_is_fine(client, healthy_site):
+    status, results = health_json(client)
+    assert failing(results) == {}
+    assert status == 200
+    assert list(results) == [
+        "Database(alias='default')", "Cache(alias='default')", "Storage(alias='default')", "ServicesRunning()",
+        "MigrationsApplied(alias='default')", "LastDeployment()", "BackupFreshness(max_age_hours=None)",
+        "BackupDiskSpace(min_free_mb=None)", "RunningCommit()",
+    ]
+
+
+@pytest.mark.django_db
+def test_health_is_500_naming_a_pending_migration(client, healthy_site):
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM django_migrations WHERE app = 'sessions' AND name = '0001_initial'")
+    status, results = health_json(client)
+    assert status == 500
+    assert failing(results) == {
+        "MigrationsApplied(alias='default')": "Unavailable: 1 migration(s) not applied to database 'default': sessions.0001_initial. Run `manage.py migrate`."
+    }
+
+
+@pytest.mark.django_db
+def test_health_is_500_when_the_last_deploys_rollback_failed(client, healthy_site):
+    DeploymentRecord.objects.create(status=Status.ROLLBACK_FAILED, failed_stage="migrate", to_commit="b" * 40, started_at=timezone.now())
+    status, results = health_json(client)
+    assert status == 500
+    assert list(failing(results)) == ["LastDeployment()"]
+    assert "failed at stage 'migrate' and its rollback failed too" in results["LastDeployment()"]
+
+
+@pytest.mark.django_db
+def test_health_is_500_when_the_newest_backup_is_too_old(client, healthy_site):
+    for backup in ops_settings.backup_dir.iterdir():
+        backup.unlink()
+    name = write_backup(hours_old=27, verified=True)
+    status, results = health_json(client)
+    assert status == 500
+    assert failing(results) == {
+        "BackupFreshness(max_age_hours=None)": f"Unavailable: The newest verified backup, {name}, is 27.0 hours old (limit 26). "
+        "Check the backup schedule (`manage.py backups create`)."
+    }
+
+
+@pytest.mark.django_db
+def test_a_warning_shows_in_the_details_but_keeps_health_at_200(client, healthy_site):
+    DeploymentRecord.objects.create(status=Status.ROLLED_BACK, failed_stage="health", from_commit="c" * 40, started_at=timezone.now())
+    status, results = health_json(client)
+    assert status == 200
+    assert list(failing(results)) == ["LastDeployment()"]
+    assert results["LastDeployment()"].startswith("Warning: The last deploy")
+
+
+# -- liveness -------------------------------------------------------------------------------------
+def test_liveness_answers_ok_without_touching_the_database(client, django_assert_num_queries, db):
+    with django_assert_num_queries(0):
+        response = client.get("/health/live/")
+    assert response.status_code == 200
+    assert response.content == b"ok\n"
+    assert "no-cache" in response["Cache-Control"]
+
+
+def test_liveness_answers_even_with_no_database_access_at_all(client):
+    # Without the db fixture pytest-django makes any query raise: liveness needs none.
+    assert client.get("/health/live/").status_code == 200
+
+
+# -- the token ------------------------------------------------------------------------------------
+@pytest.fixture
+def token_site(ops_dirs, settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_TOKEN": TOKEN, "HEALTH_CHECKS": ["health_check.checks.Cache", DISK_FULL]}
+
+
+def test_without_the_token_only_the_status_code_and_a_word_are_shown(client, token_site):
+    response = client.get("/health/", {"format": "json"})
+    assert response.status_code == 500
+    assert json.loads(response.content) == {"status": "error"}
+    text = client.get("/health/")
+    assert (text.status_code, text.content) == (500, b"error\n")
+
+
+def test_a_wrong_token_is_treated_like_no_token(client, token_site):
+    response = client.get("/health/", {"format": "json", "token": "not-" + TOKEN})
+    assert (response.status_code, json.loads(response.content)) == (500, {"status": "error"})
+
+
+def test_without_the_token_a_healthy_site_answers_200_ok(client, token_site, settings):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_CHECKS": ["health_check.checks.Cache"]}
+    response = client.get("/health/")
+    assert (response.status_code, response.content) == (200, b"ok\n")
+
+
+@pytest.mark.parametrize("how", ["query", "header"])
+def test_with_the_token_the_details_are_shown(client, token_site, how):
+    if how == "query":
+        response = client.get("/health/", {"format": "json", "token": TOKEN})
+    else:
+        response = client.get("/health/", {"format": "json"}, HTTP_X_HEALTH_TOKEN=TOKEN)
+    assert response.status_code == 500
+    results = json.loads(response.content)
+    assert results["Cache(alias='default')"] == "OK"
+    assert results["BackupDiskSpace(min_free_mb=1000000000000)"].startswith("Unavailable: Only ")
+
+
+@pytest.mark.parametrize("output", ["json", "text", "atom", "rss", "openmetrics", None])
+def test_the_token_never_appears_in_any_output_format(client, token_site, output):
+    query = {"token": TOKEN, **({"format": output} if output else {})}
+    response = client.get("/health/", query, HTTP_ACCEPT="text/html")
+    assert response.status_code in (200, 500)
+    assert b"BackupDiskSpace" in response.content
+    assert TOKEN.encode() not in response.content
+    assert all(TOKEN not in value for value in response.headers.values())
+
+
+# -- secrets in errors ----------------------------------------------------------------------------
+@pytest.fixture
+def wrong_password_alias(mysql_database, django_db_blocker):
+    """A real MariaDB alias whose password the server rejects (outside any test transaction)."""
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
+    alias = "wrong_password"
+    entry = {**mysql_database, "PASSWORD": "s3cret-Pa55word-for-health"}
+    configured = connections.configure_settings({"default": dict(connections.settings["default"]), alias: entry})
+    connections.settings[alias] = configured[alias]
+    with django_db_blocker.unblock():
+        yield alias, entry["PASSWORD"]
+    connections[alias].close()
+    del connections[alias]
+    del connections.settings[alias]
+
+
+def test_a_database_that_refuses_the_password_fails_health_without_showing_it(client, settings, ops_dirs, wrong_password_alias, caplog):
+    alias, password = wrong_password_alias
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "HEALTH_CHECKS": [["health_check.checks.Database", {"alias": alias}], ["deploy_ops.health.checks.MigrationsApplied", {"alias": alias}]],
+    }
+    for output in ("json", "text", "openmetrics"):
+        response = client.get("/health/", {"format": output})
+        assert password not in response.content.decode()
+    status, results = health_json(client)
+    assert status == 500
+    assert results[f"MigrationsApplied(alias='{alias}')"] == f"Unavailable: The migration state could not be read from database '{alias}' (OperationalError)."
+    assert results[f"Database(alias='{alias}')"].startswith("Unavailable: ")
+    assert password not in caplog.text
+
+
+@pytest.mark.django_db
+def test_health_responses_are_never_cached(client, token_site):
+    response = client.get("/health/", {"format": "json"})
+    assert "no-cache" in response["Cache-Control"]
