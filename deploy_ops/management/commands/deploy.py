@@ -1,0 +1,79 @@
+"""``manage.py deploy``: the staged deploy with automatic rollback.
+
+Exit codes: 0 deployed; 1 failed and rolled back; 2 failed and the rollback failed or was
+disabled (a human is needed); 3 refused before anything changed.
+"""
+
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
+from deploy_ops.pipeline import Deployer, DeployOptions
+
+OUTCOMES = {
+    1: "The deploy failed and was rolled back: the previous release is serving.",
+    2: "The deploy failed and the site was NOT brought back: a human is needed (see `manage.py rollback --status`).",
+}
+
+
+class Command(BaseCommand):
+    help = "Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure."
+    requires_system_checks = []  # preflight validates what a deploy needs; a broken check must not block a fix.
+
+    def add_arguments(self, parser):
+        parser.add_argument("--ref", default="", help="Branch, tag or commit to deploy (default: DEPLOY_OPS GIT_BRANCH on GIT_REMOTE).")
+        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
+        parser.add_argument("--dry-run", action="store_true", help="Print the commits, migrations and commands; change nothing.")
+        parser.add_argument("--no-rollback", action="store_true", help="On failure, leave everything as the failed stage left it.")
+        parser.add_argument("--health-retries", type=int, help="Override HEALTH_CHECK_RETRIES.")
+        parser.add_argument("--health-delay", type=float, help="Override HEALTH_CHECK_DELAY (seconds).")
+        parser.add_argument("--break-lock", action="store_true", help="Take over a STALE lock left by a deploy that died (never a live one).")
+        parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
+
+    def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
+        if options["notify_test"]:
+            return self.notify_test()
+        deployer = Deployer(
+            DeployOptions(
+                ref=options["ref"],
+                dry_run=options["dry_run"],
+                rollback=not options["no_rollback"],
+                health_retries=options["health_retries"],
+                health_delay=options["health_delay"],
+                break_lock=options["break_lock"],
+            ),
+            report=self.report,
+        )
+        if options["interactive"] and sys.stdin.isatty() and not options["dry_run"]:
+            deployer.confirm = self.confirm
+        try:
+            exit_code = deployer.run()
+        except DeployOpsError as error:
+            raise CommandError(f"Refused, nothing was changed: {error}" if error.exit_code == EXIT_REFUSED else str(error), returncode=error.exit_code)
+        if exit_code != EXIT_OK:
+            raise CommandError(OUTCOMES[exit_code], returncode=exit_code)
+
+    def report(self, line: str, level: int = 1) -> None:
+        if self.verbosity < level:
+            return
+        style = self.style.ERROR if ("FAILED" in line or "failed" in line.split(":")[0]) else (lambda text: text)
+        self.stdout.write(style(line))
+
+    def confirm(self, summary: str) -> bool:
+        answer = input(f"{summary}\nDeploy? [y/N] ")
+        return answer.strip().lower() in ("y", "yes")
+
+    def notify_test(self):
+        from deploy_ops.notifications import send_test_event
+
+        failed = 0
+        for delivery in send_test_event():
+            if delivery.ok:
+                self.stdout.write(self.style.SUCCESS(f"{delivery.channel}: ok ({delivery.attempts} attempt(s))"))
+            else:
+                failed += 1
+                self.stdout.write(self.style.ERROR(f"{delivery.channel}: FAILED: {delivery.error}"))
+        if failed:
+            raise CommandError(f"{failed} notification channel(s) failed.", returncode=2)

@@ -1,0 +1,379 @@
+"""The deploy: an ordered list of named stages, each naming its own undo.
+
+``Deployer.run()`` takes the lock, runs the stages, records and times each one, and on a
+failure rolls back with the recovery steps the begun stages ask for (see recovery.py).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.utils import timezone
+
+from . import signals
+from .audit import Recorder, append_to_journal, read_journal, write_snapshot
+from .backups import create_backup, list_backups
+from .conf import ops_settings
+from .exceptions import (
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_ROLLED_BACK,
+    DeployOpsError,
+    HealthCheckFailed,
+    LockHeld,
+    PreflightFailed,
+)
+from .gitrepo import Checkout, checkout_command, fetch_command
+from .lock import DeployLock, LockState
+from .models import DeploymentRecord, DeploymentStage
+from .notifications import Level
+from .recovery import (
+    notify,
+    COLLECT_STATIC,
+    REBUILD_SERVICES,
+    RESTORE_DATABASE,
+    REVERT_CODE,
+    START_SERVICES,
+    STOP_SERVICES,
+    VERIFY_HEALTH,
+    Operation,
+    recover,
+    run_step,
+    wait_until_healthy,
+)
+from .runner import Command
+from .runtimes import get_runtime
+
+Status = DeploymentRecord.Status
+
+# What has to be undone once a stage has begun.  Before the new release runs, the database
+# cannot have changed, so fetch/checkout/build failures restore nothing.
+AFTER_CHECKOUT = {REVERT_CODE}
+AFTER_BUILD = AFTER_CHECKOUT | {REBUILD_SERVICES, VERIFY_HEALTH}
+AFTER_NEW_RELEASE_RAN = AFTER_BUILD | {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES}
+AFTER_COLLECTSTATIC = AFTER_NEW_RELEASE_RAN | {COLLECT_STATIC}
+
+
+@dataclass
+class DeployOptions:
+    ref: str = ""
+    dry_run: bool = False
+    rollback: bool = True
+    health_retries: int | None = None
+    health_delay: float | None = None
+    break_lock: bool = False
+
+
+@dataclass
+class Stage:
+    name: str
+    undo: frozenset[str]
+
+    def run(self, deployer: "Deployer") -> str:
+        return getattr(deployer, "stage_" + self.name.replace(" ", "_"))()
+
+
+STAGES = [
+    Stage("backup", frozenset()),
+    Stage("checkout", frozenset(AFTER_CHECKOUT)),
+    Stage("build", frozenset(AFTER_BUILD)),
+    Stage("start", frozenset(AFTER_NEW_RELEASE_RAN)),
+    Stage("migrate", frozenset(AFTER_NEW_RELEASE_RAN)),
+    Stage("collectstatic", frozenset(AFTER_COLLECTSTATIC)),
+    Stage("health", frozenset(AFTER_COLLECTSTATIC)),
+    Stage("verify", frozenset(AFTER_COLLECTSTATIC)),
+]
+
+
+class Deployer:
+    def __init__(self, options: DeployOptions, report=lambda line, level=1: None):
+        self.options = options
+        self.report = report
+        self.exit_code = EXIT_OK
+        self.recorder = Recorder(DeploymentRecord.Kind.DEPLOY, requested_ref=options.ref or ops_settings.GIT_BRANCH)
+        self.lock = DeployLock("deploy", str(self.recorder.record.id), break_stale=options.break_lock)
+        # Set by an interactive caller: shown the plan's summary, returns whether to go on.
+        self.confirm = None
+
+    # -- the whole run -------------------------------------------------------------------------
+    def run(self) -> int:
+        """Deploy; returns the exit code. Raises DeployOpsError (exit 3) when refused before any change."""
+        checkout = Checkout(ops_settings.project_dir)
+        self.operation = Operation(
+            checkout=checkout,
+            runtime=get_runtime(),
+            recorder=self.recorder,
+            report=self.report,
+            health_retries=self.options.health_retries or ops_settings.HEALTH_CHECK_RETRIES,
+            health_delay=ops_settings.HEALTH_CHECK_DELAY if self.options.health_delay is None else self.options.health_delay,
+        )
+        if self.options.dry_run:
+            self.preflight(checkout, take_lock=False)
+            self.print_plan()
+            return EXIT_OK
+        self.preflight(checkout, take_lock=True)
+        try:
+            if self.confirm and not self.confirm(self.summary()):
+                raise PreflightFailed("Cancelled at the confirmation prompt.")
+            return self.deploy()
+        finally:
+            self.lock.release()
+
+    def preflight(self, checkout: Checkout, take_lock: bool) -> None:
+        ops_settings.validate()
+        if take_lock:
+            try:
+                self.lock.acquire()
+            except LockHeld as held:
+                raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+            if self.lock.broken:
+                mark_interrupted(self.lock.broken)
+                self.report(f"Broke the stale lock: {self.lock.broken.describe()}", 0)
+        try:
+            self._check_ready(checkout)
+        except DeployOpsError:
+            if take_lock:
+                self.lock.release()
+            raise
+
+    def _check_ready(self, checkout: Checkout) -> None:
+        missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
+        if missing:
+            raise PreflightFailed(f"Missing on this host: {', '.join(missing)}. Install them, or run `manage.py check --deploy` for details.")
+        dirty = checkout.dirty_files()
+        if dirty:
+            raise PreflightFailed(
+                f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
+                "Commit or discard them: a deploy must be able to restore this exact tree."
+            )
+        _check_disk_room()
+        previous = checkout.head()
+        checkout.fetch(ops_settings.GIT_REMOTE)
+        target = checkout.resolve(self.options.ref or ops_settings.GIT_BRANCH, ops_settings.GIT_REMOTE)
+        self.operation.previous_sha = previous.sha
+        self.operation.target_sha = target.sha
+        self.recorder.update(
+            save=False,
+            from_commit=previous.sha,
+            from_summary=previous.summary[:255],
+            to_commit=target.sha,
+            to_summary=target.summary[:255],
+        )
+
+    def summary(self) -> str:
+        record = self.recorder.record
+        count = len(self.operation.checkout.pending_commits(record.from_commit, record.to_commit))
+        return f"{record.from_commit[:12]} ({record.from_summary}) -> {record.to_commit[:12]} ({record.to_summary}), {count} new commit(s)"
+
+    def deploy(self) -> int:
+        operation, recorder = self.operation, self.recorder
+        recorder.save()
+        self.report(
+            f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}", 0
+        )
+        signals.pre_deploy.send(sender=Deployer, record=recorder.record)
+        notify(Level.INFO, recorder)
+        begun: list[Stage] = []
+        for stage in STAGES:
+            begun.append(stage)
+            try:
+                run_step(operation, stage.name, lambda stage=stage: stage.run(self))
+            except Exception as error:  # any failure, even a bug, must end in a rollback
+                return self.fail(stage, error, begun)
+        status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
+        recorder.finish(status, warnings="\n".join(operation.warnings))
+        self.report(f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).", 0)
+        signals.post_deploy.send(sender=Deployer, record=recorder.record)
+        notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
+        return EXIT_OK
+
+    def fail(self, stage: Stage, error: Exception, begun: list[Stage]) -> int:
+        operation, recorder = self.operation, self.recorder
+        message = str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}"
+        recorder.update(failed_stage=stage.name, error=message)
+        self.report(f"Stage {stage.name} failed: {message}", 0)
+        signals.deploy_failed.send(sender=Deployer, record=recorder.record, error=error)
+        notify(Level.ERROR, recorder)
+        if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
+            why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
+            recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
+            self.report(f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.", 0)
+            return EXIT_NEEDS_HUMAN
+        steps = set().union(*(begun_stage.undo for begun_stage in begun))
+        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
+        if not steps:
+            recorder.finish(Status.ROLLED_BACK)
+            self.report("Nothing had changed yet; nothing to undo.", 0)
+            signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=True)
+            notify(Level.ROLLBACK_SUCCESS, recorder)
+            return EXIT_ROLLED_BACK
+        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(s for s in steps)}", 0)
+        try:
+            recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
+        except Exception as rollback_error:
+            recorder.finish(Status.ROLLBACK_FAILED, warnings="\n".join(operation.warnings), error=f"{message}\n\nThe rollback failed too: {rollback_error}")
+            self.report(f"ROLLBACK FAILED: {rollback_error}", 0)
+            signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=False)
+            notify(Level.ROLLBACK_FAILED, recorder)
+            return EXIT_NEEDS_HUMAN
+        recorder.finish(Status.ROLLED_BACK, warnings="\n".join(operation.warnings))
+        self.report(f"Rolled back: {operation.previous_sha[:12]} is serving again.", 0)
+        signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=True)
+        notify(Level.ROLLBACK_SUCCESS, recorder)
+        return EXIT_ROLLED_BACK
+
+    # -- the stages ----------------------------------------------------------------------------
+    def stage_backup(self) -> str:
+        backup = create_backup()
+        self.operation.backup = backup
+        self.recorder.update(backup_name=backup.name, backup_sha256=backup.sha256 or "")
+        return f"{backup.path} ({backup.size} bytes)"
+
+    def stage_checkout(self) -> str:
+        self.operation.checkout.checkout(self.operation.target_sha)
+        return f"checked out {self.operation.target_sha}"
+
+    def stage_build(self) -> str:
+        return self.operation.runtime.build()
+
+    def stage_start(self) -> str:
+        runtime = self.operation.runtime
+        # The old release stops first so that two releases never write the database at once.
+        self.operation.services_started_at = timezone.now()
+        return runtime.stop() + runtime.start()
+
+    def stage_migrate(self) -> str:
+        return self.operation.runtime.manage("migrate", "--noinput")
+
+    def stage_collectstatic(self) -> str:
+        return self.operation.runtime.manage("collectstatic", "--noinput")
+
+    def stage_health(self) -> str:
+        return wait_until_healthy(self.operation)
+
+    def stage_verify(self) -> str:
+        runtime = self.operation.runtime
+        found = [runtime.manage("check"), runtime.manage("migrate", "--check")]
+        states = runtime.service_states()
+        down = [state for state in states if not state.ok]
+        if down:
+            raise HealthCheckFailed("Services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in down))
+        since = self.operation.services_started_at or self.recorder.record.started_at
+        matches = find_error_patterns(runtime.logs_since(since), ops_settings.LOG_ERROR_PATTERNS)
+        if matches:
+            raise HealthCheckFailed("The service logs show errors since this deploy started:\n" + "\n".join(matches[:10]))
+        found.append(f"{len(states)} services healthy; no error patterns in the logs")
+        return "\n".join(found)
+
+    # -- dry run -------------------------------------------------------------------------------
+    def print_plan(self) -> None:
+        operation, report = self.operation, self.report
+        commits = operation.checkout.pending_commits(operation.previous_sha, operation.target_sha)
+        report(f"Would deploy {operation.target_sha[:12]} over {operation.previous_sha[:12]}.", 0)
+        if operation.previous_sha == operation.target_sha:
+            report("  The target is already checked out; a deploy would rebuild and restart the same release.", 0)
+        report(f"Commits that would go out ({len(commits)}):", 0)
+        for commit in commits:
+            report(f"  {commit.short} {commit.summary}", 0)
+        report("Migrations the target would apply:", 0)
+        for line in pending_migrations(operation.checkout, operation.target_sha):
+            report(f"  {line}", 0)
+        runtime = operation.runtime
+        plans: list[tuple[str, list[Command] | list[str]]] = [
+            ("backup", [f"{ops_settings.BACKUP_COMPRESSION} dump of database {ops_settings.BACKUP_DATABASE!r} into {ops_settings.backup_dir}"]),
+            ("checkout", [fetch_command(operation.checkout.project_dir, ops_settings.GIT_REMOTE), checkout_command(operation.checkout.project_dir, operation.target_sha)]),
+            ("build", runtime.build_commands()),
+            ("start", runtime.stop_commands() + runtime.start_commands()),
+            ("migrate", [runtime.manage_command("migrate", "--noinput")]),
+            ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")]),
+            ("health", [f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"]),
+            ("verify", [runtime.manage_command("check"), runtime.manage_command("migrate", "--check"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
+        ]
+        report("Stages and the commands they would run:", 0)
+        for name, commands in plans:
+            report(f"  {name}:", 0)
+            for command in commands:
+                report(f"    {command.display() if isinstance(command, Command) else command}", 0)
+        report("Dry run: nothing was changed.", 0)
+
+
+def find_error_patterns(logs: str, patterns: list[str]) -> list[str]:
+    compiled = [re.compile(re.escape(pattern)) for pattern in patterns]
+    return [line.strip() for line in logs.splitlines() if any(regex.search(line) for regex in compiled)]
+
+
+def pending_migrations(checkout: Checkout, sha: str) -> list[str]:
+    """``migrate --plan`` of the target release, from a temporary worktree (nothing else changes)."""
+    with tempfile.TemporaryDirectory(prefix="deploy_ops_plan_") as folder:
+        worktree = Path(folder) / "release"
+        added = subprocess.run(
+            ["git", "worktree", "add", "--detach", str(worktree), sha], cwd=checkout.project_dir, capture_output=True, text=True
+        )
+        if added.returncode != 0:
+            return [f"(could not prepare the target's tree: {added.stderr.strip()})"]
+        try:
+            planned = subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--plan"], cwd=worktree, capture_output=True, text=True, timeout=120
+            )
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=checkout.project_dir, capture_output=True)
+        if planned.returncode != 0:
+            return [f"(migrate --plan failed in the target: {planned.stderr.strip().splitlines()[-1] if planned.stderr.strip() else planned.returncode})"]
+        lines = [line.strip() for line in planned.stdout.splitlines() if line.strip() and not line.startswith("Planned operations")]
+        return lines or ["none"]
+
+
+def _needed_tools() -> list[str]:
+    from .checks import needed_tools
+
+    return needed_tools()
+
+
+def _check_disk_room() -> None:
+    backup_dir = ops_settings.backup_dir
+    existing = backup_dir
+    while not existing.exists():
+        existing = existing.parent
+    free_mb = shutil.disk_usage(existing).free // (1024 * 1024)
+    newest = next(iter(list_backups()), None)
+    # A new backup will be about as big as the last one; ask for that plus the configured margin.
+    wanted = ops_settings.BACKUP_MIN_FREE_MB + ((newest.size if newest else 0) // (1024 * 1024))
+    if free_mb < wanted:
+        raise PreflightFailed(f"Only {free_mb} MB free in {existing}; the backup needs about {wanted} MB. Free space or prune backups (`manage.py backups prune`).")
+
+
+def describe_lock_refusal(held: LockHeld) -> str:
+    message = str(held)
+    record_id = held.holder.get("record")
+    snapshot = read_journal().get(record_id) if record_id else None
+    if held.stale and snapshot:
+        running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
+        where = f" during stage {running[-1]!r}" if running else ""
+        record = snapshot["record"]
+        message += (
+            f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
+            f"started {record['started_at']}."
+        )
+    return message
+
+
+def mark_interrupted(state: LockState) -> None:
+    """The record of a deploy whose process died is closed as interrupted, in journal and database."""
+    record_id = state.holder.get("record")
+    snapshot = read_journal().get(record_id) if record_id else None
+    if not snapshot or snapshot["record"]["status"] != Status.RUNNING:
+        return
+    now = timezone.now().isoformat()
+    snapshot["record"].update(status=Status.INTERRUPTED, finished_at=now, error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.")
+    for stage in snapshot["stages"]:
+        if stage["status"] == DeploymentStage.Status.RUNNING:
+            stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")
+    append_to_journal(snapshot)
+    write_snapshot(snapshot)

@@ -1,0 +1,210 @@
+"""The undo pieces shared by the automatic rollback and ``manage.py rollback``.
+
+Each deploy stage names the recovery steps it needs once it has begun (see
+``Stage.undo``); a rollback runs the union of those steps, always in ``STEP_ORDER``:
+a safety backup of the current database when it will be restored, the code, then the services down, the database back, the previous release rebuilt and
+started, and its health verified.  A manual rollback picks the same steps by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable
+
+from .audit import Recorder
+from .backups import Backup, create_backup, restore_backup
+from .conf import ops_settings
+from .exceptions import DeployOpsError, HealthCheckFailed
+from .gitrepo import Checkout
+from .models import DeploymentStage
+from .runtimes import ServiceRuntime
+
+REVERT_CODE = "revert code"
+STOP_SERVICES = "stop services"
+SAFETY_BACKUP = "safety backup"
+RESTORE_DATABASE = "restore database"
+REBUILD_SERVICES = "rebuild services"
+START_SERVICES = "start services"
+COLLECT_STATIC = "collect static"
+VERIFY_HEALTH = "verify health"
+
+# The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
+STEP_ORDER = [
+    SAFETY_BACKUP,
+    REVERT_CODE,
+    STOP_SERVICES,
+    RESTORE_DATABASE,
+    REBUILD_SERVICES,
+    START_SERVICES,
+    COLLECT_STATIC,
+    VERIFY_HEALTH,
+]
+
+
+@dataclass
+class Operation:
+    """What a deploy or a rollback works on, and what it learns as it goes."""
+
+    checkout: Checkout
+    runtime: ServiceRuntime
+    recorder: Recorder
+    report: Callable[[str, int], None] = lambda line, level=1: None
+    health_retries: int = 3
+    health_delay: float = 10
+    # Filled in by the stages.
+    previous_sha: str = ""
+    target_sha: str = ""
+    backup: Backup | None = None
+    services_started_at: datetime | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- notifications --------------------------------------------------------------------------
+def notify(level, recorder: Recorder) -> None:
+    """Send an event through every channel; a channel that fails is noted on the record, never raised."""
+    from .notifications import build_event, send
+
+    deliveries = send(build_event(level, recorder.record, recorder.stages))
+    failed = [f"{level.name} via {delivery.channel}: {delivery.error}" for delivery in deliveries if not delivery.ok]
+    if failed:
+        notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
+        recorder.update(notification_failures="\n".join(notes))
+
+
+# -- health -----------------------------------------------------------------------------------
+def probe_health(url: str, timeout: float) -> tuple[int, str]:
+    """GET the health URL: (status, body tail); status 0 when it could not connect."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(4000).decode("utf-8", "replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(4000).decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as error:
+        return 0, str(getattr(error, "reason", error))
+
+
+def wait_until_healthy(operation: Operation) -> str:
+    """HEALTH_CHECK_URL answers 200 and every service is running and healthy, within the retries."""
+    url = ops_settings.HEALTH_CHECK_URL
+    problem = ""
+    for attempt in range(1, operation.health_retries + 1):
+        status, body = probe_health(url, ops_settings.HEALTH_CHECK_TIMEOUT)
+        bad_services = [state for state in operation.runtime.service_states() if not state.ok]
+        if status == 200 and not bad_services:
+            return f"{url} answered 200 on try {attempt}"
+        if status == 0:
+            problem = f"{url} did not answer: {body}"
+        elif status != 200:
+            problem = f"{url} answered HTTP {status}: {_summarise_health_body(body)}"
+        else:
+            problem = "services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in bad_services)
+        operation.report(f"    health try {attempt}/{operation.health_retries}: {problem}", 2)
+        if attempt < operation.health_retries:
+            time.sleep(operation.health_delay)
+    raise HealthCheckFailed(f"Not healthy after {operation.health_retries} tries: {problem}")
+
+
+def _summarise_health_body(body: str) -> str:
+    try:
+        results = json.loads(body)
+    except ValueError:
+        return body.strip()[:300]
+    failing = [f"{name}: {result}" for name, result in results.items() if result != "OK"] if isinstance(results, dict) else []
+    return "; ".join(failing) or body.strip()[:300]
+
+
+# -- the steps ----------------------------------------------------------------------------------
+def revert_code(operation: Operation, sha: str) -> str:
+    operation.checkout.checkout(sha)
+    return f"checked out {sha[:12]} {operation.checkout.summary(sha)}"
+
+
+def stop_services(operation: Operation) -> str:
+    return operation.runtime.stop()
+
+
+def safety_backup(operation: Operation) -> Backup:
+    return create_backup()
+
+
+def restore_database(operation: Operation, backup: Backup) -> str:
+    result = restore_backup(backup, safety_backup=False)
+    operation.warnings.extend(result.warnings)
+    return f"restored {backup.name}"
+
+
+def rebuild_services(operation: Operation) -> str:
+    return operation.runtime.build()
+
+
+def start_services(operation: Operation) -> str:
+    return operation.runtime.start()
+
+
+def collect_static(operation: Operation) -> str:
+    return operation.runtime.manage("collectstatic", "--noinput")
+
+
+def verify_health(operation: Operation) -> str:
+    return wait_until_healthy(operation)
+
+
+def run_step(operation: Operation, name: str, action: Callable[[], object]) -> object:
+    """Run one named step as a recorded stage; report it; re-raise its error after recording."""
+    recorder = operation.recorder
+    stage = recorder.start_stage(name)
+    operation.report(f"  {name} ...", 2)
+    try:
+        result = action()
+    except Exception as error:
+        recorder.finish_stage(stage, DeploymentStage.Status.FAILED, str(error))
+        operation.report(f"  {name}: FAILED after {stage.duration:.1f}s", 1)
+        raise
+    recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
+    operation.report(f"  {name}: ok ({stage.duration:.1f}s)", 1)
+    return result
+
+
+def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup | None, safety_backup_required: bool) -> None:
+    """Run the chosen recovery steps in STEP_ORDER.  Raises the first step's error.
+
+    A restore is always preceded by a safety backup of the current database.  When it is
+    required (manual recovery) its failure stops everything; in an automatic rollback it is
+    best effort, because bringing the previous release back matters more.
+    """
+    actions = {
+        REVERT_CODE: lambda: revert_code(operation, to_sha),
+        STOP_SERVICES: lambda: stop_services(operation),
+        SAFETY_BACKUP: lambda: safety_backup(operation),
+        RESTORE_DATABASE: lambda: restore_database(operation, backup),
+        REBUILD_SERVICES: lambda: rebuild_services(operation),
+        START_SERVICES: lambda: start_services(operation),
+        COLLECT_STATIC: lambda: collect_static(operation),
+        VERIFY_HEALTH: lambda: verify_health(operation),
+    }
+    if RESTORE_DATABASE in steps:
+        steps = steps | {SAFETY_BACKUP}
+    for name in STEP_ORDER:
+        if name not in steps:
+            continue
+        if name == SAFETY_BACKUP and not safety_backup_required:
+            _try_safety_backup(operation, actions[name])
+            continue
+        result = run_step(operation, name, actions[name])
+        if name == SAFETY_BACKUP:
+            operation.report(f"    safety backup: {result.path}", 1)
+
+
+def _try_safety_backup(operation: Operation, action) -> None:
+    try:
+        backup = run_step(operation, SAFETY_BACKUP, action)
+    except DeployOpsError as error:
+        operation.warnings.append(f"No safety backup before the restore: {error}")
+        return
+    operation.report(f"    safety backup: {backup.path}", 1)
