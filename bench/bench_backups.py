@@ -1,0 +1,204 @@
+"""Backups benchmark: `manage.py backups` side by side with the shell pipelines it replaces.
+
+    .venv/bin/python bench/bench_backups.py [--mb 400] [--repeat 1] [--keep]
+
+Generates a PostgreSQL database of at least --mb megabytes (generate_series), then times in
+one run: `pg_dump | gzip` vs `backups create --compress gzip` (target <= 1.05x), `pg_dump > f`
+vs `backups create --compress zstd` (<= 1.15x), `gunzip -c f | psql -1` vs `backups restore`
+(<= 1.1x), the peak RSS of the Python process (< 100 MB), and django-dbbackup's
+`dbbackup -z` / `dbrestore -z` when it is installed.  Needs PostgreSQL on 127.0.0.1:5432
+(user postgres, trust auth) and the client tools; prints a table.  Not a test: it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+HOST, PORT, USER = "127.0.0.1", "5432", "postgres"
+TARGETS = {"create gzip": 1.05, "create zstd": 1.15, "restore": 1.10}
+
+
+def psql(database: str, sql: str) -> str:
+    return subprocess.run(
+        ["psql", "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", PORT, "-U", USER, "-d", database, "-c", sql],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def generate(database: str, megabytes: int) -> int:
+    psql("postgres", f'CREATE DATABASE "{database}"')
+    # About 160 bytes a row on disk; text that compresses like real rows (hex digests and prose).
+    rows = megabytes * 1024 * 1024 // 160
+    psql(
+        database,
+        "CREATE TABLE items AS SELECT n AS id, md5(n::text) AS digest, "
+        "'certificate issued to person number ' || n || ' in office ' || (n % 97) AS note, "
+        f"now() - n * interval '1 second' AS issued_at, (n % 1000) * 1.5 AS amount FROM generate_series(1, {rows}) AS n; "
+        "ALTER TABLE items ADD PRIMARY KEY (id);",
+    )
+    while int(psql(database, f"SELECT pg_database_size('{database}')")) < megabytes * 1024 * 1024:
+        psql(database, f"INSERT INTO items SELECT n, md5(n::text), 'more ' || n, now(), 1 FROM generate_series((SELECT max(id) + 1 FROM items), (SELECT max(id) + {rows // 10} FROM items)) AS n")
+    return int(psql(database, f"SELECT pg_database_size('{database}')"))
+
+
+class PeakRss:
+    """Polls a process's VmHWM (its peak resident set) while it runs (Linux /proc)."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        status = Path(f"/proc/{self.pid}/status")
+        while not self._stop.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def timed(argv, env=None, shell=False) -> tuple[float, int]:
+    """Wall time and (for our own Python processes) peak RSS."""
+    started = time.monotonic()
+    process = subprocess.Popen(argv, env=env, shell=shell, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher = None if shell else PeakRss(process.pid)
+    out, err = process.communicate()
+    elapsed = time.monotonic() - started
+    peak = watcher.stop() if watcher else 0
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {argv}\n{err.decode()[-2000:]}")
+    return elapsed, peak
+
+
+def best(times: int, measure):
+    results = [measure() for _ in range(times)]
+    return min(results, key=lambda result: result[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=400, help="Size of the generated database in MB (default 400).")
+    parser.add_argument("--repeat", type=int, default=1, help="Run each measurement this many times and keep the fastest.")
+    parser.add_argument("--keep", action="store_true", help="Keep the generated databases and files.")
+    options = parser.parse_args()
+
+    database = f"bench_backups_{uuid.uuid4().hex[:8]}"
+    scratch = database + "_baseline"
+    work = Path(tempfile.mkdtemp(prefix="bench_backups_"))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "DATABASE_URL": f"postgres://{USER}@{HOST}:{PORT}/{database}",
+        "DEPLOY_OPS_PROJECT_DIR": str(work),
+        "DEPLOY_OPS_BACKUP_DIR": str(work / "backups"),
+        "DEPLOY_OPS_LOG_DIR": str(work / "logs"),
+    }
+    manage = [PYTHON, str(ROOT / "manage.py")]
+    connection = f"-h {HOST} -p {PORT} -U {USER}"
+    rows = []
+
+    def row(name, seconds, baseline=None, note=""):
+        ratio = f"{seconds / baseline:.2f}x" if baseline else ""
+        target = TARGETS.get(name)
+        verdict = ("ok" if seconds / baseline <= target else f"OVER {target}x") if baseline and target else ""
+        rows.append((name, f"{seconds:6.2f} s", ratio, verdict, note))
+
+    try:
+        print(f"generating a PostgreSQL database of at least {options.mb} MB ...", flush=True)
+        size = generate(database, options.mb)
+        print(f"{database}: {size / 1e6:.0f} MB", flush=True)
+        peaks = []
+        startup, _ = best(options.repeat, lambda: timed([*manage, "backups", "list"], env=env))
+        row("manage.py startup", startup, note="`backups list` on an empty folder: the fixed cost in every figure below")
+
+        def ours(*arguments):
+            def measure():
+                shutil.rmtree(work / "backups", ignore_errors=True)
+                result = timed([*manage, "backups", *arguments], env=env)
+                peaks.append(result[1])
+                return result
+            return measure
+
+        gzip_file, plain_file = work / "baseline.sql.gz", work / "baseline.sql"
+        base_gzip, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} | gzip > {gzip_file}", shell=True))
+        row("pg_dump | gzip", base_gzip, note=f"{gzip_file.stat().st_size / 1e6:.0f} MB")
+        create_gzip, _ = best(options.repeat, ours("create", "--compress", "gzip"))
+        [made] = (work / "backups").glob("backup_*.sql.gz")
+        row("create gzip", create_gzip, base_gzip, f"{made.stat().st_size / 1e6:.0f} MB")
+        kept_gzip = work / made.name
+        shutil.move(made, kept_gzip)
+        shutil.move(made.with_name(made.name + ".json"), work / (made.name + ".json"))
+
+        base_plain, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} > {plain_file}", shell=True))
+        row("pg_dump > f", base_plain, note=f"{plain_file.stat().st_size / 1e6:.0f} MB")
+        zstd_shell, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} | zstd -q -T0 > {work / 'baseline.sql.zst'}", shell=True))
+        row("pg_dump | zstd -T0", zstd_shell, note=f"{(work / 'baseline.sql.zst').stat().st_size / 1e6:.0f} MB")
+        create_zstd, _ = best(options.repeat, ours("create", "--compress", "zstd"))
+        [made_zstd] = (work / "backups").glob("backup_*.sql.zst")
+        row("create zstd", create_zstd, base_plain, f"{made_zstd.stat().st_size / 1e6:.0f} MB")
+
+        def baseline_restore():
+            subprocess.run(["psql", "-X", "-q", "-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{scratch}"', "-c", f'CREATE DATABASE "{scratch}"'], check=True)
+            return timed(f"gunzip -c {gzip_file} | psql -X -q -1 -v ON_ERROR_STOP=1 {connection} -d {scratch} > /dev/null", shell=True)
+
+        base_restore, _ = best(options.repeat, baseline_restore)
+        row("gunzip -c f | psql -1", base_restore, note="into an empty database")
+
+        def restore(*extra):
+            def measure():
+                (work / "backups").mkdir(exist_ok=True)
+                shutil.copy2(kept_gzip, work / "backups" / kept_gzip.name)
+                shutil.copy2(work / (kept_gzip.name + ".json"), work / "backups" / (kept_gzip.name + ".json"))
+                result = timed([*manage, "backups", "restore", kept_gzip.name, "--noinput", *extra], env=env)
+                peaks.append(result[1])
+                return result
+            return measure
+
+        ours_restore, _ = best(options.repeat, restore("--no-safety-backup"))
+        row("restore", ours_restore, base_restore, "replaces the full database; checksum checked first")
+        with_safety, _ = best(options.repeat, restore())
+        row("restore + safety backup", with_safety, base_restore, "the default: a gzip backup of the current data first")
+
+        if importlib.util.find_spec("dbbackup"):
+            row("dbbackup -z", best(options.repeat, lambda: timed([*manage, "dbbackup", "-z"], env=env))[0], base_gzip)
+            row("dbrestore -z", best(options.repeat, lambda: timed([*manage, "dbrestore", "-z", "--noinput"], env=env))[0], base_restore)
+        else:
+            rows.append(("dbbackup -z / dbrestore -z", "skipped", "", "", "django-dbbackup is not installed in this environment"))
+
+        peak = max(peaks)
+        rows.append(("peak RSS (Python)", f"{peak / 2**20:6.1f} MB", "", "ok" if peak < 100 * 2**20 else "OVER 100 MB", "max over every manage.py run above"))
+    finally:
+        if not options.keep:
+            for name in (database, scratch):
+                subprocess.run(["psql", "-X", "-q", "-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False)
+            shutil.rmtree(work, ignore_errors=True)
+
+    width = max(len(name) for name, *_ in rows)
+    print(f"\n{'measurement':<{width}}  {'time':>9}  {'ratio':>6}  {'target':<12} note")
+    for name, seconds, ratio, verdict, note in rows:
+        print(f"{name:<{width}}  {seconds:>9}  {ratio:>6}  {verdict:<12} {note}")
+
+
+if __name__ == "__main__":
+    main()

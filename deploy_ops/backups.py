@@ -1,0 +1,496 @@
+"""Database backups that can be trusted: create, list, find, verify, prune, restore.
+
+A backup is ``BACKUP_DIR/backup_YYYYmmdd_HHMMSS.<kind><suffix>`` (kind ``sql`` for a plain
+PostgreSQL/MySQL dump, ``sqlite3`` for an SQLite database file; suffix ``.gz``, ``.zst`` or
+none), with ``<name>.json`` beside it holding its metadata.  Files made by the old scripts
+have no metadata: they are listed, verified and restored as "legacy" backups.
+See docs/BACKUPS.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from django.db import connections
+from django.utils import timezone
+
+from . import __version__, signals
+from . import compression as codec
+from .audit import replay_journal
+from .conf import ops_settings
+from .databases import COMPLETION_MARKERS, engine_for, sniff_vendor
+from .databases.sqlite import check_database_file
+from .exceptions import BackupCorrupt, BackupIncompatible, BackupNotFound, ConfigurationError, DeployOpsError, GitError
+
+logger = logging.getLogger("deploy_ops.backups")
+
+NAME_PATTERN = re.compile(r"^backup_(?P<stamp>\d{8}_\d{6})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?$")
+STAMP_FORMAT = "%Y%m%d_%H%M%S"
+METADATA_FORMAT = 1
+# The completion line of a dump sits within its last few bytes.
+_TAIL_BYTES = 64 * 1024
+# Signals are sent with this sender (see deploy_ops.signals).
+SENDER = __name__
+
+
+@dataclass
+class Backup:
+    path: Path
+    name: str
+    # None for a legacy backup (made without deploy_ops, so without a metadata file).
+    metadata: dict | None = None
+    _sniffed_engine: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def at(cls, path: Path) -> Backup:
+        path = Path(path)
+        return cls(path=path, name=path.name, metadata=_read_metadata(metadata_path_for(path)))
+
+    @property
+    def metadata_path(self) -> Path:
+        return metadata_path_for(self.path)
+
+    @property
+    def created_at(self) -> datetime:
+        recorded = (self.metadata or {}).get("created_at")
+        if recorded:
+            return datetime.fromisoformat(recorded)
+        # The old scripts named files by the host's local time (`date +%Y%m%d_%H%M%S`).
+        stamp = NAME_PATTERN.match(self.name)["stamp"]
+        return timezone.make_aware(datetime.strptime(stamp, STAMP_FORMAT))
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def sha256(self) -> str | None:
+        return (self.metadata or {}).get("sha256")
+
+    @property
+    def engine(self) -> str | None:
+        """postgresql, mysql or sqlite; for a legacy backup, read from the dump's first bytes."""
+        if self.metadata and self.metadata.get("engine"):
+            return self.metadata["engine"]
+        if self._sniffed_engine is None:
+            self._sniffed_engine = _sniff_engine(self) or ""
+        return self._sniffed_engine or None
+
+    @property
+    def database(self) -> str:
+        return (self.metadata or {}).get("database", "")
+
+    @property
+    def commit(self) -> str:
+        return (self.metadata or {}).get("commit", "")
+
+    @property
+    def compression(self) -> str:
+        return codec.compression_of(self.name)
+
+    @property
+    def kind(self) -> str:
+        return NAME_PATTERN.match(self.name)["kind"]
+
+    @property
+    def verified(self) -> bool | None:
+        """True or False after ``verify`` ran (the last result counts); None if never verified."""
+        verification = (self.metadata or {}).get("verification")
+        return None if not verification else bool(verification.get("ok"))
+
+    @property
+    def verified_at(self) -> datetime | None:
+        verification = (self.metadata or {}).get("verification")
+        return datetime.fromisoformat(verification["at"]) if verification else None
+
+
+@dataclass
+class RestoreResult:
+    safety_backup: Backup | None
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- files ------------------------------------------------------------------------------------
+def metadata_path_for(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _read_metadata(path: Path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as file:
+            metadata = json.load(file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        # Unreadable metadata cannot vouch for the file: treat it as a legacy backup.
+        logger.warning("ignoring unreadable backup metadata %s: %s", path, error)
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def _backup_directory() -> Path:
+    directory = ops_settings.backup_dir
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Also when the folder existed: dumps hold every row of the database.
+    os.chmod(directory, 0o700)
+    return directory
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename durable on POSIX; Windows cannot open a directory, and needs no such step.
+    if os.name == "nt":
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+def _write_metadata(backup_path: Path, metadata: dict) -> None:
+    _write_atomically(metadata_path_for(backup_path), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _free_name(directory: Path, moment: datetime, extension: str) -> Path:
+    """``backup_<local time>.<extension>``, a second later while the name is taken."""
+    moment = timezone.localtime(moment)
+    while True:
+        path = directory / f"backup_{moment.strftime(STAMP_FORMAT)}.{extension}"
+        if not path.exists() and not metadata_path_for(path).exists():
+            return path
+        moment += timedelta(seconds=1)
+
+
+class _HeadKeeper:
+    """Passes writes through, keeping the first bytes (the dump's header names the server version)."""
+
+    def __init__(self, stream, size: int = 8192):
+        self.stream, self.size, self.head = stream, size, b""
+
+    def write(self, data) -> int:
+        if len(self.head) < self.size:
+            self.head += bytes(data[: self.size - len(self.head)])
+        return self.stream.write(data)
+
+
+class _HashingWriter:
+    """Passes writes through to ``raw``, hashing and counting them."""
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+def _current_commit() -> str:
+    from .gitrepo import Checkout
+
+    try:
+        return Checkout(ops_settings.project_dir).head().sha
+    except GitError:
+        return ""
+
+
+# -- create -----------------------------------------------------------------------------------
+def create_backup(database: str | None = None, compression: str | None = None) -> Backup:
+    """Dump the database through the compressor into BACKUP_DIR; returns the new backup.
+
+    The dump streams into a temporary file (constant memory, sha256 computed on the way),
+    which is fsynced and renamed into place only when the dump succeeded: no partial file
+    is ever left behind.
+    """
+    alias = database or ops_settings.BACKUP_DATABASE
+    method = compression or ops_settings.BACKUP_COMPRESSION
+    if method not in codec.CHOICES:
+        raise ConfigurationError(f"Unknown compression {method!r}; use one of {', '.join(codec.CHOICES)}.")
+    engine = engine_for(alias)
+    directory = _backup_directory()
+    signals.pre_backup.send(sender=SENDER, database=alias)
+    started = timezone.now()
+    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)  # mode 0600
+    path = None
+    try:
+        with os.fdopen(descriptor, "wb") as raw:
+            hashing = _HashingWriter(raw)
+            with codec.writer(hashing, method) as stream:
+                dumped = _HeadKeeper(stream)
+                engine.dump(dumped)
+            raw.flush()
+            os.fsync(raw.fileno())
+        metadata = {
+            "format": METADATA_FORMAT,
+            "engine": engine.vendor,
+            "alias": alias,
+            "database": engine.database_name,
+            "server_version": engine.version_from_dump(dumped.head) or _server_version(engine),
+            "created_at": started.isoformat(),
+            "size": hashing.size,
+            "sha256": hashing.hash.hexdigest(),
+            "compression": method,
+            "commit": _current_commit(),
+            "deploy_ops_version": __version__,
+        }
+        path = _free_name(directory, started, engine.file_kind + codec.suffix(method))
+        # Metadata first: a backup file in place always has its metadata.
+        _write_metadata(path, metadata)
+        os.replace(temporary, path)
+        _fsync_directory(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        if path is not None and not path.exists():
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(metadata_path_for(path))
+        raise
+    backup = Backup(path=path, name=path.name, metadata=metadata)
+    logger.info("backup created: %s (%d bytes, sha256 %s)", path, backup.size, backup.sha256)
+    signals.post_backup.send(sender=SENDER, database=alias, backup=backup)
+    return backup
+
+
+def _server_version(engine) -> str:
+    # Informational only: the dump already succeeded, so a failed query must not discard it.
+    try:
+        return engine.server_version()
+    except DeployOpsError as error:
+        logger.warning("could not read the %s server version: %s", engine.vendor, error)
+        return ""
+
+
+# -- list and find ----------------------------------------------------------------------------
+def list_backups() -> list[Backup]:
+    """Every file in BACKUP_DIR named like a backup, newest first."""
+    directory = ops_settings.backup_dir
+    if not directory.is_dir():
+        return []
+    found = [Backup.at(path) for path in directory.iterdir() if NAME_PATTERN.match(path.name) and path.is_file()]
+    return sorted(found, key=lambda backup: (backup.created_at, backup.name), reverse=True)
+
+
+def find_backup(name_or_path: str) -> Backup:
+    """A backup by name (in BACKUP_DIR) or by path (absolute, or relative to here or PROJECT_DIR)."""
+    given = Path(name_or_path)
+    candidates = [given] if given.is_absolute() else [Path.cwd() / given, ops_settings.project_dir / given, ops_settings.backup_dir / given]
+    for candidate in candidates:
+        if candidate.is_file():
+            if not NAME_PATTERN.match(candidate.name):
+                raise BackupNotFound(
+                    f"{candidate} is not named like a backup (backup_YYYYmmdd_HHMMSS.sql.gz, .sql.zst, .sql, "
+                    f"or .sqlite3 with the same suffixes); rename it so its kind and compression are known."
+                )
+            return Backup.at(candidate)
+    existing = [backup.name for backup in list_backups()]
+    listing = f"The backups there are: {', '.join(existing[:10])}{' …' if len(existing) > 10 else ''}." if existing else "There are no backups there yet."
+    raise BackupNotFound(f"No backup {name_or_path!r} in {ops_settings.backup_dir}. {listing}")
+
+
+# -- verify -----------------------------------------------------------------------------------
+def _corrupt(backup: Backup, why: str) -> BackupCorrupt:
+    return BackupCorrupt(f"{backup.path} is damaged: {why}. Do not restore it; use another backup.")
+
+
+def _check_checksum(backup: Backup) -> None:
+    """Size and sha256 against the metadata (a backup with metadata only)."""
+    if not backup.path.is_file():
+        raise BackupNotFound(f"{backup.path} no longer exists.")
+    recorded_size = backup.metadata.get("size")
+    if recorded_size is not None and backup.size != recorded_size:
+        raise _corrupt(backup, f"it is {backup.size} bytes but was {recorded_size} bytes when written (truncated or changed)")
+    digest = hashlib.sha256()
+    with open(backup.path, "rb") as file:
+        while chunk := file.read(codec.CHUNK):
+            digest.update(chunk)
+    if digest.hexdigest() != backup.sha256:
+        raise _corrupt(backup, f"its sha256 is {digest.hexdigest()} but the metadata recorded {backup.sha256} (the file changed after it was written)")
+
+
+def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
+    """The decompressed dump; raises BackupCorrupt, after the last chunk, if it is incomplete.
+
+    A restore feeds these chunks straight into the database client, so the check at the end
+    runs before the client sees the end of its input, and a bad file is never committed.
+    """
+    tail = b""
+    try:
+        with open(backup.path, "rb") as raw:
+            for chunk in codec.chunks(raw, backup.compression):
+                tail = chunk[-_TAIL_BYTES:] if len(chunk) >= _TAIL_BYTES else (tail + chunk)[-_TAIL_BYTES:]
+                yield chunk
+    except codec.CorruptStream as error:
+        raise _corrupt(backup, str(error)) from None
+    marker = COMPLETION_MARKERS.get(vendor)
+    if marker and marker not in tail:
+        raise _corrupt(backup, f"the dump does not end with its completion line {marker.decode()!r} (it was cut short)")
+
+
+def _check_content(backup: Backup) -> None:
+    """A full decompress and a format check."""
+    vendor = backup.engine
+    if vendor is None:
+        raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+    if backup.kind != "sqlite3":
+        for _chunk in _checked_chunks(backup, vendor):
+            pass
+        return
+    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=backup.path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            for chunk in _checked_chunks(backup, vendor):
+                file.write(chunk)
+        check_database_file(Path(temporary))
+    except codec.CorruptStream as error:
+        raise _corrupt(backup, str(error)) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+
+
+def _sniff_engine(backup: Backup) -> str | None:
+    try:
+        with open(backup.path, "rb") as raw:
+            head = next(codec.chunks(raw, backup.compression), b"")
+    except (OSError, codec.CorruptStream):
+        return None
+    return sniff_vendor(head[:4096])
+
+
+def verify_backup(backup: Backup, record: bool = True) -> None:
+    """Checksum (if the backup has metadata), full decompress and format check.
+
+    Raises BackupCorrupt naming the file and why.  With ``record``, the result is written
+    into the metadata (``verification``: at, ok, error), where ``list`` and health checks see it.
+    """
+    try:
+        if backup.metadata is not None:
+            _check_checksum(backup)
+        _check_content(backup)
+    except BackupCorrupt as error:
+        _record_verification(backup, record, str(error))
+        raise
+    _record_verification(backup, record, "")
+
+
+def _record_verification(backup: Backup, record: bool, error: str) -> None:
+    # A legacy backup stays legacy: writing metadata now would vouch for bytes nobody checksummed.
+    if not record or backup.metadata is None:
+        return
+    backup.metadata["verification"] = {"at": timezone.now().isoformat(), "ok": not error, "error": error}
+    _write_metadata(backup.path, backup.metadata)
+
+
+# -- prune ------------------------------------------------------------------------------------
+def _is_valid(backup: Backup, record: bool) -> bool:
+    try:
+        if backup.verified and backup.metadata is not None:
+            _check_checksum(backup)  # verified before: the checksum shows it has not changed since
+        else:
+            verify_backup(backup, record=record)
+    except (BackupCorrupt, BackupNotFound):
+        return False
+    return True
+
+
+def prune_backups(days: int | None = None, keep: int | None = None, dry_run: bool = False) -> list[Backup]:
+    """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones.
+
+    Returns what was deleted (or, with ``dry_run``, what would be).  Only files named like
+    backups are touched; their metadata files go with them.
+    """
+    days = ops_settings.BACKUP_RETENTION_DAYS if days is None else days
+    keep = ops_settings.BACKUP_KEEP if keep is None else keep
+    if keep < 1:
+        raise ConfigurationError("keep must be 1 or more: pruning must never leave the site without a backup.")
+    if days < 0:
+        raise ConfigurationError("days must be 0 or more.")
+    backups = list_backups()
+    kept = set()
+    for backup in backups:
+        if len(kept) >= keep:
+            break
+        if _is_valid(backup, record=not dry_run):
+            kept.add(backup.name)
+    cutoff = timezone.now() - timedelta(days=days)
+    doomed = [backup for backup in backups if backup.name not in kept and backup.created_at < cutoff]
+    if not dry_run:
+        for backup in doomed:
+            backup.path.unlink(missing_ok=True)
+            backup.metadata_path.unlink(missing_ok=True)
+            logger.info("pruned backup %s", backup.path)
+    return doomed
+
+
+# -- restore ----------------------------------------------------------------------------------
+def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True) -> RestoreResult:
+    """Replace the database with ``backup``, all or nothing.
+
+    Before anything changes: the engine must match (BackupIncompatible), the checksum must
+    match the metadata (a legacy backup is fully decompressed and format-checked instead,
+    with a warning), and a safety backup of the current database is taken.  The dump is then
+    decompressed and checked again on its way into the database, and committed only if it
+    is complete.  Afterwards the audit journal is replayed, so the deployment records survive.
+    """
+    alias = database or ops_settings.BACKUP_DATABASE
+    engine = engine_for(alias)
+    if backup.engine is None:
+        raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+    if backup.engine != engine.vendor:
+        raise BackupIncompatible(
+            f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {engine.vendor}; nothing was changed."
+        )
+    warnings = []
+    if backup.metadata is None:
+        warnings.append(
+            f"{backup.name} has no metadata file (made by the old scripts?), so no checksum could be checked; "
+            "it was only checked to decompress completely and end like a complete dump."
+        )
+        _check_content(backup)
+    else:
+        _check_checksum(backup)
+    for warning in warnings:
+        logger.warning(warning)
+    signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
+    safety = create_backup(alias) if safety_backup else None
+    # Django's own connections would hold locks (and SQLite pages) the restore must replace.
+    connections.close_all()
+    if safety:
+        logger.info("safety backup before the restore: %s", safety.path)
+    try:
+        engine.restore(_checked_chunks(backup, backup.engine))
+    except codec.CorruptStream as error:
+        raise _corrupt(backup, str(error)) from None
+    logger.info("restored %s into %r", backup.path, alias)
+    replay_journal()
+    signals.post_restore.send(sender=SENDER, database=alias, backup=backup)
+    return RestoreResult(safety_backup=safety, warnings=warnings)

@@ -1,0 +1,153 @@
+"""``manage.py backups``: create, list, verify, prune and restore database backups.
+
+Exit codes: 0 done; 2 failed (the database is unchanged); 3 refused before anything changed
+(bad backup, wrong engine, unknown name, no confirmation).
+"""
+
+import json
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from deploy_ops import backups
+from deploy_ops.compression import CHOICES
+from deploy_ops.conf import ops_settings
+from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
+
+
+def describe_age(moment) -> str:
+    seconds = max(0, int((timezone.now() - moment).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def describe_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def summary(backup: backups.Backup) -> dict:
+    return {
+        "name": backup.name,
+        "path": str(backup.path),
+        "created_at": backup.created_at.isoformat(),
+        "size": backup.size,
+        "engine": backup.engine,
+        "database": backup.database,
+        "commit": backup.commit,
+        "compression": backup.compression,
+        "sha256": backup.sha256,
+        "verified": backup.verified,
+        "legacy": backup.metadata is None,
+    }
+
+
+class Command(BaseCommand):
+    help = "Database backups: create, list, verify, prune, restore."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,verify,prune,restore}")
+
+        create = actions.add_parser("create", help="Back up the database now; prints the new file's path.")
+        create.add_argument("--database", metavar="ALIAS", help="The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE']).")
+        create.add_argument("--compress", choices=CHOICES, help="Compression (default: DEPLOY_OPS['BACKUP_COMPRESSION']).")
+
+        listing = actions.add_parser("list", help="Backups, newest first.")
+        listing.add_argument("--json", action="store_true", help="Machine-readable output.")
+
+        verify = actions.add_parser("verify", help="Checksum, full decompress and format check.")
+        which = verify.add_mutually_exclusive_group(required=True)
+        which.add_argument("name", nargs="?", metavar="NAME|PATH")
+        which.add_argument("--all", action="store_true", help="Verify every backup.")
+
+        prune = actions.add_parser("prune", help="Delete old backups, always keeping the newest valid ones.")
+        prune.add_argument("--days", type=int, help="Delete backups older than this (default: DEPLOY_OPS['BACKUP_RETENTION_DAYS']).")
+        prune.add_argument("--keep", type=int, help="Always keep this many newest valid backups (default: DEPLOY_OPS['BACKUP_KEEP']).")
+        prune.add_argument("--dry-run", action="store_true", help="Say what would be deleted; delete nothing.")
+
+        restore = actions.add_parser("restore", help="Replace the database with a backup (a safety backup is taken first).")
+        restore.add_argument("name", metavar="NAME|PATH")
+        restore.add_argument("--database", metavar="ALIAS", help="The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE']).")
+        restore.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
+        restore.add_argument(
+            "--no-safety-backup", action="store_false", dest="safety_backup",
+            help="Skip the safety backup of the current database (only when you have just made one).",
+        )
+
+    def handle(self, *args, **options):
+        try:
+            getattr(self, "handle_" + options["action"])(options)
+        except DeployOpsError as error:
+            raise CommandError(str(error), returncode=error.exit_code)
+
+    def handle_create(self, options):
+        backup = backups.create_backup(database=options["database"], compression=options["compress"])
+        if options["verbosity"] >= 2:
+            self.stderr.write(f"{backup.size} bytes, sha256 {backup.sha256}")
+        self.stdout.write(str(backup.path))
+
+    def handle_list(self, options):
+        found = backups.list_backups()
+        if options["json"]:
+            self.stdout.write(json.dumps([summary(backup) for backup in found], indent=2))
+            return
+        if not found:
+            self.stdout.write(f"No backups in {ops_settings.backup_dir}.")
+            return
+        states = {True: "verified", False: "FAILED", None: "unverified"}
+        for backup in found:
+            state = states[backup.verified] + (" (legacy, no checksum)" if backup.metadata is None else "")
+            self.stdout.write(
+                f"{backup.name}  {describe_age(backup.created_at):>5} ago  {describe_size(backup.size):>9}  "
+                f"{backup.engine or '?'}  {backup.database or '-'}  {backup.commit[:12] or '-'}  {state}"
+            )
+
+    def handle_verify(self, options):
+        targets = backups.list_backups() if options["all"] else [backups.find_backup(options["name"])]
+        if not targets:
+            self.stdout.write(f"No backups in {ops_settings.backup_dir}.")
+            return
+        failed = []
+        for backup in targets:
+            try:
+                backups.verify_backup(backup)
+            except BackupCorrupt as error:
+                failed.append(backup.name)
+                self.stderr.write(self.style.ERROR(f"FAILED {error}"))
+                continue
+            note = " (legacy: no checksum to compare, decompressed and format-checked only)" if backup.metadata is None else ""
+            self.stdout.write(self.style.SUCCESS(f"OK {backup.name}") + note)
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(targets)} backups failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
+
+    def handle_prune(self, options):
+        doomed = backups.prune_backups(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
+        verb = "Would delete" if options["dry_run"] else "Deleted"
+        for backup in doomed:
+            self.stdout.write(f"{verb} {backup.name}")
+        self.stdout.write(f"{verb} {len(doomed)} backup(s).")
+
+    def handle_restore(self, options):
+        backup = backups.find_backup(options["name"])
+        alias = options["database"] or ops_settings.BACKUP_DATABASE
+        if options["interactive"]:
+            self.confirm(f"This replaces the database {alias!r} with {backup.name} (a safety backup is taken first). Type 'yes' to continue: ")
+        result = backups.restore_backup(backup, database=options["database"], safety_backup=options["safety_backup"])
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+        if result.safety_backup:
+            self.stdout.write(f"Safety backup of the previous database: {result.safety_backup.path}")
+        self.stdout.write(self.style.SUCCESS(f"Restored {backup.name} into {alias!r}."))
+
+    def confirm(self, question: str) -> None:
+        if not sys.stdin.isatty():
+            raise CommandError("Refusing to restore without confirmation: stdin is not a terminal. Pass --noinput to restore anyway.", returncode=EXIT_REFUSED)
+        if input(question).strip().lower() != "yes":
+            raise CommandError("Restore cancelled; nothing was changed.", returncode=EXIT_REFUSED)

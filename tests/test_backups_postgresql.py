@@ -1,0 +1,191 @@
+"""Backups against the real PostgreSQL server: round trip, damaged files, failing dumps and restores."""
+
+import gzip
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from deploy_ops import backups
+from deploy_ops.exceptions import BackupCorrupt, BackupIncompatible, CommandFailed, ToolMissing
+from tests.fixtures.backups import TARGET, postgres_checksum, psql
+from tests.fixtures.databases import POSTGRES
+
+pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")]
+
+
+def change_data(database):
+    psql(database, "DELETE FROM items WHERE id % 3 = 0; UPDATE items SET name = 'changed' WHERE id < 50;"
+         "CREATE TABLE added_after_backup (id int); CREATE SCHEMA later; CREATE TABLE later.x (i int);")
+
+
+def test_round_trip_restores_exactly_the_rows_and_tables_of_the_backup(postgres_target):
+    original = postgres_checksum(postgres_target)
+    backup = backups.create_backup()
+    change_data(postgres_target)
+    assert postgres_checksum(postgres_target) != original
+
+    result = backups.restore_backup(backup)
+
+    assert postgres_checksum(postgres_target) == original
+    # Objects made after the backup are gone too: the result equals the backup.
+    assert psql(postgres_target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'later'") == "0"
+    assert result.warnings == []
+    assert result.safety_backup is not None and result.safety_backup.path.exists()
+
+
+def test_restore_keeps_the_public_schema_owner_and_privileges(postgres_target):
+    query = "SELECT nspowner::regrole::text || ' ' || coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'public'"
+    before = psql(postgres_target, query)
+    backup = backups.create_backup(compression="none")
+    backups.restore_backup(backup, safety_backup=False)
+    assert psql(postgres_target, query) == before
+
+
+@pytest.mark.parametrize("method, suffix", [("gzip", ".sql.gz"), ("zstd", ".sql.zst"), ("none", ".sql")])
+def test_create_names_the_file_by_time_and_compression_and_writes_metadata(postgres_target, method, suffix):
+    backup = backups.create_backup(compression=method)
+    assert backup.name.startswith("backup_") and backup.name.endswith(suffix)
+    assert backups.NAME_PATTERN.match(backup.name)
+    metadata = backup.metadata
+    assert metadata["engine"] == "postgresql"
+    assert metadata["database"] == postgres_target["NAME"]
+    assert metadata["server_version"].split()[0][:2].isdigit()
+    assert metadata["compression"] == method
+    assert metadata["size"] == backup.path.stat().st_size
+    assert metadata["commit"] == ""  # the tmp project folder is no git checkout
+    assert metadata["deploy_ops_version"]
+    assert backups.find_backup(backup.name).metadata == metadata
+
+
+def test_backup_file_is_0600_in_a_0700_directory(postgres_target):
+    backup = backups.create_backup()
+    assert stat.S_IMODE(backup.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.metadata_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(backup.path.parent.stat().st_mode) == 0o700
+
+
+def test_metadata_records_the_git_commit_of_the_project_checkout(postgres_target, ops_dirs):
+    subprocess.run(["git", "init", "-q", str(ops_dirs)], check=True)
+    subprocess.run(["git", "-C", str(ops_dirs), "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    head = subprocess.run(["git", "-C", str(ops_dirs), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert backups.create_backup().commit == head
+
+
+def truncate(path: Path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_one_byte(path: Path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_one_byte], ids=["truncated", "one-byte-flip"])
+def test_a_damaged_backup_fails_verify_naming_the_file_and_restore_refuses_it(postgres_target, damage):
+    backup = backups.create_backup()
+    change_data(postgres_target)
+    changed = postgres_checksum(postgres_target)
+    damage(backup.path)
+
+    with pytest.raises(CommandError) as verify_error:
+        call_command("backups", "verify", backup.name)
+    assert backup.name in str(verify_error.value)
+    assert verify_error.value.returncode == 3
+    assert backups.find_backup(backup.name).verified is False
+
+    with pytest.raises(BackupCorrupt, match=backup.name):
+        backups.restore_backup(backups.find_backup(backup.name))
+    assert postgres_checksum(postgres_target) == changed
+    # Refused before anything happened: not even a safety backup was taken.
+    assert [found.name for found in backups.list_backups()] == [backup.name]
+
+
+def test_a_dump_with_an_sql_error_in_the_middle_fails_the_restore_showing_the_error_and_changes_nothing(postgres_target, ops_dirs):
+    backup = backups.create_backup(compression="none")
+    text = backup.path.read_text()
+    position = text.index("COPY public.items")
+    broken = text[:position] + "SELECT no_such_function_deploy_ops();\n" + text[position:]
+    legacy = ops_dirs / "backups" / "backup_20250109_120000.sql"
+    legacy.write_text(broken)
+    change_data(postgres_target)
+    changed = postgres_checksum(postgres_target)
+
+    with pytest.raises(CommandError) as error:
+        call_command("backups", "restore", str(legacy), "--noinput", "--no-safety-backup")
+
+    assert error.value.returncode == 2
+    assert "no_such_function_deploy_ops" in str(error.value)
+    assert postgres_checksum(postgres_target) == changed
+
+
+def test_a_backup_made_by_the_old_script_restores_with_a_warning(postgres_target, ops_dirs):
+    original = postgres_checksum(postgres_target)
+    legacy = ops_dirs / "backups" / "backup_20250109_120000.sql.gz"
+    legacy.parent.mkdir(mode=0o700)
+    with open(legacy, "wb") as file:
+        dump = subprocess.run(["pg_dump", "-h", POSTGRES["HOST"], "-U", POSTGRES["USER"], postgres_target["NAME"]], capture_output=True, check=True)
+        file.write(gzip.compress(dump.stdout))
+    change_data(postgres_target)
+
+    backup = backups.find_backup("backups/backup_20250109_120000.sql.gz")
+    assert backup.metadata is None and backup.engine == "postgresql"
+    result = backups.restore_backup(backup, safety_backup=False)
+
+    assert postgres_checksum(postgres_target) == original
+    assert len(result.warnings) == 1 and "no checksum could be checked" in result.warnings[0]
+
+
+def test_restore_refuses_a_backup_of_another_engine(postgres_target, ops_dirs):
+    sqlite_backup = ops_dirs / "backups" / "backup_20250109_120000.sqlite3"
+    sqlite_backup.parent.mkdir(mode=0o700)
+    sqlite_backup.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    with pytest.raises(BackupIncompatible, match="is a sqlite backup, but the database 'target' is postgresql"):
+        backups.restore_backup(backups.find_backup(sqlite_backup.name))
+
+
+def assert_no_backup_left(ops_dirs):
+    backup_dir = ops_dirs / "backups"
+    assert not backup_dir.exists() or list(backup_dir.iterdir()) == []
+
+
+def test_pg_dump_missing_is_a_clear_error_and_leaves_no_file(postgres_target, ops_dirs, monkeypatch, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    # A context of its own: the database fixture's teardown needs psql on PATH again.
+    with monkeypatch.context() as patch, pytest.raises(ToolMissing, match=r"^'pg_dump' was not found on this host's PATH\. Install the PostgreSQL client tools"):
+        patch.setenv("PATH", str(empty))
+        backups.create_backup()
+    assert_no_backup_left(ops_dirs)
+
+
+def test_an_unknown_role_is_a_clear_authentication_error_and_leaves_no_file(postgres_target, ops_dirs, settings):
+    # The server trusts every local role, so a wrong password cannot be provoked; a role that
+    # does not exist fails authentication in the same place, before any byte is dumped.
+    settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_target, "USER": "no_such_role_deploy_ops", "PASSWORD": "s3cret-Pw-4"}}
+    with pytest.raises(CommandFailed) as error:
+        backups.create_backup()
+    assert 'role "no_such_role_deploy_ops" does not exist' in str(error.value)
+    assert "s3cret-Pw-4" not in str(error.value)
+    assert_no_backup_left(ops_dirs)
+
+
+def test_a_server_that_is_down_is_a_clear_error_and_leaves_no_file(postgres_target, ops_dirs, settings):
+    settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_target, "PORT": "1"}}
+    with pytest.raises(CommandFailed) as error:
+        backups.create_backup()
+    assert "Command failed with exit code 1" in str(error.value)
+    assert "Connection refused" in str(error.value)
+    assert_no_backup_left(ops_dirs)
+
+
+def test_the_command_prints_the_new_backup_path(postgres_target, capsys):
+    call_command("backups", "create", "--compress", "zstd")
+    printed = Path(capsys.readouterr().out.strip())
+    assert printed.exists() and printed.name.endswith(".sql.zst")
+    assert os.path.dirname(printed) == str(backups.list_backups()[0].path.parent)

@@ -1,0 +1,224 @@
+"""SQLite backups, and the library and command behaviour that no server is needed for:
+list, find, verify state, prune policy, naming, the restore confirmation."""
+
+import json
+import os
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from deploy_ops import backups, signals
+from deploy_ops.exceptions import BackupCorrupt, BackupError, BackupNotFound, ConfigurationError
+from tests.fixtures.backups import sqlite_checksum
+
+pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+
+
+def change_data(path):
+    with sqlite3.connect(path) as connection:
+        connection.execute("DELETE FROM items WHERE id % 3 = 0")
+        connection.execute("UPDATE items SET name = 'changed' WHERE id < 40")
+        connection.execute("CREATE TABLE added_after_backup (id INTEGER)")
+    connection.close()
+
+
+@pytest.mark.parametrize("method, suffix", [("gzip", ".sqlite3.gz"), ("zstd", ".sqlite3.zst"), ("none", ".sqlite3")])
+def test_round_trip_restores_exactly_the_rows_and_tables_of_the_backup(sqlite_target, method, suffix):
+    original = sqlite_checksum(sqlite_target)
+    backup = backups.create_backup(compression=method)
+    assert backup.name.endswith(suffix) and backup.engine == "sqlite"
+    change_data(sqlite_target)
+
+    backups.restore_backup(backup)
+
+    assert sqlite_checksum(sqlite_target) == original
+
+
+def test_restore_reaches_a_connection_that_stays_open_meanwhile(sqlite_target):
+    backup = backups.create_backup()
+    change_data(sqlite_target)
+    reader = sqlite3.connect(sqlite_target)
+    backups.restore_backup(backup, safety_backup=False)
+    # The same connection (as a running app holds one) sees the restored rows: pages were copied in, not the file swapped.
+    assert reader.execute("SELECT count(*) FROM items").fetchone() == (500,)
+    reader.close()
+
+
+def test_a_damaged_sqlite_backup_fails_verify_and_restore_leaves_the_database_as_it_was(sqlite_target):
+    backup = backups.create_backup(compression="none")
+    data = bytearray(backup.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backup.path.write_bytes(bytes(data))
+    change_data(sqlite_target)
+    changed = sqlite_checksum(sqlite_target)
+    with pytest.raises(BackupCorrupt, match=f"{backup.name} is damaged: its sha256 is"):
+        backups.verify_backup(backup)
+    with pytest.raises(BackupCorrupt):
+        backups.restore_backup(backups.find_backup(backup.name))
+    assert sqlite_checksum(sqlite_target) == changed
+
+
+def test_verify_records_its_result_in_the_metadata(sqlite_target):
+    backup = backups.create_backup()
+    assert backup.verified is None
+    backups.verify_backup(backup)
+    stored = json.loads(backup.metadata_path.read_text())["verification"]
+    assert stored["ok"] is True and stored["error"] == ""
+    assert backups.find_backup(backup.name).verified is True
+
+
+def test_signals_are_sent_around_backup_and_restore(sqlite_target):
+    received = []
+
+    def remember(signal, **kwargs):
+        received.append((signal, kwargs.get("database"), getattr(kwargs.get("backup"), "name", None)))
+
+    for signal in (signals.pre_backup, signals.post_backup, signals.pre_restore, signals.post_restore):
+        signal.connect(remember, weak=False)
+    try:
+        backup = backups.create_backup()
+        backups.restore_backup(backup, safety_backup=False)
+    finally:
+        for signal in (signals.pre_backup, signals.post_backup, signals.pre_restore, signals.post_restore):
+            signal.disconnect(remember)
+    assert received == [
+        (signals.pre_backup, "target", None),
+        (signals.post_backup, "target", backup.name),
+        (signals.pre_restore, "target", backup.name),
+        (signals.post_restore, "target", backup.name),
+    ]
+
+
+def test_a_missing_database_file_is_a_clear_error_and_leaves_no_file(sqlite_target, ops_dirs):
+    sqlite_target.unlink()
+    with pytest.raises(BackupError, match="The SQLite database .* does not exist"):
+        backups.create_backup()
+    assert list((ops_dirs / "backups").iterdir()) == []
+
+
+# -- list, find, prune ----------------------------------------------------------------------
+def make_backup_file(directory, days_old: float, name_time=None, metadata=True, content=b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n"):
+    """A plain-SQL backup file dated ``days_old`` ago, with metadata as create_backup writes it."""
+    import hashlib
+
+    directory.mkdir(mode=0o700, exist_ok=True)
+    moment = timezone.now() - timedelta(days=days_old)
+    path = directory / f"backup_{timezone.localtime(name_time or moment).strftime('%Y%m%d_%H%M%S')}.sql"
+    path.write_bytes(content)
+    if metadata:
+        backups._write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+    return path
+
+
+def test_list_is_newest_first_and_ignores_files_of_other_names(ops_dirs):
+    directory = ops_dirs / "backups"
+    old, new = make_backup_file(directory, 3), make_backup_file(directory, 1)
+    (directory / "notes.txt").write_text("mine")
+    (directory / "backup_latest.sql.gz").write_text("not ours")
+    assert [backup.name for backup in backups.list_backups()] == [new.name, old.name]
+
+
+def test_find_backup_names_what_exists_when_the_name_is_unknown(ops_dirs):
+    existing = make_backup_file(ops_dirs / "backups", 1)
+    with pytest.raises(BackupNotFound, match=f"No backup 'backup_20000101_000000.sql.gz' in .*backups. The backups there are: {existing.name}."):
+        backups.find_backup("backup_20000101_000000.sql.gz")
+
+
+def test_prune_keeps_the_newest_n_even_when_all_are_older_than_the_retention(ops_dirs):
+    directory = ops_dirs / "backups"
+    paths = [make_backup_file(directory, days) for days in (30, 20, 10, 9)]
+    deleted = backups.prune_backups(days=7, keep=2)
+    assert sorted(backup.name for backup in deleted) == sorted(path.name for path in paths[:2])
+    assert [backup.name for backup in backups.list_backups()] == [paths[3].name, paths[2].name]
+    assert not backups.metadata_path_for(paths[0]).exists()
+
+
+def test_prune_skips_invalid_backups_when_counting_the_ones_it_keeps(ops_dirs):
+    directory = ops_dirs / "backups"
+    good = make_backup_file(directory, 10)
+    broken = make_backup_file(directory, 9, content=b"-- PostgreSQL database dump\n(cut short)")
+    deleted = backups.prune_backups(days=7, keep=1)
+    assert [backup.name for backup in deleted] == [broken.name]
+    assert good.exists()
+
+
+def test_prune_deletes_only_what_is_older_than_the_retention_and_dry_run_deletes_nothing(ops_dirs):
+    directory = ops_dirs / "backups"
+    young, old = make_backup_file(directory, 2), make_backup_file(directory, 8)
+    (directory / "backup_manual_copy.sql").write_text("not ours")
+    assert [backup.name for backup in backups.prune_backups(days=7, keep=1, dry_run=True)] == [old.name]
+    assert old.exists()
+    assert [backup.name for backup in backups.prune_backups(days=7, keep=1)] == [old.name]
+    assert sorted(path.name for path in directory.iterdir()) == sorted(["backup_manual_copy.sql", young.name, young.name + ".json"])
+
+
+def test_prune_refuses_to_keep_fewer_than_one(ops_dirs):
+    with pytest.raises(ConfigurationError, match="keep must be 1 or more"):
+        backups.prune_backups(keep=0)
+
+
+def test_two_backups_in_the_same_second_get_different_names(sqlite_target):
+    first, second = backups.create_backup(), backups.create_backup()
+    assert first.name != second.name and first.path.exists() and second.path.exists()
+
+
+def test_a_legacy_backup_takes_its_time_from_its_name(ops_dirs):
+    path = make_backup_file(ops_dirs / "backups", 0, metadata=False)
+    backup = backups.find_backup(path.name)
+    assert backup.metadata is None and backup.verified is None and backup.sha256 is None
+    assert timezone.localtime(backup.created_at).strftime("backup_%Y%m%d_%H%M%S.sql") == path.name
+
+
+# -- the command ----------------------------------------------------------------------------
+def test_list_json_shows_engine_size_and_verified_state(sqlite_target, capsys):
+    backup = backups.create_backup()
+    call_command("backups", "verify", "--all")
+    capsys.readouterr()
+    call_command("backups", "list", "--json")
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["name"] == backup.name
+    assert listed["engine"] == "sqlite" and listed["size"] == backup.size and listed["verified"] is True and listed["legacy"] is False
+
+
+def test_verify_all_exits_non_zero_naming_each_bad_file(ops_dirs, capsys):
+    directory = ops_dirs / "backups"
+    good = make_backup_file(directory, 2)
+    bad = make_backup_file(directory, 1, content=b"-- PostgreSQL database dump\n(cut short)")
+    with pytest.raises(CommandError, match=f"1 of 2 backups failed verification: {bad.name}") as error:
+        call_command("backups", "verify", "--all")
+    assert error.value.returncode == 3
+    output = capsys.readouterr()
+    assert f"OK {good.name}" in output.out
+    assert f"FAILED {bad}" in output.err and "completion line" in output.err
+
+
+def test_restore_refuses_without_a_terminal_unless_noinput(sqlite_target, monkeypatch):
+    backup = backups.create_backup()
+    change_data(sqlite_target)
+    changed = sqlite_checksum(sqlite_target)
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    with pytest.raises(CommandError, match="stdin is not a terminal. Pass --noinput") as error:
+        call_command("backups", "restore", backup.name)
+    assert error.value.returncode == 3
+    assert sqlite_checksum(sqlite_target) == changed
+
+
+def test_restore_with_noinput_restores_and_names_the_safety_backup(sqlite_target, capsys):
+    original = sqlite_checksum(sqlite_target)
+    backup = backups.create_backup()
+    change_data(sqlite_target)
+    call_command("backups", "restore", backup.name, "--noinput")
+    output = capsys.readouterr().out
+    assert sqlite_checksum(sqlite_target) == original
+    [safety] = [found for found in backups.list_backups() if found.name != backup.name]
+    assert f"Safety backup of the previous database: {safety.path}" in output
+
+
+def test_an_unknown_alias_is_a_configuration_error_with_exit_code_3(ops_dirs):
+    with pytest.raises(CommandError, match="settings.DATABASES has no alias 'nope'") as error:
+        call_command("backups", "create", "--database", "nope")
+    assert error.value.returncode == 3
+    assert not (ops_dirs / "backups").exists() or os.listdir(ops_dirs / "backups") == []
