@@ -75,7 +75,7 @@ def usable_backup(name_or_path: str) -> Backup:
     from .databases import engine_for
 
     backup = find_backup(name_or_path)
-    verify_backup(backup)
+    verify_backup(backup, record=False)  # a check before anything changes writes nothing, not even metadata
     engine = engine_for(ops_settings.BACKUP_DATABASE)
     if backup.engine and backup.engine != engine.vendor:
         raise BackupIncompatible(
@@ -110,10 +110,15 @@ def plan_quick() -> RollbackPlan:
     """The last release that deployed successfully before the current one, and the backup
     taken by the deploy that moved past it (its database as that release left it)."""
     head = _checkout().head().sha
-    target = next((record for record in _successful_deploys() if record.to_commit != head), None)
+    deploys = list(_successful_deploys())
+    # Only deploys older than the one that brought the current commit count: after an earlier
+    # rollback, newer deploys are releases *ahead* of the current one, not behind it.
+    current = next((index for index, record in enumerate(deploys) if record.to_commit == head), None)
+    earlier = deploys if current is None else deploys[current + 1 :]
+    target = next((record for record in earlier if record.to_commit != head), None)
     if target is None:
         raise PreflightFailed(
-            f"No successful deploy of a commit other than the current {head[:12]} is on record, so there is no "
+            f"No successful deploy before the current {head[:12]} is on record, so there is no "
             "previous release to go back to. Use --commit SHA and/or --backup NAME."
         )
     mover = (

@@ -67,25 +67,29 @@ class Command(BaseCommand):
             return self.carry_out(rollback.plan_full(*options["full"]))
         if not sys.stdin.isatty():
             # Nobody can answer a menu here; say how to use it instead of waiting forever.
+            usage = self.create_parser("manage.py", "rollback").format_usage().strip()
             raise CommandError(
                 "No option given and no terminal for the menu. Use --quick, --commit SHA, --backup NAME, "
-                "--full SHA NAME, --status, --list-commits or --list-backups (see --help).",
+                f"--full SHA NAME, --status, --list-commits or --list-backups (see --help).\n{usage}",
                 returncode=EXIT_REFUSED,
             )
         return self.menu()
 
     # -- doing it ----------------------------------------------------------------------------
-    def carry_out(self, plan, ask=None):
+    def carry_out(self, plan, in_menu=False):
         self.stdout.write("Rollback plan:")
         for line in plan.describe():
             self.stdout.write(f"  {line}")
         if self.options["dry_run"]:
             self.stdout.write("Dry run: nothing was changed.")
             return
-        ask = ask if ask is not None else (self.options["interactive"] and sys.stdin.isatty())
+        ask = in_menu or (self.options["interactive"] and sys.stdin.isatty())
         if ask and not self.confirm("Go ahead?"):
-            self.stdout.write("Cancelled; nothing was changed.")
-            return
+            if in_menu:
+                self.stdout.write("Cancelled; nothing was changed.")
+                return
+            # As for deploy: a cancelled run is a refusal before anything changed (exit 3).
+            raise CommandError("Cancelled at the confirmation prompt; nothing was changed.", returncode=EXIT_REFUSED)
         exit_code = rollback.execute(plan, report=self.report)
         if exit_code != EXIT_OK:
             raise CommandError("The rollback failed: a human is needed. See `manage.py rollback --status`.", returncode=exit_code)
@@ -95,7 +99,11 @@ class Command(BaseCommand):
             self.stdout.write(self.style.ERROR(line) if "FAILED" in line else line)
 
     def confirm(self, question):
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        try:
+            return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+        except EOFError:  # Ctrl-D: no answer is a no
+            self.stdout.write("")
+            return False
 
     # -- looking -----------------------------------------------------------------------------
     def show_status(self):
@@ -150,13 +158,16 @@ class Command(BaseCommand):
             self.stdout.write("\ndeploy_ops rollback")
             for key, label in MENU:
                 self.stdout.write(f"  {key}) {label}")
-            choice = input("Choose: ").strip().lower()
             try:
+                choice = input("Choose: ").strip().lower()
                 if choice in ("q", "quit", "0", ""):
                     return
                 self.menu_choice(choice)
             except DeployOpsError as error:
                 self.stdout.write(self.style.ERROR(str(error)))
+            except EOFError:  # Ctrl-D quits, like q
+                self.stdout.write("")
+                return
 
     def menu_choice(self, choice):
         if choice == "1":
@@ -164,15 +175,15 @@ class Command(BaseCommand):
         elif choice == "2":
             self.show_backups()
         elif choice == "3":
-            self.carry_out(rollback.plan_commit(input("Commit (sha, tag or branch): ").strip()), ask=True)
+            self.carry_out(rollback.plan_commit(input("Commit (sha, tag or branch): ").strip()), in_menu=True)
         elif choice == "4":
-            self.carry_out(rollback.plan_backup(input("Backup (name or path): ").strip()), ask=True)
+            self.carry_out(rollback.plan_backup(input("Backup (name or path): ").strip()), in_menu=True)
         elif choice == "5":
             commit = input("Commit (sha, tag or branch): ").strip()
             backup = input("Backup (name or path): ").strip()
-            self.carry_out(rollback.plan_full(commit, backup), ask=True)
+            self.carry_out(rollback.plan_full(commit, backup), in_menu=True)
         elif choice == "6":
-            self.carry_out(rollback.plan_quick(), ask=True)
+            self.carry_out(rollback.plan_quick(), in_menu=True)
         elif choice == "7":
             self.show_status()
         else:
