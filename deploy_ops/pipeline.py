@@ -41,6 +41,7 @@ from .recovery import (
     RESTORE_DATABASE,
     REVERT_CODE,
     START_SERVICES,
+    STEP_ORDER,
     STOP_SERVICES,
     VERIFY_HEALTH,
     Operation,
@@ -214,7 +215,7 @@ class Deployer:
             signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=True)
             notify(Level.ROLLBACK_SUCCESS, recorder)
             return EXIT_ROLLED_BACK
-        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(s for s in steps)}", 0)
+        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(name for name in STEP_ORDER if name in steps)}", 0)
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:

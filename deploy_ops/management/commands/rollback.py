@@ -12,6 +12,8 @@ from deploy_ops import rollback
 from deploy_ops.backups import list_backups
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 
+VERIFIED = {True: "yes", False: "FAILED", None: "not yet"}
+
 MENU = [
     ("1", "List recent commits"),
     ("2", "List backups"),
@@ -125,7 +127,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {service['name']}: {service['state']}{' / ' + service['health'] if service['health'] else ''}")
         self.stdout.write("Newest backups:" if found["backups"] else "Newest backups: none")
         for backup in found["backups"]:
-            self.stdout.write(f"  {backup['name']}  {backup['age']} old  {backup['size']} bytes  verified: {backup['verified']}")
+            self.stdout.write(f"  {backup['name']}  {backup['age']} old  {backup['size']} bytes  verified: {VERIFIED[backup['verified']]}")
         self.stdout.write(f"Lock: {found['lock']['description']}")
         self.stdout.write("Recent records:")
         for record in found["recent_records"]:
@@ -150,7 +152,7 @@ class Command(BaseCommand):
         if not backups:
             self.stdout.write("No backups.")
         for backup in backups:
-            self.stdout.write(f"{backup['name']}  {backup['age']:>5} old  {backup['size']:>12} bytes  commit {(backup['commit'] or '?')[:12]}  verified: {backup['verified']}")
+            self.stdout.write(f"{backup['name']}  {backup['age']:>5} old  {backup['size']:>12} bytes  commit {(backup['commit'] or '?')[:12]}  verified: {VERIFIED[backup['verified']]}")
 
     # -- the menu ----------------------------------------------------------------------------
     def menu(self):
