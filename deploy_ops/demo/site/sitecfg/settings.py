@@ -30,6 +30,8 @@ _read_dotenv(BASE_DIR / ".env")
 if os.environ.get("EXTRA_PYTHONPATH"):
     sys.path.insert(0, os.environ["EXTRA_PYTHONPATH"])
 
+import django  # noqa: E402
+
 from deploy_ops.conf import from_environment  # noqa: E402
 
 from . import flags  # noqa: E402
@@ -113,5 +115,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "INFO"},
 }
+
+# Where email notifications go (EMAIL_HOST / EMAIL_PORT in .env); Django 6.1 reads MAILERS.
+_SMTP = {"host": os.environ.get("EMAIL_HOST", "localhost"), "port": int(os.environ.get("EMAIL_PORT", "25")), "timeout": 5}
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": _SMTP}}
+else:
+    EMAIL_HOST, EMAIL_PORT, EMAIL_TIMEOUT = _SMTP["host"], _SMTP["port"], _SMTP["timeout"]
+DEFAULT_FROM_EMAIL = "deploys@sample-site.example"
 
 DEPLOY_OPS = from_environment()
