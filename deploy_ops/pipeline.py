@@ -261,7 +261,8 @@ class Deployer:
 
     def stage_verify(self) -> str:
         runtime = self.operation.runtime
-        found = [runtime.manage("check"), runtime.manage("migrate", "--check")]
+        # The same check classes as /health/, run by the new release itself.
+        found = [runtime.manage("check"), runtime.manage("healthcheck", "--gate")]
         states = runtime.service_states()
         down = [state for state in states if not state.ok]
         if down:
@@ -295,7 +296,7 @@ class Deployer:
             ("migrate", [runtime.manage_command("migrate", "--noinput")]),
             ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")]),
             ("health", [f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"]),
-            ("verify", [runtime.manage_command("check"), runtime.manage_command("migrate", "--check"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
+            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
         ]
         report("Stages and the commands they would run:", 0)
         for name, commands in plans:

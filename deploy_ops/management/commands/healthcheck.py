@@ -1,0 +1,33 @@
+"""``manage.py healthcheck``: the /health/ checks from the command line.
+
+``--gate`` runs the subset the deploy's verify stage gates on (database, migrations,
+services); the deploy runs it inside the new release, so what monitors see at /health/ and
+what a deploy gates on are the same check classes.  Exit 1 when a check fails.
+"""
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from deploy_ops.health.checks import deploy_gate_checks, run_checks
+
+
+class Command(BaseCommand):
+    help = "Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails."
+    requires_system_checks = []
+
+    def add_arguments(self, parser):
+        parser.add_argument("--gate", action="store_true", help="Only the checks a deploy gates on: database, migrations, services.")
+        parser.add_argument("--json", action="store_true", help="One JSON object: check name -> OK or the problem.")
+
+    def handle(self, *args, **options):
+        outcomes = run_checks(deploy_gate_checks() if options["gate"] else None)
+        if options["json"]:
+            self.stdout.write(json.dumps({outcome.name: outcome.message or "OK" for outcome in outcomes}, indent=2))
+        else:
+            for outcome in outcomes:
+                style = self.style.SUCCESS if outcome.ok and not outcome.warning else (self.style.WARNING if outcome.ok else self.style.ERROR)
+                self.stdout.write(style(f"{outcome.name}: {outcome.message or 'OK'}"))
+        failing = [outcome.name for outcome in outcomes if not outcome.ok]
+        if failing:
+            raise CommandError(f"{len(failing)} health check(s) failed: {', '.join(failing)}", returncode=1)
