@@ -5,6 +5,7 @@ deploy_ops.E002  BACKUP_DATABASE names no DATABASES alias
 deploy_ops.E003  the database engine cannot be backed up by deploy_ops
 deploy_ops.E004  the commands runtime lacks a required step
 deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
+deploy_ops.W002  a rollback would stop the Compose service the database restore runs in
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
 """
@@ -33,6 +34,7 @@ E002 = "deploy_ops.E002"
 E003 = "deploy_ops.E003"
 E004 = "deploy_ops.E004"
 W001 = "deploy_ops.W001"
+W002 = "deploy_ops.W002"
 E010 = "deploy_ops.E010"
 
 
@@ -67,7 +69,25 @@ def check_settings(app_configs, **kwargs):
                 )
             )
     found.extend(_backup_dir_ignored())
+    found.extend(_database_service_kept_running())
     return found
+
+
+def _database_service_kept_running():
+    service = ops_settings.BACKUP_EXEC_SERVICE
+    if ops_settings.RUNTIME != "compose" or not service:
+        return []
+    app_services = ops_settings.APP_SERVICES
+    if app_services and service not in app_services:
+        return []
+    return [
+        Warning(
+            f"Backups run inside the Compose service {service!r}, but a rollback stops "
+            f"{'every service' if not app_services else repr(service)} before it restores the database.",
+            hint=f"List the services that run the release in DEPLOY_OPS['APP_SERVICES'] (e.g. ['web']), without {service!r}.",
+            id=W002,
+        )
+    ]
 
 
 def _backup_dir_ignored():

@@ -16,31 +16,13 @@ from django.utils import timezone
 
 from .conf import ops_settings
 from .exceptions import LockHeld
+from .servectl import is_alive as process_is_alive
 
 LOCK_NAME = "deploy.lock"
 
 
 def lock_path() -> Path:
     return ops_settings.state_dir / LOCK_NAME
-
-
-def process_is_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows.
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if handle:
-            ctypes.windll.kernel32.CloseHandle(handle)
-        return bool(handle)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -67,7 +49,8 @@ def inspect_lock() -> LockState:
     except (OSError, json.JSONDecodeError):
         holder = {}
     same_host = holder.get("host") == socket.gethostname()
-    stale = same_host and not process_is_alive(int(holder.get("pid") or 0))
+    pid = int(holder.get("pid") or 0)
+    stale = same_host and (pid <= 0 or not process_is_alive(pid))
     return LockState(True, holder, stale)
 
 

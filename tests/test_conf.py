@@ -99,3 +99,11 @@ def test_deploy_check_reports_a_missing_host_tool(settings, monkeypatch, tmp_pat
     settings.DEPLOY_OPS = {"RUNTIME": "compose", "COMPOSE_COMMAND": ["definitely-not-installed-compose"], "PROJECT_DIR": str(tmp_path)}
     with pytest.raises(SystemCheckError, match=r"deploy_ops.E010.*'definitely-not-installed-compose' is not installed"):
         call_command("check", "--deploy", "--fail-level", "ERROR")
+
+
+def test_system_check_warns_when_a_rollback_would_stop_the_database_service(settings, tmp_path):
+    settings.DEPLOY_OPS = {"PROJECT_DIR": str(tmp_path), "RUNTIME": "compose", "BACKUP_EXEC_SERVICE": "db"}
+    with pytest.raises(SystemCheckError, match=r"deploy_ops.W002.*'db'.*every service"):
+        call_command("check", "--fail-level", "WARNING")
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "APP_SERVICES": ["web"]}
+    call_command("check", "--fail-level", "WARNING")
