@@ -448,7 +448,23 @@ def prune_backups(days: int | None = None, keep: int | None = None, dry_run: boo
             backup.path.unlink(missing_ok=True)
             backup.metadata_path.unlink(missing_ok=True)
             logger.info("pruned backup %s", backup.path)
+        _remove_abandoned_partials()
     return doomed
+
+
+ABANDONED_AFTER = timedelta(days=1)
+
+
+def _remove_abandoned_partials() -> None:
+    """A process killed mid-dump leaves its temporary file; one a day old belongs to nobody."""
+    directory = ops_settings.backup_dir
+    if not directory.is_dir():
+        return
+    cutoff = (timezone.now() - ABANDONED_AFTER).timestamp()
+    for leftover in directory.glob(".partial-*"):
+        if leftover.stat().st_mtime < cutoff:
+            leftover.unlink(missing_ok=True)
+            logger.info("removed %s, left by a backup or restore that never finished", leftover)
 
 
 # -- restore ----------------------------------------------------------------------------------

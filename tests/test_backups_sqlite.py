@@ -6,6 +6,8 @@ import os
 import sqlite3
 from datetime import timedelta
 
+import time
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -153,6 +155,19 @@ def test_prune_deletes_only_what_is_older_than_the_retention_and_dry_run_deletes
     assert old.exists()
     assert [backup.name for backup in backups.prune_backups(days=7, keep=1)] == [old.name]
     assert sorted(path.name for path in directory.iterdir()) == sorted(["backup_manual_copy.sql", young.name, young.name + ".json"])
+
+
+def test_prune_removes_a_day_old_temporary_file_left_by_a_killed_backup_but_not_a_fresh_one(ops_dirs):
+    directory = ops_dirs / "backups"
+    make_backup_file(directory, 1)
+    abandoned, in_progress = directory / ".partial-abandoned", directory / ".partial-in-progress"
+    abandoned.write_bytes(b"half a dump")
+    in_progress.write_bytes(b"a dump being written")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(abandoned, (two_days_ago, two_days_ago))
+    backups.prune_backups(days=7, keep=1)
+    assert not abandoned.exists()
+    assert in_progress.exists()
 
 
 def test_prune_refuses_to_keep_fewer_than_one(ops_dirs):
