@@ -4,9 +4,8 @@ list, find, verify state, prune policy, naming, the restore confirmation."""
 import json
 import os
 import sqlite3
-from datetime import timedelta
-
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
