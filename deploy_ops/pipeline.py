@@ -261,8 +261,9 @@ class Deployer:
 
     def stage_verify(self) -> str:
         runtime = self.operation.runtime
-        # The same check classes as /health/, run by the new release itself.
-        found = [runtime.manage("check"), runtime.manage("healthcheck", "--gate")]
+        # The same check classes as /health/, run by the new release itself; the services are
+        # inspected from here, as inside the web container the Docker engine is out of reach.
+        found = [runtime.manage("check"), runtime.manage("healthcheck", "--gate", "--skip-services")]
         states = runtime.service_states()
         down = [state for state in states if not state.ok]
         if down:
@@ -296,7 +297,7 @@ class Deployer:
             ("migrate", [runtime.manage_command("migrate", "--noinput")]),
             ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")]),
             ("health", [f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"]),
-            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
+            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate", "--skip-services"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
         ]
         report("Stages and the commands they would run:", 0)
         for name, commands in plans:

@@ -41,3 +41,14 @@ def test_the_gate_fails_on_a_pending_migration(gate_settings):
             call_command("healthcheck", "--gate")
     finally:  # django_migrations is not flushed between tests
         recorder.record_applied("deploy_ops", "0001_initial")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_skip_services_leaves_out_the_services_check_the_deploy_runs_from_the_host(ops_dirs, settings, capsys):
+    # Inside the web container the Docker engine is out of reach; the deploy inspects the services itself.
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "HEALTH_CHECKS": ["health_check.checks.Database", "deploy_ops.health.checks.ServicesRunning", "deploy_ops.health.checks.MigrationsApplied"],
+    }
+    call_command("healthcheck", "--gate", "--skip-services", "--json")
+    assert sorted(json.loads(capsys.readouterr().out)) == ["Database(alias='default')", "MigrationsApplied(alias='default')"]
