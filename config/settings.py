@@ -113,7 +113,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"deploy_ops": {"handlers": ["console"], "level": os.environ.get("DEPLOY_OPS_LOG_LEVEL", "WARNING")}},
+    "loggers": {"deploy_ops": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")}},
 }
 
 ADMINS = [tuple(entry.split(":", 1)) for entry in os.environ.get("DJANGO_ADMINS", "").split(",") if ":" in entry]

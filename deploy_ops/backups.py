@@ -30,7 +30,7 @@ from .audit import replay_journal
 from .conf import ops_settings
 from .databases import COMPLETION_MARKERS, engine_for, sniff_vendor
 from .databases.sqlite import check_database_file
-from .exceptions import BackupCorrupt, BackupIncompatible, BackupNotFound, ConfigurationError, DeployOpsError, GitError
+from .exceptions import BackupCorrupt, BackupError, BackupIncompatible, BackupNotFound, ConfigurationError, DeployOpsError, GitError
 
 logger = logging.getLogger("deploy_ops.backups")
 
@@ -140,9 +140,12 @@ def _read_metadata(path: Path) -> dict | None:
 
 def _backup_directory() -> Path:
     directory = ops_settings.backup_dir
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # Also when the folder existed: dumps hold every row of the database.
-    os.chmod(directory, 0o700)
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Also when the folder existed: dumps hold every row of the database.
+        os.chmod(directory, 0o700)
+    except OSError as error:
+        raise BackupError(f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR'].") from None
     return directory
 
 

@@ -35,16 +35,17 @@ from .lock import DeployLock, LockState
 from .models import DeploymentRecord, DeploymentStage
 from .notifications import Level
 from .recovery import (
-    notify,
     COLLECT_STATIC,
     REBUILD_SERVICES,
     RESTORE_DATABASE,
     REVERT_CODE,
     START_SERVICES,
-    STEP_ORDER,
     STOP_SERVICES,
     VERIFY_HEALTH,
     Operation,
+    describe_failure,
+    notify,
+    planned_steps,
     recover,
     run_step,
     wait_until_healthy,
@@ -53,6 +54,7 @@ from .runner import Command
 from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status
+SENDER = "deploy_ops.pipeline"
 
 # What has to be undone once a stage has begun.  Before the new release runs, the database
 # cannot have changed, so fetch/checkout/build failures restore nothing.
@@ -106,10 +108,14 @@ class Deployer:
     # -- the whole run -------------------------------------------------------------------------
     def run(self) -> int:
         """Deploy; returns the exit code. Raises DeployOpsError (exit 3) when refused before any change."""
-        checkout = Checkout(ops_settings.project_dir)
+        try:
+            checkout = Checkout(ops_settings.project_dir)
+            runtime = get_runtime()
+        except DeployOpsError as error:
+            raise as_refusal(error) from None
         self.operation = Operation(
             checkout=checkout,
-            runtime=get_runtime(),
+            runtime=runtime,
             recorder=self.recorder,
             report=self.report,
             health_retries=self.options.health_retries or ops_settings.HEALTH_CHECK_RETRIES,
@@ -124,11 +130,19 @@ class Deployer:
             if self.confirm and not self.confirm(self.summary()):
                 raise PreflightFailed("Cancelled at the confirmation prompt.")
             return self.deploy()
+        except BaseException as error:
+            # A second Ctrl-C during the rollback, say: the record must not stay "running".
+            if self.recorder.record.status == Status.RUNNING and self.recorder.stages:
+                self.recorder.finish(Status.INTERRUPTED, error=f"Interrupted: {type(error).__name__}: {error}")
+            raise
         finally:
             self.lock.release()
 
     def preflight(self, checkout: Checkout, take_lock: bool) -> None:
-        ops_settings.validate()
+        try:
+            ops_settings.validate()
+        except DeployOpsError as error:
+            raise as_refusal(error) from None
         if take_lock:
             try:
                 self.lock.acquire()
@@ -139,10 +153,10 @@ class Deployer:
                 self.report(f"Broke the stale lock: {self.lock.broken.describe()}", 0)
         try:
             self._check_ready(checkout)
-        except DeployOpsError:
+        except DeployOpsError as error:
             if take_lock:
                 self.lock.release()
-            raise
+            raise as_refusal(error) from None
 
     def _check_ready(self, checkout: Checkout) -> None:
         missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
@@ -179,28 +193,28 @@ class Deployer:
         self.report(
             f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}", 0
         )
-        signals.pre_deploy.send(sender=Deployer, record=recorder.record)
+        signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
         for stage in STAGES:
             begun.append(stage)
             try:
                 run_step(operation, stage.name, lambda stage=stage: stage.run(self))
-            except Exception as error:  # any failure, even a bug, must end in a rollback
+            except (Exception, KeyboardInterrupt) as error:  # any failure, a bug or a Ctrl-C, ends in a rollback
                 return self.fail(stage, error, begun)
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
         self.report(f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).", 0)
-        signals.post_deploy.send(sender=Deployer, record=recorder.record)
+        signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
 
     def fail(self, stage: Stage, error: Exception, begun: list[Stage]) -> int:
         operation, recorder = self.operation, self.recorder
-        message = str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}"
+        message = describe_failure(error)
         recorder.update(failed_stage=stage.name, error=message)
         self.report(f"Stage {stage.name} failed: {message}", 0)
-        signals.deploy_failed.send(sender=Deployer, record=recorder.record, error=error)
+        signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
             why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
@@ -210,23 +224,21 @@ class Deployer:
         steps = set().union(*(begun_stage.undo for begun_stage in begun))
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
         if not steps:
-            recorder.finish(Status.ROLLED_BACK)
+            recorder.finish(Status.FAILED, rollback_reason="Nothing had changed yet; nothing to undo.")
             self.report("Nothing had changed yet; nothing to undo.", 0)
-            signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=True)
-            notify(Level.ROLLBACK_SUCCESS, recorder)
-            return EXIT_ROLLED_BACK
-        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(name for name in STEP_ORDER if name in steps)}", 0)
+            return EXIT_REFUSED
+        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}", 0)
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:
             recorder.finish(Status.ROLLBACK_FAILED, warnings="\n".join(operation.warnings), error=f"{message}\n\nThe rollback failed too: {rollback_error}")
             self.report(f"ROLLBACK FAILED: {rollback_error}", 0)
-            signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=False)
+            signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(Status.ROLLED_BACK, warnings="\n".join(operation.warnings))
         self.report(f"Rolled back: {operation.previous_sha[:12]} is serving again.", 0)
-        signals.rollback_finished.send(sender=Deployer, record=recorder.record, succeeded=True)
+        signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_ROLLED_BACK
 
@@ -305,6 +317,11 @@ class Deployer:
             for command in commands:
                 report(f"    {command.display() if isinstance(command, Command) else command}", 0)
         report("Dry run: nothing was changed.", 0)
+
+
+def as_refusal(error: DeployOpsError) -> DeployOpsError:
+    """Before anything changed, every failure is a refusal (exit 3), whatever its kind."""
+    return error if error.exit_code == EXIT_REFUSED else PreflightFailed(str(error))
 
 
 def find_error_patterns(logs: str, patterns: list[str]) -> list[str]:

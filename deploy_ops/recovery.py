@@ -97,6 +97,7 @@ def wait_until_healthy(operation: Operation) -> str:
         status, body = probe_health(url, ops_settings.HEALTH_CHECK_TIMEOUT)
         bad_services = [state for state in operation.runtime.service_states() if not state.ok]
         if status == 200 and not bad_services:
+            operation.warnings.extend(_health_warnings(body))
             return f"{url} answered 200 on try {attempt}"
         if status == 0:
             problem = f"{url} did not answer: {body}"
@@ -108,6 +109,17 @@ def wait_until_healthy(operation: Operation) -> str:
         if attempt < operation.health_retries:
             time.sleep(operation.health_delay)
     raise HealthCheckFailed(f"Not healthy after {operation.health_retries} tries: {problem}")
+
+
+def _health_warnings(body: str) -> list[str]:
+    """/health/ answers 200 with warnings (django-health-check's "Warning: ..." results)."""
+    try:
+        results = json.loads(body)
+    except ValueError:
+        return []
+    if not isinstance(results, dict):
+        return []
+    return [f"{name}: {result}" for name, result in results.items() if isinstance(result, str) and result.startswith("Warning")]
 
 
 def _summarise_health_body(body: str) -> str:
@@ -155,6 +167,19 @@ def verify_health(operation: Operation) -> str:
     return wait_until_healthy(operation)
 
 
+def describe_failure(error: BaseException) -> str:
+    if isinstance(error, KeyboardInterrupt):
+        return "Interrupted by the operator (Ctrl-C)."
+    return str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}"
+
+
+def planned_steps(steps: set[str]) -> list[str]:
+    """The steps a recovery will run, in order (a restore brings its safety backup)."""
+    if RESTORE_DATABASE in steps:
+        steps = steps | {SAFETY_BACKUP}
+    return [name for name in STEP_ORDER if name in steps]
+
+
 def run_step(operation: Operation, name: str, action: Callable[[], object]) -> object:
     """Run one named step as a recorded stage; report it; re-raise its error after recording."""
     recorder = operation.recorder
@@ -162,8 +187,8 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
     operation.report(f"  {name} ...", 2)
     try:
         result = action()
-    except Exception as error:
-        recorder.finish_stage(stage, DeploymentStage.Status.FAILED, str(error))
+    except (Exception, KeyboardInterrupt) as error:
+        recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
         operation.report(f"  {name}: FAILED after {stage.duration:.1f}s", 1)
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
@@ -188,11 +213,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),
     }
-    if RESTORE_DATABASE in steps:
-        steps = steps | {SAFETY_BACKUP}
-    for name in STEP_ORDER:
-        if name not in steps:
-            continue
+    for name in planned_steps(steps):
         if name == SAFETY_BACKUP and not safety_backup_required:
             _try_safety_backup(operation, actions[name])
             continue

@@ -26,15 +26,18 @@ from .recovery import (
     REBUILD_SERVICES,
     RESTORE_DATABASE,
     REVERT_CODE,
+    SAFETY_BACKUP,
     START_SERVICES,
     STOP_SERVICES,
     VERIFY_HEALTH,
     Operation,
+    describe_failure,
     notify,
     recover,
 )
 from .runtimes import get_runtime
 
+SENDER = "deploy_ops.rollback"
 CODE_STEPS = {REVERT_CODE, STOP_SERVICES, REBUILD_SERVICES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}
 DATABASE_STEPS = {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES, VERIFY_HEALTH}
 
@@ -185,17 +188,21 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
         )
         try:
             recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
-        except Exception as error:
-            message = str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}"
+        except (Exception, KeyboardInterrupt) as error:
+            message = describe_failure(error)
             failed = next((stage.name for stage in reversed(recorder.stages) if stage.status == "failed"), "")
+            if failed == SAFETY_BACKUP:
+                # It runs first: nothing has changed, so this is a refusal, not a failed rollback.
+                recorder.finish(DeploymentRecord.Status.FAILED, failed_stage=failed, error=message)
+                raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
             report(f"ROLLBACK FAILED at {failed}: {message}", 0)
-            signals.rollback_finished.send(sender=execute, record=recorder.record, succeeded=False)
+            signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(DeploymentRecord.Status.SUCCEEDED, warnings="\n".join(operation.warnings))
         report(f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.", 0)
-        signals.rollback_finished.send(sender=execute, record=recorder.record, succeeded=True)
+        signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_OK
     finally:

@@ -1,4 +1,6 @@
-"""Signals for project hooks.  Every signal is sent with ``sender`` = the deploy_ops module that sends it."""
+"""Signals for project hooks.  ``sender`` is the dotted name of the module that sends it:
+"deploy_ops.backups", "deploy_ops.pipeline" (deploys and their automatic rollback) or
+"deploy_ops.rollback" (manual rollbacks)."""
 
 from django.dispatch import Signal
 

@@ -7,9 +7,8 @@ import os
 import pytest
 
 from deploy_ops import compression
-from deploy_ops.databases import engine_for, sniff_vendor
+from deploy_ops.databases import engine_for, postgresql, sniff_vendor
 from deploy_ops.databases import mysql as mysql_engine
-from deploy_ops.databases import postgresql
 from deploy_ops.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")

@@ -1,7 +1,6 @@
 """/health/ and /health/live/ through Django's test client: status codes, JSON, the token, no secrets."""
 
 import json
-from datetime import timedelta
 
 import pytest
 from django.db import connection, connections

@@ -21,7 +21,7 @@ def test_a_failure_shows_the_command_exit_code_and_indented_stderr_with_secrets_
     message = str(error.value)
     assert error.value.returncode == 4
     assert SECRET not in message and SECRET not in " ".join(error.value.argv)
-    assert message.startswith(f"Command failed with exit code 4 after ")
+    assert message.startswith("Command failed with exit code 4 after ")
     assert message.endswith("\n    bad login for ***\n    second line")
 
 

@@ -24,12 +24,12 @@ from pathlib import Path
 from asgiref.sync import async_to_sync, sync_to_async
 from django.apps import apps
 from django.db import DatabaseError, connections
-from git.refs.symbolic import SymbolicReference
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from git.refs.symbolic import SymbolicReference
 from health_check.base import HealthCheck, HealthCheckResult
 from health_check.checks import Database
 from health_check.exceptions import ServiceUnavailable, ServiceWarning

@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.e2e.helpers import database_records, deploy, events, failure_text, last_record, manage, records, wait_for
+from tests.e2e.helpers import database_records, deploy, events, failure_text, last_record, records, wait_for
 from tests.fixtures.sample_site import (
     collectstatic_fails,
     data_changing_migration,
@@ -219,3 +218,26 @@ def test_dry_run_prints_the_plan_and_changes_nothing(sample_site):
     assert sample_site.production_head() == sample_site.initial_sha
     assert records(sample_site) == []
     assert "release 1" in sample_site.get("/")[1]
+
+
+def test_a_backup_that_cannot_be_written_refuses_the_deploy_and_changes_nothing(sample_site):
+    serving_release_1(sample_site, BACKUP_DIR="backups-blocked/inner")
+    (sample_site.production / "backups-blocked").write_text("a file where the backup folder should be")
+    sample_site.commit_change(release("2"), "Release 2")
+
+    finished = deploy(sample_site)
+
+    assert finished.returncode == 3, failure_text(finished)
+    assert sample_site.production_head() == sample_site.initial_sha
+    record = last_record(sample_site)["record"]
+    assert (record["status"], record["failed_stage"]) == ("failed", "backup")
+    assert events(sample_site) == ["INFO", "ERROR"]
+    assert "release 1" in sample_site.get("/")[1]
+
+
+def test_a_checkout_without_the_configured_remote_is_refused_with_exit_3(sample_site):
+    serving_release_1(sample_site, GIT_REMOTE="upstream")
+    finished = deploy(sample_site)
+    assert finished.returncode == 3, failure_text(finished)
+    assert "no git remote named 'upstream'" in finished.stderr
+    assert records(sample_site) == []

@@ -4,7 +4,6 @@ PostgreSQL for the full rollback)."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -186,7 +185,7 @@ def test_a_missing_backup_is_refused_with_exit_3(sample_site):
     serving_release_1(sample_site)
     existing = a_backup(sample_site)
     finished = manage(sample_site, "rollback", "--full", sample_site.initial_sha, "backup_20000101_000000.sql.gz", "--noinput")
-    assert_refused_and_unchanged(sample_site, finished, f"No backup 'backup_20000101_000000.sql.gz'", {existing})
+    assert_refused_and_unchanged(sample_site, finished, "No backup 'backup_20000101_000000.sql.gz'", {existing})
     assert existing in finished.stderr
 
 

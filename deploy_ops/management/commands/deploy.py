@@ -14,6 +14,7 @@ from deploy_ops.pipeline import Deployer, DeployOptions
 OUTCOMES = {
     1: "The deploy failed and was rolled back: the previous release is serving.",
     2: "The deploy failed and the site was NOT brought back: a human is needed (see `manage.py rollback --status`).",
+    3: "The deploy stopped before anything changed: the previous release is serving, untouched.",
 }
 
 

@@ -3,7 +3,6 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse
-
 from notes.models import Note
 
 
