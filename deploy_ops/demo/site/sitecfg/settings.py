@@ -124,4 +124,11 @@ else:
     EMAIL_HOST, EMAIL_PORT, EMAIL_TIMEOUT = _SMTP["host"], _SMTP["port"], _SMTP["timeout"]
 DEFAULT_FROM_EMAIL = "deploys@sample-site.example"
 
-DEPLOY_OPS = from_environment()
+# What /health/ checks inside the release: no Docker engine and no backups folder in here.
+SITE_HEALTH_CHECKS = [
+    "health_check.checks.Database",
+    "health_check.checks.Cache",
+    "deploy_ops.health.checks.MigrationsApplied",
+    "deploy_ops.health.checks.LastDeployment",
+]
+DEPLOY_OPS = {"HEALTH_CHECKS": SITE_HEALTH_CHECKS, **from_environment()}

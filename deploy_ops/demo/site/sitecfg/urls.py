@@ -1,11 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
     path("", views.release),
-    path("health/live/", views.live),
-    path("health/", views.health),
+    # /health/ (what monitors and the deploy poll) and /health/live/ (the container's healthcheck).
+    path("", include("deploy_ops.health.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,7 +1,6 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
 from django.http import HttpResponse
 from notes.models import Note
 
@@ -11,14 +10,3 @@ def release(request):
     version = (Path(settings.BASE_DIR) / "site_release.txt").read_text().strip()
     return HttpResponse(f"release {version}\nnotes {Note.objects.count()}\n", content_type="text/plain")
 
-
-def health(request):
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return HttpResponse("ok\n", content_type="text/plain")
-
-
-def live(request):
-    # Liveness only (no database): what the container healthcheck polls, so a release
-    # counts as started before its migrations have run.
-    return HttpResponse("ok\n", content_type="text/plain")
