@@ -506,7 +506,7 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
     if safety:
         logger.info("safety backup before the restore: %s", safety.path)
     try:
-        engine.restore(_checked_chunks(backup, backup.engine))
+        engine.restore(codec.read_ahead(_checked_chunks(backup, backup.engine)))
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     logger.info("restored %s into %r", backup.path, alias)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import queue
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 import zstandard
 
@@ -184,3 +186,53 @@ def chunks(raw: BinaryIO, compression: str) -> Iterator[bytes]:
     if compression not in readers:
         raise ValueError(f"unknown compression {compression!r}; use one of {', '.join(CHOICES)}")
     return readers[compression](raw)
+
+
+_END = object()
+
+
+def read_ahead(source: Iterable[bytes], depth: int = 8) -> Iterator[bytes]:
+    """``source``'s chunks, produced by a thread up to ``depth`` chunks ahead of the consumer.
+
+    A restore then decompresses while the database client works, as ``gunzip -c f | psql`` does
+    with two processes (zlib and zstandard release the GIL).  An error in ``source`` is raised
+    here, in order; leaving early stops the thread.
+    """
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for chunk in source:
+                if not hand_over(chunk):
+                    return
+            hand_over(_END)
+        except BaseException as error:  # handed to the consumer, which raises it
+            hand_over(error)
+        finally:
+            close = getattr(source, "close", None)
+            if close:
+                close()
+
+    producer = threading.Thread(target=produce, name="deploy_ops-read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        producer.join()

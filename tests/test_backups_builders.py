@@ -147,3 +147,38 @@ def test_one_flipped_byte_is_reported_as_damage(method):
 def test_the_file_suffix_follows_the_compression():
     assert [compression.suffix(method) for method in ("gzip", "zstd", "none")] == [".gz", ".zst", ""]
     assert [compression.compression_of(name) for name in ("a.sql.gz", "a.sql.zst", "a.sql", "a.sqlite3")] == ["gzip", "zstd", "none", "none"]
+
+
+def test_read_ahead_yields_every_chunk_in_order_and_raises_the_sources_error_after_them():
+    from deploy_ops.compression import read_ahead
+
+    def source():
+        yield from (bytes([n]) * 10 for n in range(50))
+        raise ValueError("the file is cut short")
+
+    received = []
+    with pytest.raises(ValueError, match="cut short"):
+        for chunk in read_ahead(source(), depth=3):
+            received.append(chunk)
+    assert received == [bytes([n]) * 10 for n in range(50)]
+
+
+def test_read_ahead_stops_its_thread_and_closes_the_source_when_the_consumer_leaves_early():
+    import threading
+
+    from deploy_ops.compression import read_ahead
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            while True:
+                yield b"x" * 100
+        finally:
+            closed.set()
+
+    reader = read_ahead(endless(), depth=2)
+    assert next(reader) == b"x" * 100
+    reader.close()
+    assert closed.wait(5)
+    assert not [thread for thread in threading.enumerate() if thread.name == "deploy_ops-read-ahead"]
