@@ -101,7 +101,11 @@ def _environment(command: Command) -> dict[str, str]:
 def _resolved_argv(command: Command) -> list[str]:
     if not command.argv:
         raise ValueError("a Command needs at least the executable")
-    return [find_executable(command.argv[0]), *command.argv[1:]]
+    executable = command.argv[0]
+    if command.cwd and os.sep in executable and not os.path.isabs(executable):
+        # "./bin/start" means the one in the command's folder, not in this process's.
+        executable = os.path.join(command.cwd, executable)
+    return [find_executable(executable), *command.argv[1:]]
 
 
 def _failure(command: Command, returncode, stdout, stderr, duration, timed_out=False) -> CommandFailed:

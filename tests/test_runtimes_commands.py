@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from deploy_ops import servectl
-from deploy_ops.exceptions import ConfigurationError
+from deploy_ops.exceptions import CommandFailed, ConfigurationError
 from deploy_ops.runner import Command
 from deploy_ops.runtimes import get_runtime
 from deploy_ops.runtimes.base import ServiceState
@@ -179,3 +179,19 @@ def test_sample_site_starts_under_servectl_serves_logs_and_stops(sample_site, se
     runtime.stop()
     assert runtime.service_states() == [ServiceState("web", "stopped", None, "Not running.")]
     assert sample_site.get("/")[0] is None
+
+
+def test_a_start_step_that_hangs_is_stopped_at_the_start_timeout(settings, tmp_path):
+    settings.DEPLOY_OPS = {"PROJECT_DIR": str(tmp_path), "RUNTIME": "commands", "START_TIMEOUT": 1,
+                           "COMMANDS": {"start": [sys.executable, "-c", "import time; time.sleep(30)"], "stop": ["true"]}}
+    with pytest.raises(CommandFailed, match="timed out after 1"):
+        CommandsRuntime(tmp_path).start()
+
+
+def test_a_relative_step_path_is_found_in_the_project_folder(settings, tmp_path):
+    script = tmp_path / "bin" / "start"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\necho started from the project\n")
+    script.chmod(0o755)
+    settings.DEPLOY_OPS = {"PROJECT_DIR": str(tmp_path), "RUNTIME": "commands", "COMMANDS": {"start": ["./bin/start"], "stop": ["true"]}}
+    assert CommandsRuntime(tmp_path).start() == "started from the project\n"

@@ -21,6 +21,8 @@ from ..servectl import starts_in
 from .base import ServiceRuntime, ServiceState
 
 CHECK_TIMEOUT = 60
+BUILD_TIMEOUT = 3600
+STOP_MARGIN = 60
 # The error-pattern scan reads at most this much of the end of COMMANDS_LOG_FILE.
 LOG_READ_LIMIT = 4 * 1024 * 1024
 # Steps that stand in for a manage.py command of the same name.
@@ -59,6 +61,14 @@ class CommandsRuntime(ServiceRuntime):
 
     def check_commands(self) -> list[Command]:
         return self._step("check")
+
+    def timeout_for(self, command: Command) -> float | None:
+        # A step that hangs must not hang the deploy: it fails, and the deploy rolls back.
+        limits = {"build": BUILD_TIMEOUT, "start": ops_settings.START_TIMEOUT, "stop": ops_settings.STOP_TIMEOUT + STOP_MARGIN}
+        for name, limit in limits.items():
+            if list(command.argv) == list(ops_settings.COMMANDS.get(name) or []):
+                return limit
+        return None
 
     def manage_command(self, *arguments: str) -> Command:
         if arguments and arguments[0] in MANAGE_STEPS and arguments[0] in ops_settings.COMMANDS:
