@@ -123,7 +123,7 @@ OPTIONS: dict[str, Option] = {
     "MANAGE_ON_HOST": Option(False, bool, "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime)."),
     "STOP_TIMEOUT": Option(30, int, "Seconds a stop may take.", _positive),
     "APP_SERVICES": Option([], list, "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.", _patterns),
-    "START_TIMEOUT": Option(300, int, "Seconds `compose up --wait` may take for the services to be running and healthy.", _positive),
+    "START_TIMEOUT": Option(300, int, "Seconds `compose up --wait` may take for the services to be running and healthy (the commands runtime: the start step).", _positive),
     "COMMANDS_LOG_FILE": Option(None, (str, Path, type(None)), "For the commands runtime: the log file the release's processes write (scanned for LOG_ERROR_PATTERNS); relative to PROJECT_DIR."),
     # Health and verification.
     "HEALTH_CHECK_URL": Option("http://127.0.0.1:8000/health/", str, "The URL the deploy polls after starting the new release."),
