@@ -95,6 +95,18 @@ class Checkout:
         """Commits that a move from from_sha to to_sha would bring (newest first)."""
         return [self._info(commit) for commit in self.repo.iter_commits(f"{from_sha}..{to_sha}")]
 
+    def added_files(self, from_sha: str, to_sha: str) -> list[str]:
+        """Paths that exist at to_sha but not at from_sha."""
+        return [item.b_path for item in self.repo.commit(from_sha).diff(to_sha) if item.new_file]
+
+    def file_names(self, sha: str, folder: str) -> list[str]:
+        """The names of the files directly in ``folder`` at ``sha`` (empty if it has no such folder)."""
+        try:
+            tree = self.repo.commit(sha).tree / folder
+        except KeyError:
+            return []
+        return [blob.name for blob in tree.blobs]
+
     @staticmethod
     def _info(commit) -> CommitInfo:
         return CommitInfo(

@@ -27,6 +27,7 @@ from .runtimes import ServiceRuntime
 REVERT_CODE = "revert code"
 STOP_SERVICES = "stop services"
 SAFETY_BACKUP = "safety backup"
+UNAPPLY_MIGRATIONS = "unapply migrations"
 RESTORE_DATABASE = "restore database"
 REBUILD_SERVICES = "rebuild services"
 START_SERVICES = "start services"
@@ -34,8 +35,10 @@ COLLECT_STATIC = "collect static"
 VERIFY_HEALTH = "verify health"
 
 # The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
+# Migrations are unapplied by the release that has their files, so before the code goes back.
 STEP_ORDER = [
     SAFETY_BACKUP,
+    UNAPPLY_MIGRATIONS,
     REVERT_CODE,
     STOP_SERVICES,
     RESTORE_DATABASE,
@@ -60,6 +63,8 @@ class Operation:
     previous_sha: str = ""
     target_sha: str = ""
     backup: Backup | None = None
+    # (app label, migration to go back to, or "zero") for a code-only rollback past migrations.
+    migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -151,6 +156,10 @@ def restore_database(operation: Operation, backup: Backup) -> str:
     return f"restored {backup.name}"
 
 
+def unapply_migrations(operation: Operation) -> str:
+    return "".join(operation.runtime.manage("migrate", label, name, "--noinput") for label, name in operation.migration_targets)
+
+
 def rebuild_services(operation: Operation) -> str:
     return operation.runtime.build()
 
@@ -174,8 +183,8 @@ def describe_failure(error: BaseException) -> str:
 
 
 def planned_steps(steps: set[str]) -> list[str]:
-    """The steps a recovery will run, in order (a restore brings its safety backup)."""
-    if RESTORE_DATABASE in steps:
+    """The steps a recovery will run, in order (a restore or an unapply brings its safety backup)."""
+    if steps & {RESTORE_DATABASE, UNAPPLY_MIGRATIONS}:
         steps = steps | {SAFETY_BACKUP}
     return [name for name in STEP_ORDER if name in steps]
 
@@ -199,7 +208,7 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
 def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup | None, safety_backup_required: bool) -> None:
     """Run the chosen recovery steps in STEP_ORDER.  Raises the first step's error.
 
-    A restore is always preceded by a safety backup of the current database.  When it is
+    A restore or an unapply is always preceded by a safety backup of the current database.  When it is
     required (manual recovery) its failure stops everything; in an automatic rollback it is
     best effort, because bringing the previous release back matters more.
     """
@@ -207,6 +216,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         REVERT_CODE: lambda: revert_code(operation, to_sha),
         STOP_SERVICES: lambda: stop_services(operation),
         SAFETY_BACKUP: lambda: safety_backup(operation),
+        UNAPPLY_MIGRATIONS: lambda: unapply_migrations(operation),
         RESTORE_DATABASE: lambda: restore_database(operation, backup),
         REBUILD_SERVICES: lambda: rebuild_services(operation),
         START_SERVICES: lambda: start_services(operation),

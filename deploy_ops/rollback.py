@@ -6,6 +6,7 @@ backup exists, verifies and is of this engine, the lock is free); a refusal chan
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -29,6 +30,7 @@ from .recovery import (
     SAFETY_BACKUP,
     START_SERVICES,
     STOP_SERVICES,
+    UNAPPLY_MIGRATIONS,
     VERIFY_HEALTH,
     Operation,
     describe_failure,
@@ -51,11 +53,19 @@ class RollbackPlan:
     backup: Backup | None = None
     reason: str = ""
     steps: set[str] = field(default_factory=set)
+    # For a code-only rollback past migrations: what to unapply, and the migrate targets.
+    unapplied: list[str] = field(default_factory=list)
+    migration_targets: list[tuple[str, str]] = field(default_factory=list)
 
     def describe(self) -> list[str]:
         lines = []
         if self.commit:
             lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and rebuild the services")
+        if self.unapplied:
+            lines.append(
+                f"database: take a safety backup, then unapply {', '.join(self.unapplied)} "
+                f"({'; '.join(f'migrate {label} {name}' for label, name in self.migration_targets)}) while their files are still here"
+            )
         if self.backup:
             lines.append(f"database: take a safety backup, then restore {self.backup.name}")
         if self.reason:
@@ -89,7 +99,39 @@ def usable_backup(name_or_path: str) -> Backup:
 
 def plan_commit(ref: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
-    return RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=f"code back to {ref}")
+    plan = RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=f"code back to {ref}")
+    plan.unapplied, plan.migration_targets = migrations_to_unapply(sha)
+    if plan.migration_targets:
+        plan.steps.add(UNAPPLY_MIGRATIONS)
+    return plan
+
+
+MIGRATION_FILE = re.compile(r"^(?:(?P<folder>.*)/)?(?P<app>[^/]+)/migrations/(?P<name>\d{4}\w*)\.py$")
+
+
+def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Applied migrations whose files the target commit does not have, and where to migrate back to.
+
+    The old code must not run on a schema it does not know; Django can reverse the migrations,
+    but only while their files exist, so this runs in the current release, before the code goes
+    back.  An app's label is taken to be its folder's name (Django's default).
+    """
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    checkout = _checkout()
+    applied = MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations()
+    unapplied, folders = [], {}
+    for path in checkout.added_files(target_sha, checkout.head().sha):
+        found = MIGRATION_FILE.match(path)
+        if found and (found["app"], found["name"]) in applied:
+            unapplied.append(f"{found['app']}.{found['name']}")
+            folders[found["app"]] = path.rsplit("/", 1)[0]
+    targets = []
+    for app, folder in sorted(folders.items()):
+        kept = sorted(name[:-3] for name in checkout.file_names(target_sha, folder) if re.match(r"^\d{4}\w*\.py$", name))
+        targets.append((app, kept[-1] if kept else "zero"))
+    return sorted(unapplied), targets
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:
@@ -185,6 +227,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             previous_sha=head.sha,
             target_sha=target_sha,
             backup=plan.backup,
+            migration_targets=plan.migration_targets,
         )
         try:
             recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)

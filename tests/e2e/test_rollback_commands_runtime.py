@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from deploy_ops.backups import NAME_PATTERN
-from tests.e2e.helpers import deploy, events, failure_text, manage, records, wait_for
+from tests.e2e.helpers import deploy, events, failure_text, last_record, manage, records, wait_for
 from tests.e2e.test_deploy_commands_runtime import serving_release_1
 from tests.fixtures.sample_site import health_fails, postgres_url, release
 
@@ -270,3 +270,33 @@ def test_without_a_terminal_and_without_an_option_it_prints_the_usage_and_exits_
     assert finished.returncode == 3, failure_text(finished)
     assert "usage: manage.py rollback" in finished.stderr
     assert "no terminal for the menu" in finished.stderr
+
+
+def test_rollback_to_a_commit_before_a_migration_unapplies_it_first(sample_site):
+    serving_release_1(sample_site)
+    sample_site.commit_change(
+        {"notes/migrations/0002_note_pinned.py": '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+    operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
+'''},
+        "Release 2: notes can be pinned",
+    )
+    assert deploy(sample_site).returncode == 0
+    assert "[X] 0002_note_pinned" in sample_site.manage("showmigrations", "notes")
+
+    dry = manage(sample_site, "rollback", "--commit", sample_site.initial_sha, "--dry-run")
+    assert "unapply notes.0002_note_pinned (migrate notes 0001_initial)" in dry.stdout, failure_text(dry)
+    finished = manage(sample_site, "rollback", "--commit", sample_site.initial_sha, "--noinput")
+
+    assert finished.returncode == 0, failure_text(finished)
+    assert sample_site.production_head() == sample_site.initial_sha
+    applied = sample_site.manage("shell", "-c", "from django.db.migrations.recorder import MigrationRecorder as R; print(sorted(n for a, n in R.Migration.objects.values_list('app', 'name') if a == 'notes'))")
+    assert applied.strip().splitlines()[-1] == "['0001_initial']"
+    columns = sample_site.manage("shell", "-c", "from django.db import connection; print([c.name for c in connection.introspection.get_table_description(connection.cursor(), 'notes_note')])")
+    assert "pinned" not in columns
+    assert sample_site.notes() == ["first", "second"]
+    stages = [stage["name"] for stage in last_record(sample_site)["stages"]]
+    assert stages[:3] == ["safety backup", "unapply migrations", "revert code"]
