@@ -99,7 +99,6 @@ class Deployer:
     def __init__(self, options: DeployOptions, report=lambda line, level=1: None):
         self.options = options
         self.report = report
-        self.exit_code = EXIT_OK
         self.recorder = Recorder(DeploymentRecord.Kind.DEPLOY, requested_ref=options.ref or ops_settings.GIT_BRANCH)
         self.lock = DeployLock("deploy", str(self.recorder.record.id), break_stale=options.break_lock)
         # Set by an interactive caller: shown the plan's summary, returns whether to go on.
