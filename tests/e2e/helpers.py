@@ -65,3 +65,28 @@ def wait_for(condition, timeout: float = 60, interval: float = 0.05):
 
 def failure_text(finished: subprocess.CompletedProcess) -> str:
     return f"exit {finished.returncode}\n--- stdout\n{finished.stdout}\n--- stderr\n{finished.stderr}"
+
+
+def deploy_a_release_that_cannot_start_again(site) -> tuple[str, str]:
+    """Deploys release A, whose URLconf (loaded when its server starts, not by manage.py deploy)
+    reads a file only the host's checkout holds, then removes that file: release A runs on, but
+    could not start again.  Returns (release A's sha, the URLconf without that line)."""
+    urls = (site.work / "sitecfg" / "urls.py").read_text()
+    needs_host_file = urls + '\nfrom pathlib import Path\n\n(Path(__file__).resolve().parent.parent / "host-file.txt").read_text()\n'
+    (site.production / "host-file.txt").write_text("present")
+    release_a = site.commit_change({"sitecfg/urls.py": needs_host_file}, "Release A: needs host-file.txt")
+    finished = deploy(site)
+    assert finished.returncode == 0, failure_text(finished)
+    (site.production / "host-file.txt").unlink()
+    return release_a, urls
+
+
+def assert_rollback_failed(site, finished, release_a: str) -> list[str]:
+    """Exit 2, a rollback_failed record, ROLLBACK_FAILED last, the code left at release A; returns the failed stages."""
+    assert finished.returncode == 2, failure_text(finished)
+    assert "ROLLBACK FAILED" in finished.stdout
+    snapshot = last_record(site)
+    assert snapshot["record"]["status"] == "rollback_failed"
+    assert site.production_head() == release_a
+    assert events(site)[-2:] == ["ERROR", "ROLLBACK_FAILED"]
+    return [stage["name"] for stage in snapshot["stages"] if stage["status"] == "failed"]

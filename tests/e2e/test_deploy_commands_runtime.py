@@ -9,7 +9,17 @@ import sys
 
 import pytest
 
-from tests.e2e.helpers import database_records, deploy, events, failure_text, last_record, records, wait_for
+from tests.e2e.helpers import (
+    assert_rollback_failed,
+    database_records,
+    deploy,
+    deploy_a_release_that_cannot_start_again,
+    events,
+    failure_text,
+    last_record,
+    records,
+    wait_for,
+)
 from tests.fixtures.sample_site import (
     collectstatic_fails,
     data_changing_migration,
@@ -143,27 +153,12 @@ def test_rollback_disabled_in_settings_exits_2(sample_site):
 
 def test_a_rollback_that_cannot_start_the_previous_release_exits_2(sample_site):
     serving_release_1(sample_site)
-    # Release A's URLconf (loaded when the server starts, not by manage.py deploy) reads a host file.
-    urls = (sample_site.work / "sitecfg" / "urls.py").read_text()
-    needs_host_file = urls + '\n(BASE_DIR / "host-file.txt").read_text()  # release A needs it\n'
-    if "BASE_DIR" not in urls:
-        needs_host_file = urls + '\nfrom pathlib import Path\n\n(Path(__file__).resolve().parent.parent / "host-file.txt").read_text()\n'
-    (sample_site.production / "host-file.txt").write_text("present")
-    release_a = sample_site.commit_change({"sitecfg/urls.py": needs_host_file}, "Release A: needs host-file.txt")
-    assert deploy(sample_site).returncode == 0
-    # The host changes under the running release: release A could not start again.
-    (sample_site.production / "host-file.txt").unlink()
+    release_a, urls = deploy_a_release_that_cannot_start_again(sample_site)
     sample_site.commit_change({"sitecfg/urls.py": urls, **health_fails()}, "Release B: unhealthy")
 
-    finished = deploy(sample_site)
+    failed = assert_rollback_failed(sample_site, deploy(sample_site), release_a)
 
-    assert finished.returncode == 2, failure_text(finished)
-    assert "ROLLBACK FAILED" in finished.stdout
-    snapshot = last_record(sample_site)
-    assert snapshot["record"]["status"] == "rollback_failed"
-    assert [s["name"] for s in snapshot["stages"] if s["status"] == "failed"] == ["health", "start services"]
-    assert sample_site.production_head() == release_a
-    assert events(sample_site)[-2:] == ["ERROR", "ROLLBACK_FAILED"]
+    assert failed == ["health", "start services"]
 
 
 def test_a_second_deploy_while_one_runs_exits_3_and_changes_nothing(sample_site):

@@ -6,7 +6,15 @@ import subprocess
 
 import pytest
 
-from tests.e2e.helpers import database_records, deploy, events, failure_text, last_record
+from tests.e2e.helpers import (
+    assert_rollback_failed,
+    database_records,
+    deploy,
+    deploy_a_release_that_cannot_start_again,
+    events,
+    failure_text,
+    last_record,
+)
 from tests.fixtures.sample_site import (
     broken_dockerfile,
     collectstatic_fails,
@@ -136,26 +144,13 @@ def test_collectstatic_failing_inside_the_web_service_is_rolled_back(sample_site
 
 
 def test_a_rollback_whose_previous_release_cannot_start_exits_2(sample_site, serving_release_1, docker_engine):
-    # Release A's URLconf reads a file that only the host's checkout holds; its image copies it in.
-    urls = (sample_site.work / "sitecfg" / "urls.py").read_text()
-    needs_host_file = urls + '\nfrom pathlib import Path\n\n(Path(__file__).resolve().parent.parent / "host-file.txt").read_text()\n'
-    (sample_site.production / "host-file.txt").write_text("present")
-    release_a = sample_site.commit_change({"sitecfg/urls.py": needs_host_file}, "Release A: needs host-file.txt")
-    assert deploy(sample_site).returncode == 0
-    # The file disappears from the host: an image of release A rebuilt now cannot start.
-    (sample_site.production / "host-file.txt").unlink()
+    # Release A's image copies the host file in; rebuilt without it, release A cannot start.
+    release_a, urls = deploy_a_release_that_cannot_start_again(sample_site)
     env_file = sample_site.production / ".env"  # and waiting 90 s to see that would only slow the suite
     env_file.write_text(env_file.read_text().replace("DEPLOY_OPS_START_TIMEOUT='90'", "DEPLOY_OPS_START_TIMEOUT='25'"))
     sample_site.commit_change({"sitecfg/urls.py": urls, **health_fails()}, "Release B: unhealthy")
 
-    finished = deploy(sample_site)
+    failed = assert_rollback_failed(sample_site, deploy(sample_site), release_a)
 
-    assert finished.returncode == 2, failure_text(finished)
-    assert "ROLLBACK FAILED" in finished.stdout
-    snapshot = last_record(sample_site)
-    assert snapshot["record"]["status"] == "rollback_failed"
-    failed = [stage["name"] for stage in snapshot["stages"] if stage["status"] == "failed"]
     # Compose reports the unhealthy container at `up --wait` or, past its wait, the health probe does.
     assert failed[0] == "health" and failed[1] in ("start services", "verify health") and len(failed) == 2
-    assert sample_site.production_head() == release_a
-    assert events(sample_site)[-2:] == ["ERROR", "ROLLBACK_FAILED"]
