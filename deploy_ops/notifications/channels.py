@@ -64,6 +64,19 @@ class Retryable(DeliveryFailed):
         super().__init__(message)
 
 
+def unreachable(peer: str, error: Exception, timeout: float) -> Retryable:
+    """A timeout or connection failure of an HTTP channel, as a sentence worth another try."""
+    if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
+        return Retryable(f"{peer} did not answer within {timeout:g}s")
+    return Retryable(f"could not reach {peer} ({error.reason})")
+
+
+def retry_after(headers) -> float:
+    """Seconds a 429 or 5xx answer asks to wait (Retry-After in seconds; 0 when absent or a date)."""
+    value = str(headers.get("Retry-After") or headers.get("retry-after") or "0")
+    return float(value) if value.isdigit() else 0.0
+
+
 class Channel:
     """Base class of every channel; subclasses implement build_payload and deliver.
 

@@ -12,7 +12,7 @@ from urllib.error import URLError
 
 from slack_sdk.webhook import WebhookClient
 
-from .channels import Channel, DeliveryFailed, Retryable
+from .channels import Channel, DeliveryFailed, Retryable, retry_after, unreachable
 from .events import Event, Level
 
 # slack-sdk logs the full webhook URL (the token) at DEBUG; its client gets a logger of its own that
@@ -112,18 +112,13 @@ class SlackChannel(Channel):
         client = WebhookClient(self.options["WEBHOOK_URL"], timeout=timeout, retry_handlers=[], logger=_sdk_logger)
         try:
             response = client.send_dict(payload)
-        except TimeoutError:
-            raise Retryable(f"Slack did not answer within {timeout:g}s") from None
-        except URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise Retryable(f"Slack did not answer within {timeout:g}s") from None
-            raise Retryable(f"could not reach Slack ({error.reason})") from None
+        except (TimeoutError, URLError) as error:
+            raise unreachable("Slack", error, timeout) from None
         status = response.status_code
         if status == 200:
             return
         if status == 429:
-            retry_after = str(response.headers.get("Retry-After") or response.headers.get("retry-after") or "0")
-            raise Retryable("Slack answered 429 (rate limited)", retry_after=float(retry_after) if retry_after.isdigit() else 0.0)
+            raise Retryable("Slack answered 429 (rate limited)", retry_after=retry_after(response.headers))
         if status >= 500:
             raise Retryable(f"Slack answered HTTP {status}")
         raise DeliveryFailed(f"Slack refused the message with HTTP {status}: {response.body[:200]}")

@@ -20,7 +20,7 @@ import urllib.request
 from urllib.error import HTTPError, URLError
 
 from .. import __version__
-from .channels import Channel, DeliveryFailed, Retryable
+from .channels import Channel, DeliveryFailed, Retryable, retry_after, unreachable
 from .events import Event
 
 TIMESTAMP_HEADER = "X-DeployOps-Timestamp"
@@ -82,12 +82,7 @@ class WebhookChannel(Channel):
         except HTTPError as error:
             error.close()
             if error.code == 429 or error.code >= 500:
-                retry_after = str(error.headers.get("Retry-After") or "0")
-                raise Retryable(f"the webhook answered HTTP {error.code}", retry_after=float(retry_after) if retry_after.isdigit() else 0.0) from None
+                raise Retryable(f"the webhook answered HTTP {error.code}", retry_after=retry_after(error.headers)) from None
             raise DeliveryFailed(f"the webhook refused the event with HTTP {error.code}") from None
-        except TimeoutError:
-            raise Retryable(f"the webhook did not answer within {timeout:g}s") from None
-        except URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise Retryable(f"the webhook did not answer within {timeout:g}s") from None
-            raise Retryable(f"could not reach the webhook ({error.reason})") from None
+        except (TimeoutError, URLError) as error:
+            raise unreachable("the webhook", error, timeout) from None
