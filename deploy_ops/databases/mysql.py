@@ -130,14 +130,21 @@ def _tables_sql(database: str) -> str:
 
 
 def _objects_sql(database: str) -> str:
-    """(kind, name) of the views, triggers, routines and events in ``database``: what RENAME TABLE cannot move."""
+    """(kind, name, definer) of the views, triggers, routines and events in ``database``: what RENAME TABLE cannot move."""
     schema = quote_string(database)
     return (
-        f"SELECT 'view', TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {schema} "
-        f"UNION ALL SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {schema} "
-        f"UNION ALL SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {schema} "
-        f"UNION ALL SELECT 'event', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {schema}"
+        f"SELECT 'view', TABLE_NAME, DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {schema} "
+        f"UNION ALL SELECT 'trigger', TRIGGER_NAME, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {schema} "
+        f"UNION ALL SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME, DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {schema} "
+        f"UNION ALL SELECT 'event', EVENT_NAME, DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {schema}"
     )
+
+
+# This user, and whether it may create objects for another definer (MariaDB: SET USER or SUPER; MySQL 8: SET_USER_ID).
+_ANY_DEFINER_SQL = (
+    "SELECT CURRENT_USER(), COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'SET USER', 'SET_USER_ID') "
+    "AND GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')"
+)
 
 
 def _foreign_keys_from_elsewhere_sql(database: str) -> str:
@@ -175,6 +182,7 @@ class StoredObject:
 
     kind: str
     name: str
+    definer: str
     # None when the server hides the definition from this user.
     create: str | None
     sql_mode: str | None = None
@@ -223,11 +231,20 @@ class MySQLEngine(DatabaseEngine):
             f"a foreign key from {reference} would stay on the replaced table (a restore swaps the tables of {database!r})"
             for reference in self._query(_foreign_keys_from_elsewhere_sql(database))
         ]
+        stored_objects = self._stored_objects(database)
         blockers += [
             f"the definition of {stored} is hidden from this database user, so it could not be recreated"
-            for stored in self._stored_objects(database)
+            for stored in stored_objects
             if stored.create is None
         ]
+        if stored_objects:
+            user, any_definer = self._query(_ANY_DEFINER_SQL)[0].split("\t")
+            blockers += [
+                f"{stored} is defined by {stored.definer}, and {user} may not create objects for another definer "
+                "(it needs the SET USER or SUPER privilege), so it could not be recreated"
+                for stored in stored_objects
+                if stored.definer != user and any_definer == "0"
+            ]
         return blockers
 
     def _stored_objects(self, database: str) -> list[StoredObject]:
@@ -235,13 +252,13 @@ class MySQLEngine(DatabaseEngine):
         found = [row.split("\t") for row in self._query(_objects_sql(database))]
         if not found:
             return []
-        shows = "; ".join(f"SHOW CREATE {kind.upper()} {quote_name(name)}" for kind, name in found)
+        shows = "; ".join(f"SHOW CREATE {kind.upper()} {quote_name(name)}" for kind, name, _definer in found)
         # In the database itself, so names in it come unqualified and fit any database.
         rows = [[_unescape(field) for field in row.split("\t")] for row in self._query(shows, database)]
         stored = []
-        for (kind, name), row in zip(found, rows, strict=True):
+        for (kind, name, definer), row in zip(found, rows, strict=True):
             columns = _SHOW_CREATE_COLUMNS[kind]
-            stored.append(StoredObject(kind, name, **{key: row[index] for key, index in columns.items()}))
+            stored.append(StoredObject(kind, name, definer, **{key: row[index] for key, index in columns.items()}))
         return stored
 
     def _drop_objects(self, database: str, objects: list[StoredObject]) -> None:
