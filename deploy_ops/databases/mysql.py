@@ -345,7 +345,7 @@ class MySQLEngine(DatabaseEngine):
                 missing = f"; {', '.join(map(str, current_objects))} may be missing" if current_objects else ""
                 raise RestoreUndoFailed(
                     f"The restore of {database!r} failed ({error}), and undoing it failed too ({undo_error}). {tables}{missing}. "
-                    f"The scratch databases {scratch!r} and {trash!r} were kept. Restore the safety backup by hand (docs/RUNBOOK.md)."
+                    f"The scratch databases {scratch!r} and {trash!r} were kept. Restore the safety backup by hand (docs/RUNBOOK.md, \"Restoring a backup by hand\")."
                 ) from error
             logger.warning("the restore of %r failed after the first change and was undone: %s", database, error)
             raise
