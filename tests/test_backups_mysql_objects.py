@@ -6,6 +6,7 @@ reader), so a definition, definer or sql_mode that came back different shows up.
 
 import pytest
 from django.core.checks import run_checks
+from django.core.management import CommandError, call_command
 
 from deploy_ops import backups
 from deploy_ops.checks import E011
@@ -184,10 +185,12 @@ def test_a_foreign_key_from_another_database_blocks_every_restore_before_anythin
     blockers = restore_blockers(TARGET)
     with pytest.raises(RestoreRefused) as error:
         backups.restore_backup(backup)
+    with pytest.raises(CommandError) as command_error:
+        call_command("backups", "restore", backup.name, "--noinput")
 
     assert blockers == [f"a foreign key from {other_database['NAME']}.orders -> items would stay on the replaced table "
                         f"(a restore swaps the tables of '{mysql_target['NAME']}')"]
-    assert error.value.exit_code == EXIT_REFUSED
+    assert error.value.exit_code == command_error.value.returncode == EXIT_REFUSED
     assert f"{backup.name} was not restored and nothing changed" in str(error.value)
     assert mysql_checksum(mysql_target) == before
     assert [entry.name for entry in backups.list_backups()] == [backup.name]  # not even a safety backup was taken
