@@ -105,14 +105,14 @@ def test_a_truncated_backup_is_refused_and_the_database_is_untouched(mysql_user_
 
 def test_a_backup_holding_a_view_is_restored_with_its_view(mysql_user_target):
     mysql(mysql_user_target, "CREATE VIEW item_names AS SELECT name FROM items")
-    original = mysql_checksum(mysql_user_target), mysql(mysql_user_target, "SELECT COUNT(*), MD5(GROUP_CONCAT(name ORDER BY name)) FROM item_names")
+    view_rows = "SELECT COUNT(*), MD5(GROUP_CONCAT(name ORDER BY name)) FROM item_names"
+    original = mysql_checksum(mysql_user_target), mysql(mysql_user_target, view_rows)
     backup = backups.create_backup()
     change_data(mysql_user_target)
 
     backups.restore_backup(backup, safety_backup=False)
 
-    restored = mysql_checksum(mysql_user_target), mysql(mysql_user_target, "SELECT COUNT(*), MD5(GROUP_CONCAT(name ORDER BY name)) FROM item_names")
-    assert restored == original
+    assert (mysql_checksum(mysql_user_target), mysql(mysql_user_target, view_rows)) == original
     assert scratch_databases(mysql_user_target) == []
 
 
@@ -122,7 +122,8 @@ def test_a_host_that_is_a_socket_path_backs_up_and_restores_through_the_socket(m
         skip_or_fail(f"MariaDB's socket {socket_path} is not on this host")
     through_socket = {**settings.DATABASES[TARGET], "HOST": socket_path, "PORT": ""}
     settings.DATABASES = {**settings.DATABASES, TARGET: through_socket}
-    assert dump_command(through_socket).argv[1:4] == (f"--user={through_socket['USER']}", f"--socket={socket_path}", "--default-character-set=utf8mb4")
+    expected = (f"--user={through_socket['USER']}", f"--socket={socket_path}", "--default-character-set=utf8mb4")
+    assert dump_command(through_socket).argv[1:4] == expected
     original = mysql_checksum(mysql_user_target)
     backup = backups.create_backup()
     change_data(mysql_user_target)
@@ -134,7 +135,8 @@ def test_a_host_that_is_a_socket_path_backs_up_and_restores_through_the_socket(m
 
 def test_options_as_django_reads_them_reach_the_tools_and_the_password_only_their_environment():
     settings_dict = {
-        "ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "ignored", "PASSWORD": "ignored-too", "HOST": "db.internal", "PORT": "3307",
+        "ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "ignored", "PASSWORD": "ignored-too",
+        "HOST": "db.internal", "PORT": "3307",
         "OPTIONS": {
             "user": "app", "password": "Options-Pw-1", "read_default_file": "/etc/site.cnf", "charset": "utf8mb3",
             "ssl": {"ca": "/tls/ca.pem", "cert": "/tls/client.pem", "key": "/tls/client.key"},

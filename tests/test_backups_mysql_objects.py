@@ -26,12 +26,15 @@ def objects(database) -> str:
     """Every view, trigger, routine and event with its definition, definer and sql_mode, one per line."""
     schema = database["NAME"]
     return mysql(database, f"""
-        SELECT CONCAT_WS(' | ', 'view', TABLE_NAME, VIEW_DEFINITION, DEFINER, SECURITY_TYPE) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'
-        UNION ALL SELECT CONCAT_WS(' | ', 'trigger', TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_STATEMENT, DEFINER, SQL_MODE)
+        SELECT CONCAT_WS(' | ', 'view', TABLE_NAME, VIEW_DEFINITION, DEFINER, SECURITY_TYPE)
+            FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'
+        UNION ALL SELECT CONCAT_WS(' | ', 'trigger', TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_STATEMENT,
+                                   DEFINER, SQL_MODE)
             FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{schema}'
         UNION ALL SELECT CONCAT_WS(' | ', ROUTINE_TYPE, ROUTINE_NAME, ROUTINE_DEFINITION, DTD_IDENTIFIER, DEFINER, SQL_MODE, IS_DETERMINISTIC)
             FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{schema}'
-        UNION ALL SELECT CONCAT_WS(' | ', 'event', EVENT_NAME, EVENT_DEFINITION, INTERVAL_VALUE, INTERVAL_FIELD, STATUS, DEFINER, SQL_MODE, TIME_ZONE)
+        UNION ALL SELECT CONCAT_WS(' | ', 'event', EVENT_NAME, EVENT_DEFINITION, INTERVAL_VALUE, INTERVAL_FIELD, STATUS, DEFINER, SQL_MODE,
+                                   TIME_ZONE)
             FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{schema}'
         ORDER BY 1""")
 
@@ -50,13 +53,16 @@ def add_objects(database, definer: str = "CURRENT_USER") -> None:
         CREATE DEFINER = {definer} VIEW cheap_items AS SELECT id, name FROM items WHERE id <= 100;
         CREATE DEFINER = {definer} VIEW cheap_names AS SELECT name FROM cheap_items;
         CREATE TABLE audit (item_id INT, note VARCHAR(100));
-        CREATE DEFINER = {definer} TRIGGER items_audit AFTER UPDATE ON items FOR EACH ROW INSERT INTO audit VALUES (NEW.id, CONCAT('was ', OLD.name));
+        CREATE DEFINER = {definer} TRIGGER items_audit AFTER UPDATE ON items FOR EACH ROW
+            INSERT INTO audit VALUES (NEW.id, CONCAT('was ', OLD.name));
         SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES';
         DELIMITER //
-        CREATE DEFINER = {definer} PROCEDURE count_items(OUT total INT) BEGIN DECLARE n INT; SELECT COUNT(*) INTO n FROM "items"; SET total = n; END//
+        CREATE DEFINER = {definer} PROCEDURE count_items(OUT total INT)
+            BEGIN DECLARE n INT; SELECT COUNT(*) INTO n FROM "items"; SET total = n; END//
         DELIMITER ;
         SET SESSION sql_mode = DEFAULT;
-        CREATE DEFINER = {definer} FUNCTION label(item INT) RETURNS VARCHAR(120) DETERMINISTIC RETURN (SELECT CONCAT('#', id, ' ', name) FROM items WHERE id = item);
+        CREATE DEFINER = {definer} FUNCTION label(item INT) RETURNS VARCHAR(120) DETERMINISTIC
+            RETURN (SELECT CONCAT('#', id, ' ', name) FROM items WHERE id = item);
         CREATE DEFINER = {definer} EVENT nightly_cleanup ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit;
     """)
 
@@ -126,7 +132,8 @@ def test_restored_objects_work_on_the_restored_tables(mysql_target):
     assert mysql(mysql_target, "SELECT COUNT(*) FROM cheap_names") == "100"
     # Every object refers to the live database's tables, none to a scratch database.
     schema = mysql_target["NAME"]
-    assert mysql(mysql_target, f"SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' AND VIEW_DEFINITION LIKE '%\\_\\_restore\\_%'") == "0"
+    in_scratch = f"SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' AND VIEW_DEFINITION LIKE '%\\_\\_restore\\_%'"
+    assert mysql(mysql_target, in_scratch) == "0"
 
 
 def test_a_restore_that_fails_after_the_swap_is_undone_completely(mysql_target, restricted_user):
@@ -178,7 +185,8 @@ def other_database(mysql_target):
 
 def test_a_foreign_key_from_another_database_blocks_every_restore_before_anything_changes(mysql_target, other_database):
     backup = backups.create_backup()
-    mysql(other_database, f"CREATE TABLE orders (id INT PRIMARY KEY, item_id INT, FOREIGN KEY (item_id) REFERENCES `{mysql_target['NAME']}`.items (id)) ENGINE=InnoDB")
+    mysql(other_database, "CREATE TABLE orders (id INT PRIMARY KEY, item_id INT,"
+                          f" FOREIGN KEY (item_id) REFERENCES `{mysql_target['NAME']}`.items (id)) ENGINE=InnoDB")
     mysql(mysql_target, "UPDATE items SET name = 'changed' WHERE id < 50")
     before = mysql_checksum(mysql_target)
 
@@ -205,7 +213,8 @@ def test_an_object_of_another_definer_blocks_a_user_who_could_not_recreate_it(my
     backup = backups.create_backup()
     before = everything(mysql_target)
 
-    with pytest.raises(RestoreRefused, match=f"view cheap_items is defined by root@localhost, and {user}@% may not create objects for another definer"):
+    expected = f"view cheap_items is defined by root@localhost, and {user}@% may not create objects for another definer"
+    with pytest.raises(RestoreRefused, match=expected):
         backups.restore_backup(backup)
 
     assert everything(mysql_target) == before

@@ -93,7 +93,8 @@ def query_command(settings_dict: dict, sql: str, service: str | None = None, dat
     """``mysql -e SQL``, in ``database`` when given (then the names in SHOW CREATE output are unqualified)."""
     argv, env, secrets = connection_arguments(settings_dict, service)
     in_database = (database,) if database else ()
-    return in_service(Command(("mysql", *argv, "--batch", "--skip-column-names", "-e", sql, *in_database), env=env, secrets=secrets), service)
+    command = Command(("mysql", *argv, "--batch", "--skip-column-names", "-e", sql, *in_database), env=env, secrets=secrets)
+    return in_service(command, service)
 
 
 def script_command(settings_dict: dict, database: str, delimiter: str, service: str | None = None) -> Command:
@@ -345,7 +346,8 @@ class MySQLEngine(DatabaseEngine):
                 missing = f"; {', '.join(map(str, current_objects))} may be missing" if current_objects else ""
                 raise RestoreUndoFailed(
                     f"The restore of {database!r} failed ({error}), and undoing it failed too ({undo_error}). {tables}{missing}. "
-                    f"The scratch databases {scratch!r} and {trash!r} were kept. Restore the safety backup by hand (docs/RUNBOOK.md, \"Restoring a backup by hand\")."
+                    f"The scratch databases {scratch!r} and {trash!r} were kept. "
+                    'Restore the safety backup by hand (docs/RUNBOOK.md, "Restoring a backup by hand").'
                 ) from error
             logger.warning("the restore of %r failed after the first change and was undone: %s", database, error)
             raise

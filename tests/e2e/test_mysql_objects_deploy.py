@@ -37,8 +37,9 @@ class Migration(migrations.Migration):
 
 def objects(database) -> str:
     schema = database["NAME"]
-    return mysql(database, f"SELECT CONCAT_WS(' | ', TABLE_NAME, VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' "
-                           f"UNION ALL SELECT CONCAT_WS(' | ', TRIGGER_NAME, ACTION_STATEMENT) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{schema}'")
+    return mysql(database, f"SELECT CONCAT_WS(' | ', TABLE_NAME, VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'"
+                           " UNION ALL SELECT CONCAT_WS(' | ', TRIGGER_NAME, ACTION_STATEMENT) FROM information_schema.TRIGGERS"
+                           f" WHERE TRIGGER_SCHEMA = '{schema}'")
 
 
 def serving_with_a_view_and_a_trigger(site, database) -> None:
@@ -50,8 +51,8 @@ def serving_with_a_view_and_a_trigger(site, database) -> None:
 def test_a_failed_deploy_on_a_database_with_a_view_is_rolled_back_with_every_table_and_the_view(sample_site, mysql_database):
     serving_with_a_view_and_a_trigger(sample_site, mysql_database)
     before = table_checksums(sample_site), objects(mysql_database)
-    sample_site.commit_change({**rewrites_notes_and_adds_a_column(), **failing_migration("0003_fails", after="0002_rewrite_and_add_column")},
-                              "Release whose first migration changes every row and adds a column, and whose next one raises")
+    release = {**rewrites_notes_and_adds_a_column(), **failing_migration("0003_fails", after="0002_rewrite_and_add_column")}
+    sample_site.commit_change(release, "Release whose first migration changes every row and adds a column, and whose next one raises")
 
     finished = deploy(sample_site)
 
