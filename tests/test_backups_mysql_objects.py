@@ -219,3 +219,20 @@ def test_an_object_of_another_definer_blocks_a_user_who_could_not_recreate_it(my
 
     assert everything(mysql_target) == before
     assert backup.metadata["restore_blockers"] == restore_blockers(TARGET)
+
+
+def test_definitions_this_user_cannot_read_block_the_restore_before_anything_changes(mysql_target, restricted_user):
+    add_objects(mysql_target)
+    backup = backups.create_backup()  # as root, who may read everything
+    restricted_user("SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, REFERENCES, LOCK TABLES")  # no SHOW VIEW, no TRIGGER
+    mysql(mysql_target, "UPDATE items SET name = 'changed' WHERE id < 50")
+    before = everything(mysql_target)
+
+    blockers = restore_blockers(TARGET)
+    with pytest.raises(RestoreRefused, match="cannot be read by this database user") as error:
+        backups.restore_backup(backup)
+
+    assert len(blockers) == 1 and "SHOW VIEW command denied" in blockers[0]
+    assert error.value.exit_code == EXIT_REFUSED
+    assert everything(mysql_target) == before
+    assert scratch_databases(mysql_target) == []

@@ -232,7 +232,10 @@ class MySQLEngine(DatabaseEngine):
             f"a foreign key from {reference} would stay on the replaced table (a restore swaps the tables of {database!r})"
             for reference in self._query(_foreign_keys_from_elsewhere_sql(database))
         ]
-        stored_objects = self._stored_objects(database)
+        try:
+            stored_objects = self._stored_objects(database)
+        except RestoreRefused as unreadable:
+            return [*blockers, str(unreadable)]
         blockers += [
             f"the definition of {stored} is hidden from this database user, so it could not be recreated"
             for stored in stored_objects
@@ -254,8 +257,17 @@ class MySQLEngine(DatabaseEngine):
         if not found:
             return []
         shows = "; ".join(f"SHOW CREATE {kind.upper()} {quote_name(name)}" for kind, name, _definer in found)
-        # In the database itself, so names in it come unqualified and fit any database.
-        rows = [[_unescape(field) for field in row.split("\t")] for row in self._query(shows, database)]
+        try:
+            # In the database itself, so names in it come unqualified and fit any database.
+            shown = self._query(shows, database)
+        except CommandFailed as error:
+            server_said = [line for line in error.stderr_tail.splitlines() if line.startswith("ERROR")][-1:]
+            raise RestoreRefused(
+                f"the definitions of the views, triggers, routines and events in {database!r} cannot be read by this database user "
+                f"(it needs SHOW VIEW, TRIGGER, EVENT and the routines' privileges, as ALL on the database gives){': ' if server_said else ''}"
+                f"{''.join(server_said)}"
+            ) from None
+        rows = [[_unescape(field) for field in row.split("\t")] for row in shown]
         stored = []
         for (kind, name, definer), row in zip(found, rows, strict=True):
             columns = _SHOW_CREATE_COLUMNS[kind]
@@ -296,7 +308,10 @@ class MySQLEngine(DatabaseEngine):
             with open_process(load_command(self.settings_dict, scratch, self.exec_service), reading=False) as pipe:
                 for chunk in chunks:
                     pipe.write(chunk)
-            current_objects, restored_objects = self._stored_objects(database), self._stored_objects(scratch)
+            try:
+                current_objects, restored_objects = self._stored_objects(database), self._stored_objects(scratch)
+            except RestoreRefused as unreadable:
+                raise RestoreRefused(f"The restore of {database!r} was refused and nothing changed: {unreadable}.") from None
             hidden = sorted({str(stored) for stored in current_objects + restored_objects if stored.create is None})
             if hidden:
                 raise RestoreRefused(
