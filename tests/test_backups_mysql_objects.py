@@ -4,6 +4,8 @@ The objects are read back through information_schema (not through the engine's o
 reader), so a definition, definer or sql_mode that came back different shows up.
 """
 
+import io
+
 import pytest
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
@@ -204,7 +206,10 @@ def test_a_foreign_key_from_another_database_blocks_every_restore_before_anythin
     assert [entry.name for entry in backups.list_backups()] == [backup.name]  # not even a safety backup was taken
     assert [message.id for message in run_checks(include_deployment_checks=True) if message.id == E011] == [E011]
     # A backup made now says that deploy_ops could not restore it as things stand.
-    assert backups.create_backup().metadata["restore_blockers"] == blockers
+    warnings = io.StringIO()
+    call_command("backups", "create", stdout=io.StringIO(), stderr=warnings)
+    assert backups.list_backups()[0].metadata["restore_blockers"] == blockers
+    assert f"deploy_ops cannot restore this backup as things stand: {blockers[0]}." in warnings.getvalue()
 
 
 def test_an_object_of_another_definer_blocks_a_user_who_could_not_recreate_it(mysql_target, restricted_user):
