@@ -143,6 +143,6 @@ def restore_blockers(alias: str) -> list[str]:
     """Why the database ``alias`` cannot be restored safely, one sentence each; empty when it can.
 
     A deploy and every restore refuse before any change while this is not empty, and
-    ``check --deploy`` reports it (deploy_ops.E005).
+    ``check --deploy`` reports it (deploy_ops.E011).
     """
     return engine_for(alias).restore_blockers()
