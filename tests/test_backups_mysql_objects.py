@@ -122,8 +122,10 @@ def test_views_triggers_routines_and_events_come_back_exactly_with_the_rows(mysq
 
 def test_restored_objects_work_on_the_restored_tables(mysql_target):
     add_objects(mysql_target)
+    mysql(mysql_target, "CREATE SEQUENCE ticket_numbers START WITH 100 NOCACHE; SELECT NEXTVAL(ticket_numbers)")
     backup = backups.create_backup()
     change_everything(mysql_target)
+    mysql(mysql_target, "SELECT NEXTVAL(ticket_numbers), NEXTVAL(ticket_numbers)")
 
     backups.restore_backup(backup, safety_backup=False)
 
@@ -132,6 +134,7 @@ def test_restored_objects_work_on_the_restored_tables(mysql_target):
     assert mysql(mysql_target, "SELECT label(7)") == "#7 renamed"
     assert mysql(mysql_target, "CALL count_items(@total); SELECT @total").splitlines()[-1] == "500"
     assert mysql(mysql_target, "SELECT COUNT(*) FROM cheap_names") == "100"
+    assert mysql(mysql_target, "SELECT NEXTVAL(ticket_numbers)") == "101"  # a sequence moves with the tables
     # Every object refers to the live database's tables, none to a scratch database.
     schema = mysql_target["NAME"]
     in_scratch = f"SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' AND VIEW_DEFINITION LIKE '%\\_\\_restore\\_%'"
