@@ -11,7 +11,7 @@ from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
 
 from deploy_ops import backups
-from deploy_ops.checks import E011
+from deploy_ops.checks import E011, W003
 from deploy_ops.databases import restore_blockers
 from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_REFUSED, CommandFailed, RestoreRefused, RestoreUndoFailed
 from tests.fixtures.backups import TARGET, mysql, mysql_checksum
@@ -244,3 +244,12 @@ def test_definitions_this_user_cannot_read_block_the_restore_before_anything_cha
     assert error.value.exit_code == EXIT_REFUSED
     assert everything(mysql_target) == before
     assert scratch_databases(mysql_target) == []
+
+
+def test_check_deploy_warns_when_it_cannot_ask_the_server(mysql_target, settings):
+    settings.DATABASES = {**settings.DATABASES, TARGET: {**mysql_target, "PORT": "1"}}  # nothing listens there
+
+    found = [message for message in run_checks(include_deployment_checks=True) if message.id in (E011, W003)]
+
+    assert [message.id for message in found] == [W003]
+    assert "Could not check whether the database 'target' can be restored" in found[0].msg
