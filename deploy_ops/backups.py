@@ -30,7 +30,16 @@ from .audit import replay_journal
 from .conf import ops_settings
 from .databases import COMPLETION_MARKERS, engine_for, sniff_vendor
 from .databases.sqlite import check_database_file
-from .exceptions import BackupCorrupt, BackupError, BackupIncompatible, BackupNotFound, ConfigurationError, DeployOpsError, GitError
+from .exceptions import (
+    BackupCorrupt,
+    BackupError,
+    BackupIncompatible,
+    BackupNotFound,
+    ConfigurationError,
+    DeployOpsError,
+    GitError,
+    RestoreRefused,
+)
 
 logger = logging.getLogger("deploy_ops.backups")
 
@@ -179,8 +188,10 @@ def _write_metadata(backup_path: Path, metadata: dict) -> None:
 
 
 def _free_name(directory: Path, moment: datetime, extension: str) -> Path:
-    """``backup_<local time>.<extension>``, a second later while the name is taken."""
-    moment = timezone.localtime(moment)
+    """``backup_<time in Django's TIME_ZONE>.<extension>``, a second later while the name is taken."""
+    # With USE_TZ = False, timezone.now() is already naive local time in TIME_ZONE.
+    if timezone.is_aware(moment):
+        moment = timezone.localtime(moment)
     while True:
         path = directory / f"backup_{moment.strftime(STAMP_FORMAT)}.{extension}"
         if not path.exists() and not metadata_path_for(path).exists():
@@ -265,6 +276,9 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             "commit": _current_commit(),
             "deploy_ops_version": __version__,
         }
+        blockers = _restore_blockers(engine)
+        if blockers:
+            metadata["restore_blockers"] = blockers
         path = _free_name(directory, started, engine.file_kind + codec.suffix(method))
         # Metadata first: a backup file in place always has its metadata.
         _write_metadata(path, metadata)
@@ -279,8 +293,19 @@ def create_backup(database: str | None = None, compression: str | None = None) -
         raise
     backup = Backup(path=path, name=path.name, metadata=metadata)
     logger.info("backup created: %s (%d bytes, sha256 %s)", path, backup.size, backup.sha256)
+    if blockers:
+        logger.warning("%s cannot be restored by deploy_ops while the database holds this: %s", path.name, "; ".join(blockers))
     signals.post_backup.send(sender=SENDER, database=alias, backup=backup)
     return backup
+
+
+def _restore_blockers(engine) -> list[str]:
+    # Said in the metadata and the log; a failed query must not discard the dump either.
+    try:
+        return engine.restore_blockers()
+    except DeployOpsError as error:
+        logger.warning("could not check whether the %s database can be restored: %s", engine.vendor, error)
+        return []
 
 
 def _server_version(engine) -> str:
@@ -476,7 +501,8 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
 
     Before anything changes: the engine must match (BackupIncompatible), the checksum must
     match the metadata (a legacy backup is fully decompressed and format-checked instead,
-    with a warning), and a safety backup of the current database is taken.  The dump is then
+    with a warning), nothing in the database may stand in the restore's way (RestoreRefused),
+    and a safety backup of the current database is taken.  The dump is then
     decompressed and checked again on its way into the database, and committed only if it
     is complete.  Afterwards the audit journal is replayed, so the deployment records survive.
     """
@@ -499,6 +525,12 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         _check_checksum(backup)
     for warning in warnings:
         logger.warning(warning)
+    blockers = engine.restore_blockers()
+    if blockers:
+        raise RestoreRefused(
+            f"{backup.name} was not restored and nothing changed: the database {alias!r} cannot be restored safely: "
+            f"{'; '.join(blockers)}. See docs/BACKUPS.md."
+        )
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
     # Django's own connections would hold locks (and SQLite pages) the restore must replace.

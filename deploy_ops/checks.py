@@ -7,6 +7,8 @@ deploy_ops.E004  the commands runtime lacks a required step
 deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
 deploy_ops.W002  a rollback would stop the Compose service the database restore runs in
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
+deploy_ops.E011  the database holds something a restore could not bring back safely (deploy check)
+deploy_ops.W003  whether the database can be restored could not be checked (deploy check)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
 """
 
@@ -19,6 +21,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import ops_settings, problems
+from .databases import restore_blockers, vendor_of
+from .exceptions import DeployOpsError
 from .notifications.channels import check_channels
 
 register(check_channels, Tags.compatibility)
@@ -35,7 +39,9 @@ E003 = "deploy_ops.E003"
 E004 = "deploy_ops.E004"
 W001 = "deploy_ops.W001"
 W002 = "deploy_ops.W002"
+W003 = "deploy_ops.W003"
 E010 = "deploy_ops.E010"
+E011 = "deploy_ops.E011"
 
 
 @register(Tags.compatibility)
@@ -135,4 +141,25 @@ def check_tools(app_configs, **kwargs):
         )
         for tool in needed_tools()
         if shutil.which(tool) is None
+    ]
+
+
+@register(Tags.compatibility, deploy=True)
+def check_restorable(app_configs, **kwargs):
+    # Asks the server through the engine's own tools, not Django's connection, so it runs with
+    # `check --deploy` alone (Django runs Tags.database checks only with --database).
+    alias = ops_settings.BACKUP_DATABASE
+    if problems(getattr(settings, "DEPLOY_OPS", {})) or vendor_of(settings.DATABASES.get(alias, {})) is None:
+        return []  # E001, E002 and E003 say why
+    try:
+        blockers = restore_blockers(alias)
+    except DeployOpsError as error:
+        return [Warning(f"Could not check whether the database {alias!r} can be restored: {error}", id=W003)]
+    return [
+        Error(
+            f"The database {alias!r} cannot be restored safely: {blocker}.",
+            hint="A deploy and every restore refuse while this holds; see docs/BACKUPS.md.",
+            id=E011,
+        )
+        for blocker in blockers
     ]

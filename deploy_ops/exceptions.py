@@ -84,6 +84,16 @@ class BackupIncompatible(BackupError):
     exit_code = EXIT_REFUSED
 
 
+class RestoreRefused(BackupError):
+    """The database holds something a restore could not bring back safely; nothing was changed."""
+
+    exit_code = EXIT_REFUSED
+
+
+class RestoreUndoFailed(BackupError):
+    """A restore failed after it changed the database, and undoing that failed too."""
+
+
 class GitError(DeployOpsError):
     """A git operation failed, or a ref/commit does not exist."""
 

@@ -40,8 +40,8 @@ def test_postgres_ssl_options_go_to_libpq_environment_variables():
 def test_mysqldump_command_is_a_consistent_snapshot_with_routines_and_triggers():
     command = mysql_engine.dump_command(MY)
     assert command.argv == (
-        "mysqldump", "--host=db.internal", "--port=3307", "--user=app", "--default-character-set=utf8mb4",
-        "--single-transaction", "--routines", "--triggers", "--hex-blob", "--no-tablespaces", "site",
+        "mysqldump", "--user=app", "--host=db.internal", "--port=3307", "--default-character-set=utf8mb4",
+        "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--no-tablespaces", "site",
     )
     assert command.env == {"MYSQL_PWD": "my-secret"}
     assert command.secrets == ("my-secret",)
@@ -50,7 +50,7 @@ def test_mysqldump_command_is_a_consistent_snapshot_with_routines_and_triggers()
 def test_mysql_defaults_file_comes_first_and_a_socket_replaces_the_host():
     command = mysql_engine.load_command({**MY, "OPTIONS": {"read_default_file": "/etc/my.cnf", "unix_socket": "/run/mysqld.sock"}}, "scratch")
     assert command.argv == (
-        "mysql", "--defaults-file=/etc/my.cnf", "--socket=/run/mysqld.sock", "--port=3307", "--user=app", "--default-character-set=utf8mb4", "scratch",
+        "mysql", "--defaults-file=/etc/my.cnf", "--user=app", "--socket=/run/mysqld.sock", "--port=3307", "--default-character-set=utf8mb4", "scratch",
     )
 
 

@@ -1,6 +1,7 @@
 """Backups against the real MariaDB server, as a user WITH a password (so MYSQL_PWD is really used)."""
 
 import logging
+import os
 import subprocess
 
 import pytest
@@ -9,9 +10,10 @@ from deploy_ops import backups
 from deploy_ops.compression import chunks
 from deploy_ops.databases import engine_for
 from deploy_ops.databases.mysql import dump_command, load_command
-from deploy_ops.exceptions import BackupCorrupt, BackupError, CommandFailed
+from deploy_ops.exceptions import BackupCorrupt, CommandFailed
 from tests.fixtures.backups import TARGET, mysql, mysql_checksum
 from tests.fixtures.databases import MYSQL, _mysql_admin, unique_name
+from tests.fixtures.environment import skip_or_fail
 
 pytestmark = [pytest.mark.mysql, pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")]
 
@@ -101,15 +103,51 @@ def test_a_truncated_backup_is_refused_and_the_database_is_untouched(mysql_user_
     assert mysql_checksum(mysql_user_target) == changed
 
 
-def test_a_backup_holding_a_view_is_refused_before_the_database_changes(mysql_user_target):
+def test_a_backup_holding_a_view_is_restored_with_its_view(mysql_user_target):
     mysql(mysql_user_target, "CREATE VIEW item_names AS SELECT name FROM items")
+    view_rows = "SELECT COUNT(*), MD5(GROUP_CONCAT(name ORDER BY name)) FROM item_names"
+    original = mysql_checksum(mysql_user_target), mysql(mysql_user_target, view_rows)
     backup = backups.create_backup()
     change_data(mysql_user_target)
-    changed = mysql_checksum(mysql_user_target)
-    with pytest.raises(BackupError, match="view item_names"):
-        backups.restore_backup(backup, safety_backup=False)
-    assert mysql_checksum(mysql_user_target) == changed
+
+    backups.restore_backup(backup, safety_backup=False)
+
+    assert (mysql_checksum(mysql_user_target), mysql(mysql_user_target, view_rows)) == original
     assert scratch_databases(mysql_user_target) == []
+
+
+def test_a_host_that_is_a_socket_path_backs_up_and_restores_through_the_socket(mysql_user_target, settings):
+    socket_path = mysql(mysql_user_target, "SELECT @@socket")
+    if not os.path.exists(socket_path):
+        skip_or_fail(f"MariaDB's socket {socket_path} is not on this host")
+    through_socket = {**settings.DATABASES[TARGET], "HOST": socket_path, "PORT": ""}
+    settings.DATABASES = {**settings.DATABASES, TARGET: through_socket}
+    expected = (f"--user={through_socket['USER']}", f"--socket={socket_path}", "--default-character-set=utf8mb4")
+    assert dump_command(through_socket).argv[1:4] == expected
+    original = mysql_checksum(mysql_user_target)
+    backup = backups.create_backup()
+    change_data(mysql_user_target)
+
+    backups.restore_backup(backup)
+
+    assert mysql_checksum(mysql_user_target) == original
+
+
+def test_options_as_django_reads_them_reach_the_tools_and_the_password_only_their_environment():
+    settings_dict = {
+        "ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "ignored", "PASSWORD": "ignored-too",
+        "HOST": "db.internal", "PORT": "3307",
+        "OPTIONS": {
+            "user": "app", "password": "Options-Pw-1", "read_default_file": "/etc/site.cnf", "charset": "utf8mb3",
+            "ssl": {"ca": "/tls/ca.pem", "cert": "/tls/client.pem", "key": "/tls/client.key"},
+        },
+    }
+    command = load_command(settings_dict, "scratch")
+    assert command.argv == (
+        "mysql", "--defaults-file=/etc/site.cnf", "--user=app", "--host=db.internal", "--port=3307",
+        "--ssl-ca=/tls/ca.pem", "--ssl-cert=/tls/client.pem", "--ssl-key=/tls/client.key", "--default-character-set=utf8mb3", "scratch",
+    )
+    assert command.env == {"MYSQL_PWD": "Options-Pw-1"} and command.secrets == ("Options-Pw-1",)
 
 
 def test_a_wrong_password_is_a_clear_error_that_does_not_show_it(mysql_user_target, settings, ops_dirs):

@@ -49,6 +49,10 @@ class DatabaseEngine(abc.ABC):
     def dump(self, out: BinaryIO) -> None:
         """Write a complete dump of the database to ``out``."""
 
+    def restore_blockers(self) -> list[str]:
+        """What in the live database a restore could not bring back safely (empty: nothing)."""
+        return []
+
     @abc.abstractmethod
     def restore(self, chunks: Iterable[bytes]) -> None:
         """Replace the database with the dump in ``chunks``; all or nothing.
@@ -133,3 +137,12 @@ def engine_for(alias: str) -> DatabaseEngine:
     raise ConfigurationError(
         f"DATABASES[{alias!r}] uses {settings_dict.get('ENGINE')!r}; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite."
     )
+
+
+def restore_blockers(alias: str) -> list[str]:
+    """Why the database ``alias`` cannot be restored safely, one sentence each; empty when it can.
+
+    A deploy and every restore refuse before any change while this is not empty, and
+    ``check --deploy`` reports it (deploy_ops.E011).
+    """
+    return engine_for(alias).restore_blockers()

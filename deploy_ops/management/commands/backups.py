@@ -91,6 +91,8 @@ class Command(BaseCommand):
         backup = backups.create_backup(database=options["database"], compression=options["compress"])
         if options["verbosity"] >= 2:
             self.stderr.write(f"{backup.size} bytes, sha256 {backup.sha256}")
+        for blocker in backup.metadata.get("restore_blockers", []):
+            self.stderr.write(self.style.WARNING(f"deploy_ops cannot restore this backup as things stand: {blocker}."))
         self.stdout.write(str(backup.path))
 
     def handle_list(self, options):

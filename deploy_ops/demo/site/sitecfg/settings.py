@@ -1,6 +1,6 @@
 """The sample site's settings: everything host-specific comes from the environment or ./.env.
 
-DATABASE_URL      postgres://user@host:port/name or sqlite:///path (default: db.sqlite3 here)
+DATABASE_URL      postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path (default: db.sqlite3 here)
 EXTRA_PYTHONPATH  a folder put on sys.path: a deploy_ops checkout that is not pip-installed
 DEPLOY_OPS_<KEY>  deploy_ops settings (JSON for lists and dicts)
 """
@@ -42,16 +42,16 @@ def database_from_url(url: str) -> dict:
     if parts.scheme == "sqlite":
         path = unquote(parts.path[1:] if parts.path.startswith("//") else parts.path.lstrip("/"))
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": path if Path(path).is_absolute() else str(BASE_DIR / path)}
-    if parts.scheme in ("postgres", "postgresql"):
+    if parts.scheme in ("postgres", "postgresql", "mysql"):
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "django.db.backends.mysql" if parts.scheme == "mysql" else "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
         }
-    raise ValueError(f"DATABASE_URL has an unsupported scheme {parts.scheme!r}; use postgres:// or sqlite:///.")
+    raise ValueError(f"DATABASE_URL has an unsupported scheme {parts.scheme!r}; use postgres://, mysql:// or sqlite:///.")
 
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "sample-site-not-secret")
@@ -97,6 +97,13 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL", "sqlite:///db.sqlite3"))}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:  # PyMySQL stands in for mysqlclient where no compiler is at hand.
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
