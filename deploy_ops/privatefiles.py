@@ -54,8 +54,8 @@ def write_atomically(path: Path, data: bytes) -> None:
 
     The data goes to a 0600 temporary file beside it, fsynced, then renamed over ``path``; a crash
     at any point leaves the old file as it was (and at worst a ``.partial-*`` file beside it).
+    The folder must exist; its mode is the caller's business.
     """
-    private_directory(path.parent)
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=path.parent)  # mode 0600
     try:
         with os.fdopen(descriptor, "wb") as file:
