@@ -116,3 +116,16 @@ def test_a_failed_delivery_names_no_secret_of_any_channel(secrets_configured, re
     failed = [delivery for delivery in deliveries if not delivery.ok]
     assert failed and all("hook-token-1" not in delivery.error for delivery in failed)
     assert "hook-token-1" not in json.dumps([line for line in log_path().read_text().splitlines()])
+
+
+def test_an_event_built_by_other_code_is_masked_before_any_channel_sees_it(secrets_configured, db):
+    from dataclasses import replace
+
+    record = DeploymentRecord(kind="deploy", requested_ref="main", started_at="2026-01-01T00:00:00Z")
+    event = replace(build_event(Level.ERROR, record), error_tail=LEAKY_OUTPUT, message=LEAKY_OUTPUT)
+
+    send(event)
+
+    assert_no_secret(log_path().read_text())
+    for request in secrets_configured.wait_for(2):
+        assert_no_secret(request.body.decode())

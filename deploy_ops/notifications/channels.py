@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..secrets import mask, redact, secret_values
-from .events import Event, Level
+from .events import Event, Level, masked
 
 logger = logging.getLogger("deploy_ops.notifications")
 
@@ -209,6 +209,8 @@ def send(event: Event) -> list[Delivery]:
     """
     from .log import LogChannel
 
+    # build_event masks already; an event built by other code must not reach a channel unmasked either.
+    event = masked(event)
     log_delivery = LogChannel().send(event)
     loaded = _load_configured()
     results: dict[int, Delivery] = {index: item for index, item in enumerate(loaded) if isinstance(item, Delivery)}
