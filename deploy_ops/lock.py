@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ LOCK_NAME = "deploy.lock"
 KERNEL_LOCK_NAME = "deploy.flock"
 # flock/locking fail with one of these when another open file holds the lock.
 _BUSY = {errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK}
+# inspect_lock() takes the lock for an instant to see whether it is free: a run that starts at that
+# instant tries again for this long before it calls the lock held.
+BUSY_RETRY_SECONDS = 0.5
 
 
 def lock_path() -> Path:
@@ -107,6 +111,15 @@ def _unlock(descriptor: int) -> None:
         fcntl.flock(descriptor, fcntl.LOCK_UN)
 
 
+def _lock_within(descriptor: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not _try_lock(descriptor):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _kernel_lock_is_free() -> bool:
     """Whether nobody holds the kernel lock (taken and given back at once to find out)."""
     path = kernel_lock_path()
@@ -173,7 +186,7 @@ class DeployLock:
 
     def acquire(self) -> None:
         descriptor = private_file(kernel_lock_path())
-        if not _try_lock(descriptor):
+        if not _lock_within(descriptor, BUSY_RETRY_SECONDS):
             os.close(descriptor)
             state = inspect_lock()
             raise LockHeld(_refusal(state), state.holder, state.stale)

@@ -166,6 +166,19 @@ def test_a_holder_killed_with_kill_9_leaves_a_stale_lock_that_only_one_of_two_ta
     assert answers[1].startswith("refused LockHeld Another deploy or rollback is running"), answers
 
 
+def test_a_lock_taken_for_an_instant_by_inspect_lock_does_not_refuse_a_run_starting_then(ops_dirs):
+    import threading
+
+    from deploy_ops.lock import _try_lock, _unlock
+    from deploy_ops.privatefiles import private_file
+
+    probe = private_file(kernel_lock_path())  # what inspect_lock() does, held a little longer
+    assert _try_lock(probe)
+    threading.Timer(0.1, lambda: (_unlock(probe), os.close(probe))).start()
+    with DeployLock("deploy") as lock:
+        assert lock.broken is None and inspect_lock().holder["pid"] == os.getpid()
+
+
 def test_a_reused_pid_does_not_hold_the_lock(ops_dirs):
     # The details name a process that is alive (the pid was reused), but nobody holds the kernel lock.
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
