@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,11 @@ from django.core.management import CommandError, call_command
 from deploy_ops.audit import Recorder, compact_journal, journal_path, read_journal, replay_journal
 from deploy_ops.backups import create_backup, list_backups
 from deploy_ops.exceptions import LockHeld
-from deploy_ops.lock import DeployLock, inspect_lock, kernel_lock_path, lock_path
+from deploy_ops.lock import DeployLock, _try_lock, _unlock, inspect_lock, kernel_lock_path, lock_path
 from deploy_ops.models import DeploymentRecord, DeploymentStage
 from deploy_ops.notifications import Level, build_event, send
 from deploy_ops.notifications.log import log_path
+from deploy_ops.privatefiles import private_file
 from tests.fixtures.backups import sqlite_checksum
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -167,11 +169,6 @@ def test_a_holder_killed_with_kill_9_leaves_a_stale_lock_that_only_one_of_two_ta
 
 
 def test_a_lock_taken_for_an_instant_by_inspect_lock_does_not_refuse_a_run_starting_then(ops_dirs):
-    import threading
-
-    from deploy_ops.lock import _try_lock, _unlock
-    from deploy_ops.privatefiles import private_file
-
     probe = private_file(kernel_lock_path())  # what inspect_lock() does, held a little longer
     assert _try_lock(probe)
     threading.Timer(0.1, lambda: (_unlock(probe), os.close(probe))).start()
