@@ -148,7 +148,8 @@ def _details() -> tuple[dict | None, bool]:
         holder = json.loads(text)
     except json.JSONDecodeError:
         return {}, True
-    return (holder, False) if isinstance(holder, dict) and holder else ({}, True)
+    # Without the host it names, nobody can tell whose it is.
+    return (holder, False) if isinstance(holder, dict) and holder.get("host") else ({}, True)
 
 
 def _state_without_holder() -> LockState:
@@ -160,12 +161,14 @@ def _state_without_holder() -> LockState:
     return LockState(True, holder, True, foreign=foreign, unreadable=unreadable)
 
 
-def inspect_lock() -> LockState:
-    if _kernel_lock_is_free():
-        return _state_without_holder()
-    # Held: its details are written right after the lock is taken; a moment earlier there are none.
+def _held_state() -> LockState:
+    """A lock a live process holds; its details are written right after it took it, and a moment earlier there are none."""
     holder, _unreadable = _details()
     return LockState(True, holder or {}, False)
+
+
+def inspect_lock() -> LockState:
+    return _state_without_holder() if _kernel_lock_is_free() else _held_state()
 
 
 class DeployLock:
@@ -188,7 +191,7 @@ class DeployLock:
         descriptor = private_file(kernel_lock_path())
         if not _lock_within(descriptor, BUSY_RETRY_SECONDS):
             os.close(descriptor)
-            state = inspect_lock()
+            state = _held_state()
             raise LockHeld(_refusal(state), state.holder, state.stale)
         try:
             state = _state_without_holder()

@@ -193,7 +193,7 @@ def test_a_reused_pid_does_not_hold_the_lock(ops_dirs):
         alive.wait()
 
 
-@pytest.mark.parametrize("content", ["", "{\"what\": \"dep", "[]"])
+@pytest.mark.parametrize("content", ["", "{\"what\": \"dep", "[]", "{\"pid\": 4242}"])
 def test_an_empty_or_corrupt_lock_file_is_stale_and_break_lock_clears_it(ops_dirs, content):
     lock_path().parent.mkdir(parents=True)
     lock_path().write_text(content)
