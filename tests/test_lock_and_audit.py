@@ -432,3 +432,26 @@ def sqlite3_change(path) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("DELETE FROM items WHERE id % 3 = 0")
     connection.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_a_restore_that_fails_is_recorded_and_notified_as_a_failed_recovery(postgres_target, db):
+    backup = create_backup(compression="none")
+    text = backup.path.read_text()
+    position = text.index("COPY public.items")
+    broken = backup.path.with_name("backup_20250109_120000.sql")
+    broken.write_text(text[:position] + "SELECT no_such_function_deploy_ops();\n" + text[position:])
+
+    with pytest.raises(CommandError) as failed:
+        call_command("backups", "restore", broken.name, "--noinput")
+
+    assert failed.value.returncode == 2
+    [snapshot] = [found for found in read_journal().values() if found["record"]["kind"] == "restore"]
+    record = snapshot["record"]
+    assert (record["status"], record["failed_stage"]) == ("rollback_failed", "restore database")
+    assert "no_such_function_deploy_ops" in record["error"]
+    assert [(stage["name"], stage["status"]) for stage in snapshot["stages"]] == [("safety backup", "succeeded"), ("restore database", "failed")]
+    [event] = [json.loads(line) for line in log_path().read_text().splitlines()]
+    assert (event["level"], event["title"]) == ("ROLLBACK_FAILED", f"RESTORE OF {broken.name} FAILED at stage restore database: a human is needed")
+    assert not inspect_lock().held
