@@ -33,7 +33,7 @@ from .conf import ops_settings
 from .models import DeploymentRecord, DeploymentStage
 from .privatefiles import open_private_append, write_atomically
 from .runner import tail
-from .secrets import mask, mask_values
+from .secrets import known_secrets, mask, mask_values
 
 logger = logging.getLogger("deploy_ops.audit")
 
@@ -211,6 +211,7 @@ def compact_journal() -> bool:
         return False
     lines: dict[object, list[str]] = {}
     finished: set[object] = set()
+    secrets = known_secrets()
     for line in original.splitlines():
         if not line.strip():
             continue
@@ -220,7 +221,7 @@ def compact_journal() -> bool:
         except (json.JSONDecodeError, KeyError, TypeError):
             lines[object()] = [line]
             continue
-        lines.setdefault(key, []).append(json.dumps(mask_values(snapshot), sort_keys=True))
+        lines.setdefault(key, []).append(json.dumps(mask_values(snapshot, secrets), sort_keys=True))
         if status == DeploymentRecord.Status.RUNNING:
             finished.discard(key)
         else:

@@ -129,3 +129,14 @@ def test_an_event_built_by_other_code_is_masked_before_any_channel_sees_it(secre
     assert_no_secret(log_path().read_text())
     for request in secrets_configured.wait_for(2):
         assert_no_secret(request.body.decode())
+
+
+def test_compaction_masks_what_an_older_version_wrote_into_the_journal(secrets_configured):
+    from deploy_ops.audit import compact_journal
+
+    journal_path().parent.mkdir(parents=True)
+    snapshot = {"record": {"id": "old", "status": "succeeded", "error": LEAKY_OUTPUT}, "stages": []}
+    journal_path().write_text(json.dumps(snapshot) + "\n")
+
+    assert compact_journal() is True
+    assert_no_secret(journal_path().read_text())
