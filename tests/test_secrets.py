@@ -1,11 +1,12 @@
 """Secrets are masked before anything is kept or sent: the record, the journal, the log, every channel."""
 
 import json
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
 
-from deploy_ops.audit import Recorder, journal_path
+from deploy_ops.audit import Recorder, compact_journal, journal_path
 from deploy_ops.models import DeploymentRecord, DeploymentStage
 from deploy_ops.notifications import Level, build_event, send
 from deploy_ops.notifications.log import log_path
@@ -119,8 +120,6 @@ def test_a_failed_delivery_names_no_secret_of_any_channel(secrets_configured, re
 
 
 def test_an_event_built_by_other_code_is_masked_before_any_channel_sees_it(secrets_configured, db):
-    from dataclasses import replace
-
     record = DeploymentRecord(kind="deploy", requested_ref="main", started_at="2026-01-01T00:00:00Z")
     event = replace(build_event(Level.ERROR, record), error_tail=LEAKY_OUTPUT, message=LEAKY_OUTPUT)
 
@@ -132,8 +131,6 @@ def test_an_event_built_by_other_code_is_masked_before_any_channel_sees_it(secre
 
 
 def test_compaction_masks_what_an_older_version_wrote_into_the_journal(secrets_configured):
-    from deploy_ops.audit import compact_journal
-
     journal_path().parent.mkdir(parents=True)
     snapshot = {"record": {"id": "old", "status": "succeeded", "error": LEAKY_OUTPUT}, "stages": []}
     journal_path().write_text(json.dumps(snapshot) + "\n")
