@@ -54,7 +54,8 @@ def known_secrets() -> list[str]:
     from .exceptions import ConfigurationError
 
     found = [alias.get("PASSWORD") or "" for alias in getattr(settings, "DATABASES", {}).values()]
-    found.append(getattr(settings, "EMAIL_HOST_PASSWORD", "") or "")
+    if settings.is_overridden("EMAIL_HOST_PASSWORD"):  # reading the default would warn on Django 6.1
+        found.append(getattr(settings, "EMAIL_HOST_PASSWORD", "") or "")
     for mailer in (getattr(settings, "MAILERS", None) or {}).values():
         found += secret_values((mailer or {}).get("OPTIONS") or {})
     try:

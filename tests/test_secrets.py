@@ -4,6 +4,7 @@ import json
 from dataclasses import replace
 from urllib.parse import quote
 
+import django
 import pytest
 
 from deploy_ops.audit import Recorder, compact_journal, journal_path
@@ -24,7 +25,10 @@ WEBHOOK_SECRET = "whsec-very-secret-value"
 @pytest.fixture
 def secrets_configured(settings, ops_dirs, http_receiver):
     settings.DATABASES = {**settings.DATABASES, "reports": {"ENGINE": "django.db.backends.postgresql", "NAME": "reports", "PASSWORD": DB_PASSWORD}}
-    settings.EMAIL_HOST_PASSWORD = SMTP_PASSWORD
+    if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_HOST_PASSWORD (which is then unavailable)
+        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {"host": "mail", "password": SMTP_PASSWORD}}}
+    else:
+        settings.EMAIL_HOST_PASSWORD = SMTP_PASSWORD
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
         "HEALTH_TOKEN": HEALTH_TOKEN,
