@@ -33,13 +33,17 @@ from .conf import ops_settings
 from .models import DeploymentRecord, DeploymentStage
 from .privatefiles import open_private_append, write_atomically
 from .runner import tail
-from .secrets import known_secrets, mask, mask_values
+from .secrets import known_secrets, mask, mask_fields
 
 logger = logging.getLogger("deploy_ops.audit")
 
 JOURNAL_NAME = "deployments.jsonl"
 RECORD_FIELDS = [field.name for field in DeploymentRecord._meta.concrete_fields]
 STAGE_FIELDS = ["position", "name", "status", "started_at", "finished_at", "duration", "output_tail"]
+# The free text, which may quote a release's output or a URL: masked.  Ids, statuses, commits,
+# names and times are deploy_ops's own and stay exactly as they are.
+RECORD_TEXT_FIELDS = ("requested_ref", "from_summary", "to_summary", "error", "rollback_reason", "warnings", "notification_failures")
+STAGE_TEXT_FIELDS = ("output_tail",)
 
 
 def journal_path() -> Path:
@@ -97,7 +101,7 @@ class Recorder:
     # -- the record -----------------------------------------------------------------------
     def update(self, save: bool = True, **fields) -> None:
         for name, value in fields.items():
-            setattr(self.record, name, mask(value) if isinstance(value, str) else value)
+            setattr(self.record, name, mask(value) if name in RECORD_TEXT_FIELDS else value)
         if save:
             self.save()
 
@@ -107,7 +111,7 @@ class Recorder:
         self.update(status=status, **fields)
 
     def snapshot(self) -> dict:
-        return mask_values(
+        return masked_snapshot(
             {
                 "record": {name: _jsonable(getattr(self.record, name)) for name in RECORD_FIELDS},
                 "stages": [{name: _jsonable(getattr(stage, name)) for name in STAGE_FIELDS} for stage in self.stages],
@@ -122,9 +126,19 @@ class Recorder:
             write_snapshot(snapshot)
 
 
+def masked_snapshot(snapshot: dict, secrets: list[str] | None = None) -> dict:
+    """The snapshot with its free text masked (see deploy_ops.secrets)."""
+    secrets = known_secrets() if secrets is None else secrets
+    return {
+        **snapshot,
+        "record": mask_fields(snapshot["record"], RECORD_TEXT_FIELDS, secrets),
+        "stages": [mask_fields(stage, STAGE_TEXT_FIELDS, secrets) for stage in snapshot.get("stages", [])],
+    }
+
+
 def append_to_journal(snapshot: dict) -> None:
     path = journal_path()
-    line = json.dumps(mask_values(snapshot), sort_keys=True) + "\n"
+    line = json.dumps(masked_snapshot(snapshot), sort_keys=True) + "\n"
     if not _ends_a_line(path):
         line = "\n" + line  # a torn last line (a crash mid-write) must not swallow this one
     with open_private_append(path) as journal:
@@ -218,10 +232,11 @@ def compact_journal() -> bool:
         try:
             snapshot = json.loads(line)
             key, status = snapshot["record"]["id"], snapshot["record"]["status"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+            masked = json.dumps(masked_snapshot(snapshot, secrets), sort_keys=True)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             lines[object()] = [line]
             continue
-        lines.setdefault(key, []).append(json.dumps(mask_values(snapshot, secrets), sort_keys=True))
+        lines.setdefault(key, []).append(masked)
         if status == DeploymentRecord.Status.RUNNING:
             finished.discard(key)
         else:

@@ -7,10 +7,15 @@ including the output of the release's own ``manage.py`` commands, which may prin
 Masked: the PASSWORD of every DATABASES alias, EMAIL_HOST_PASSWORD and the secret options of
 every MAILERS entry (Django 6.1), HEALTH_TOKEN, and every secret option of every notification
 channel (a webhook or Slack URL, and its path, where Slack keeps the token); each as written,
-URL-encoded and as ``repr()`` escapes it.  Whatever the values, the password of any
-``scheme://user:password@host`` URL and the value of any ``token=``, ``password=`` or
-``secret=`` query parameter are masked too, so a DATABASE_URL or a ``?token=`` health URL
-printed by anyone is hidden without being configured here.
+URL-encoded and as ``repr()`` escapes it (when it has at least MIN_SECRET_LENGTH characters).
+Whatever the values, the shapes a secret is printed in are masked too: the password of any
+``scheme://user:password@host`` URL, the value of any ``token=``, ``password=`` or ``secret=``
+query parameter, and the value after a key named like a password, secret or token
+(``'PASSWORD': '…'``, ``"api_token": "…"``, ``PASSWORD=…``, ``X-Health-Token: …``).  So a
+DATABASE_URL or a ``?token=`` health URL printed by anyone is hidden without being configured here.
+
+Only free text is masked (an error, an output tail, a summary): ids, statuses and times are
+deploy_ops's own and must stay intact even when a short secret happens to appear in them.
 """
 
 from __future__ import annotations
@@ -26,10 +31,21 @@ from .runner import REDACTED, redact
 # Options whose names contain one of these are treated as secret, on any channel or mailer.
 SECRET_WORDS = ("URL", "SECRET", "TOKEN", "PASSWORD", "KEY")
 
-# scheme://user:PASSWORD@host — the password stops at the last "@" before the host.
-_URL_PASSWORD = re.compile(r"(?P<keep>\b[a-zA-Z][\w+.-]*://[^\s:/@'\"]*:)[^\s/'\"]+(?=@)")
-# ?token=VALUE, &password=VALUE, ;access_token=VALUE ... in any URL or query string.
-_QUERY_SECRET = re.compile(r"(?P<keep>[?&;][\w.-]*(?:token|password|passwd|secret)=)[^&#\s'\"]+", re.IGNORECASE)
+# A known secret shorter than this is not replaced wherever its characters appear (a password
+# "db" would blank "db.sqlite3" everywhere); the shapes below still hide it where it is a value.
+MIN_SECRET_LENGTH = 4
+_SECRET_NAME = r"[\w.-]*(?:password|passwd|secret|token)\w*"
+# The shapes a secret is printed in, whatever its value; "keep" is what stays in front of ***.
+_SHAPES = [
+    # scheme://user:PASSWORD@host — the password stops at the last "@" before the host.
+    re.compile(r"(?P<keep>\b[a-zA-Z][\w+.-]*://[^\s:/@'\"]*:)[^\s/'\"]+(?=@)"),
+    # ?token=VALUE, &password=VALUE, ;access_token=VALUE ... in any URL or query string.
+    re.compile(rf"(?P<keep>[?&;]{_SECRET_NAME}=)[^&#\s'\"]+", re.IGNORECASE),
+    # 'PASSWORD': 'VALUE' in a printed dict, "token": "VALUE" in JSON, PASSWORD='VALUE' in a shell line.
+    re.compile(rf"(?P<keep>\b{_SECRET_NAME}['\"]?\s*[:=]\s*['\"])(?!\*\*\*)[^'\"\n]+", re.IGNORECASE),
+    # PASSWORD=VALUE, X-Health-Token: VALUE (unquoted).
+    re.compile(rf"(?P<keep>\b{_SECRET_NAME}\s*[:=][ \t]*)(?!['\"*])[^\s&'\",;]+", re.IGNORECASE),
+]
 
 
 def secret_values(options: dict, secret_options: Iterable[str] = ()) -> list[str]:
@@ -77,7 +93,7 @@ def spellings(values: Iterable[str]) -> list[str]:
     found = set()
     for value in values:
         found.update({value, quote(value, safe=""), quote(value), repr(value)[1:-1]})
-    found.discard("")
+    found = {spelling for spelling in found if len(spelling) >= MIN_SECRET_LENGTH}
     # Longest first, so a URL is replaced whole before its path is.
     return sorted(found, key=len, reverse=True)
 
@@ -90,17 +106,16 @@ def mask(text: str, secrets: list[str] | None = None) -> str:
     if not text or not isinstance(text, str):
         return text
     text = redact(text, known_secrets() if secrets is None else secrets)
-    text = _URL_PASSWORD.sub(lambda found: found["keep"] + REDACTED, text)
-    return _QUERY_SECRET.sub(lambda found: found["keep"] + REDACTED, text)
+    for shape in _SHAPES:
+        text = shape.sub(lambda found: found["keep"] + REDACTED, text)
+    return text
 
 
-def mask_values(data, secrets: list[str] | None = None):
-    """Every string in a JSON-like structure (dicts, lists) masked; other values as they are."""
+def mask_fields(data: dict, names, secrets: list[str] | None = None) -> dict:
+    """A copy of ``data`` with its free-text fields ``names`` masked.
+
+    Only free text: an id, a status or a timestamp that happened to contain a short secret's
+    characters must stay what it is, or the record would break.
+    """
     secrets = known_secrets() if secrets is None else secrets
-    if isinstance(data, str):
-        return mask(data, secrets)
-    if isinstance(data, dict):
-        return {key: mask_values(value, secrets) for key, value in data.items()}
-    if isinstance(data, list):
-        return [mask_values(value, secrets) for value in data]
-    return data
+    return {key: mask(value, secrets) if key in names else value for key, value in data.items()}

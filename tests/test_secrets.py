@@ -141,3 +141,36 @@ def test_compaction_masks_what_an_older_version_wrote_into_the_journal(secrets_c
 
     assert compact_journal() is True
     assert_no_secret(journal_path().read_text())
+
+
+def test_a_secret_printed_as_a_value_is_masked_whatever_it_is_and_however_short(settings):
+    settings.DATABASES = {**settings.DATABASES, "tiny": {"ENGINE": "django.db.backends.postgresql", "NAME": "tiny", "PASSWORD": "db"}}
+    printed = (
+        "{'NAME': 'tiny', 'PASSWORD': 'db'}\n"
+        '{"api_token": "unknown-to-deploy-ops", "count": 3}\n'
+        "EMAIL_HOST_PASSWORD=hunter2 ./manage.py migrate\n"
+        "postgres://app:db@127.0.0.1/tiny\n"
+    )
+    masked = mask(printed)
+    assert masked == (
+        "{'NAME': 'tiny', 'PASSWORD': '***'}\n"
+        '{"api_token": "***", "count": 3}\n'
+        "EMAIL_HOST_PASSWORD=*** ./manage.py migrate\n"
+        "postgres://app:***@127.0.0.1/tiny\n"
+    )
+    # Too short to be replaced everywhere: "db.sqlite3" stays readable.
+    assert mask("db.sqlite3") == "db.sqlite3"
+
+
+@pytest.mark.django_db
+def test_a_secret_equal_to_a_word_deploy_ops_writes_leaves_the_record_intact(settings, ops_dirs):
+    settings.DATABASES = {**settings.DATABASES, "odd": {"ENGINE": "django.db.backends.postgresql", "NAME": "odd", "PASSWORD": "deploy"}}
+    recorder = Recorder(DeploymentRecord.Kind.DEPLOY, requested_ref="main")
+    stage = recorder.start_stage("checkout")
+    recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, "the deploy password is deploy")
+    recorder.finish(DeploymentRecord.Status.SUCCEEDED)
+
+    [snapshot] = [json.loads(line) for line in journal_path().read_text().splitlines()][-1:]
+    assert (snapshot["record"]["kind"], snapshot["record"]["status"]) == ("deploy", "succeeded")
+    assert snapshot["stages"][0]["output_tail"] == "the *** password is ***"
+    assert DeploymentRecord.objects.get(id=recorder.record.id).kind == "deploy"

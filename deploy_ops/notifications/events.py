@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from django.db import DatabaseError
@@ -181,9 +181,11 @@ def build_event(level, record: DeploymentRecord, stages=None, message: str = "",
     ))
 
 
+# The free text of an event, which may quote a release's output or a URL (see deploy_ops.secrets).
+TEXT_FIELDS = ("title", "message", "requested_ref", "from_summary", "to_summary", "error_tail")
+
+
 def masked(event: Event) -> Event:
-    """The event with every secret deploy_ops knows replaced by *** in each of its texts."""
+    """The event with every secret deploy_ops knows replaced by *** in its free text."""
     secrets = known_secrets()
-    texts = {item.name: mask(getattr(event, item.name), secrets) for item in fields(event) if isinstance(getattr(event, item.name), str)}
-    stages = [replace(stage, name=mask(stage.name, secrets)) for stage in event.stages]
-    return replace(event, stages=stages, **texts)
+    return replace(event, **{name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS})

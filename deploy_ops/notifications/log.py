@@ -7,9 +7,9 @@ from pathlib import Path
 
 from ..conf import ops_settings
 from ..privatefiles import open_private_append
-from ..secrets import mask_values
+from ..secrets import mask_fields
 from .channels import Channel
-from .events import Event
+from .events import TEXT_FIELDS, Event
 
 LOG_NAME = "notifications.log"
 
@@ -23,7 +23,7 @@ class LogChannel(Channel):
 
     def build_payload(self, event: Event) -> str:
         # Masked again here: an event built by hand (a custom caller) reaches the log too.
-        return json.dumps(mask_values(event.as_dict()), sort_keys=True) + "\n"
+        return json.dumps(mask_fields(event.as_dict(), TEXT_FIELDS), sort_keys=True) + "\n"
 
     def deliver(self, payload: str) -> None:
         # One write of one line in append mode: concurrent writers do not interleave lines.
