@@ -253,8 +253,9 @@ def _refusal(state: LockState) -> str:
     if state.foreign:
         host = state.holder.get("host")
         return (
-            f"The deploy lock {lock_path()} was {state.describe()}. If no deploy_ops runs on {host}, "
-            f"break it with `manage.py deploy --break-lock` (it asks you to confirm) or `--break-lock={host}`."
+            f"The deploy lock {lock_path()} was {state.describe()}. If nothing of deploy_ops runs on {host}, "
+            f"remove that file (no process here holds the lock), or deploy with `--break-lock` (it asks you to confirm) "
+            f"or `--break-lock={host}`."
         )
     if state.stale:
         return (
