@@ -14,6 +14,9 @@ a restore takes over, because recovering is what they are for.  A ``deploy.lock`
 or unreadable is stale too (its holder is unknown).  One that names another host is stale here
 but cannot be judged from here (its process may run there, on a shared folder whose locks do
 not reach this host): it is broken only when the caller names that host, as confirmation.
+
+The two calls are made here rather than through the ``filelock`` library, which makes the same
+ones: it would add a dependency for a dozen lines, and the details file would still be ours.
 """
 
 from __future__ import annotations
