@@ -6,6 +6,10 @@ the record to the database.  A rollback restores a backup taken *before* the dep
 which erases the deploy's rows; :func:`replay_journal` runs after every restore and puts
 back the newest snapshot of every record the journal holds.  The database copy is what the
 admin browses; the journal is the source of truth when the two disagree.
+
+Every text is masked (deploy_ops.secrets) before it is kept, in memory, in the journal and in
+the database.  The journal is 0600 in a 0700 LOG_DIR, and :func:`compact_journal` (run by the
+lock when a run ends) keeps it to about one snapshot per record.
 """
 
 from __future__ import annotations
@@ -27,13 +31,19 @@ from django.utils.dateparse import parse_datetime
 
 from .conf import ops_settings
 from .models import DeploymentRecord, DeploymentStage
+from .privatefiles import open_private_append, write_atomically
 from .runner import tail
+from .secrets import known_secrets, mask, mask_fields
 
 logger = logging.getLogger("deploy_ops.audit")
 
 JOURNAL_NAME = "deployments.jsonl"
 RECORD_FIELDS = [field.name for field in DeploymentRecord._meta.concrete_fields]
 STAGE_FIELDS = ["position", "name", "status", "started_at", "finished_at", "duration", "output_tail"]
+# The free text, which may quote a release's output or a URL: masked.  Ids, statuses, commits,
+# names and times are deploy_ops's own and stay exactly as they are.
+RECORD_TEXT_FIELDS = ("requested_ref", "from_summary", "to_summary", "error", "rollback_reason", "warnings", "notification_failures")
+STAGE_TEXT_FIELDS = ("output_tail",)
 
 
 def journal_path() -> Path:
@@ -83,14 +93,15 @@ class Recorder:
         stage.status = status
         stage.finished_at = timezone.now()
         stage.duration = round(time.monotonic() - self._clock.get(stage.position, time.monotonic()), 3)
-        stage.output_tail = tail(output or "", 2000)
+        # Masked before it is cut: a tail must not keep the end of a secret whose start was cut off.
+        stage.output_tail = tail(mask(output or ""), 2000)
         if save:
             self.save()
 
     # -- the record -----------------------------------------------------------------------
     def update(self, save: bool = True, **fields) -> None:
         for name, value in fields.items():
-            setattr(self.record, name, value)
+            setattr(self.record, name, mask(value) if name in RECORD_TEXT_FIELDS else value)
         if save:
             self.save()
 
@@ -100,26 +111,51 @@ class Recorder:
         self.update(status=status, **fields)
 
     def snapshot(self) -> dict:
-        return {
-            "record": {name: _jsonable(getattr(self.record, name)) for name in RECORD_FIELDS},
-            "stages": [{name: _jsonable(getattr(stage, name)) for name in STAGE_FIELDS} for stage in self.stages],
-        }
+        return masked_snapshot(
+            {
+                "record": {name: _jsonable(getattr(self.record, name)) for name in RECORD_FIELDS},
+                "stages": [{name: _jsonable(getattr(stage, name)) for name in STAGE_FIELDS} for stage in self.stages],
+            }
+        )
 
     def save(self, database: bool = True) -> None:
         """Journal first (it must never be lost), then the database (best effort)."""
-        append_to_journal(self.snapshot())
+        snapshot = self.snapshot()
+        append_to_journal(snapshot)
         if database:
-            write_snapshot(self.snapshot())
+            write_snapshot(snapshot)
+
+
+def masked_snapshot(snapshot: dict, secrets: list[str] | None = None) -> dict:
+    """The snapshot with its free text masked (see deploy_ops.secrets)."""
+    secrets = known_secrets() if secrets is None else secrets
+    return {
+        **snapshot,
+        "record": mask_fields(snapshot["record"], RECORD_TEXT_FIELDS, secrets),
+        "stages": [mask_fields(stage, STAGE_TEXT_FIELDS, secrets) for stage in snapshot.get("stages", [])],
+    }
 
 
 def append_to_journal(snapshot: dict) -> None:
     path = journal_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(snapshot, sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as journal:
+    line = json.dumps(masked_snapshot(snapshot), sort_keys=True) + "\n"
+    if not _ends_a_line(path):
+        line = "\n" + line  # a torn last line (a crash mid-write) must not swallow this one
+    with open_private_append(path) as journal:
         journal.write(line)
         journal.flush()
         os.fsync(journal.fileno())
+
+
+def _ends_a_line(path: Path) -> bool:
+    try:
+        with open(path, "rb") as journal:
+            journal.seek(-1, os.SEEK_END)
+            return journal.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
+    except OSError:  # empty: seeking before the start
+        return True
 
 
 def write_snapshot(snapshot: dict) -> bool:
@@ -170,3 +206,45 @@ def replay_journal() -> int:
     for snapshot in read_journal().values():
         written += write_snapshot(snapshot)
     return written
+
+
+def compact_journal() -> bool:
+    """Rewrite the journal with only what replay needs; returns whether it changed.
+
+    A finished record keeps its newest snapshot; a record whose newest snapshot is still
+    running keeps every snapshot (what it did so far, for whoever finds it interrupted).  No
+    record is ever dropped, and a line that is not JSON is kept as it is, for a human to read.
+    Snapshots an older version wrote are masked on the way.  The new journal replaces the old
+    one at once (a crash leaves the old one).  Call it only under the deploy lock: a line
+    appended meanwhile by another process would be lost.
+    """
+    path = journal_path()
+    try:
+        original = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    lines: dict[object, list[str]] = {}
+    finished: set[object] = set()
+    secrets = known_secrets()
+    for line in original.splitlines():
+        if not line.strip():
+            continue
+        try:
+            snapshot = json.loads(line)
+            key, status = snapshot["record"]["id"], snapshot["record"]["status"]
+            masked = json.dumps(masked_snapshot(snapshot, secrets), sort_keys=True)
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            lines[object()] = [line]
+            continue
+        lines.setdefault(key, []).append(masked)
+        if status == DeploymentRecord.Status.RUNNING:
+            finished.discard(key)
+        else:
+            finished.add(key)
+    kept = [line for key, found in lines.items() for line in (found[-1:] if key in finished else found)]
+    compacted = "".join(line + "\n" for line in kept)
+    if compacted == original:
+        return False
+    write_atomically(path, compacted.encode("utf-8"))
+    logger.info("journal compacted: %d lines to %d", len(original.splitlines()), len(kept))
+    return True

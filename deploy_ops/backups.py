@@ -40,6 +40,7 @@ from .exceptions import (
     GitError,
     RestoreRefused,
 )
+from .privatefiles import fsync_directory, write_atomically
 
 logger = logging.getLogger("deploy_ops.backups")
 
@@ -158,33 +159,8 @@ def _backup_directory() -> Path:
     return directory
 
 
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename durable on POSIX; Windows cannot open a directory, and needs no such step.
-    if os.name == "nt":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-
-
 def _write_metadata(backup_path: Path, metadata: dict) -> None:
-    _write_atomically(metadata_path_for(backup_path), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
+    write_atomically(metadata_path_for(backup_path), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _free_name(directory: Path, moment: datetime, extension: str) -> Path:
@@ -283,7 +259,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
         # Metadata first: a backup file in place always has its metadata.
         _write_metadata(path, metadata)
         os.replace(temporary, path)
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)

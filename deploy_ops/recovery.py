@@ -23,6 +23,7 @@ from .exceptions import DeployOpsError, HealthCheckFailed
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .runtimes import ServiceRuntime
+from .secrets import mask
 
 REVERT_CODE = "revert code"
 STOP_SERVICES = "stop services"
@@ -179,7 +180,8 @@ def verify_health(operation: Operation) -> str:
 def describe_failure(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
         return "Interrupted by the operator (Ctrl-C)."
-    return str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}"
+    # Masked: the error may quote a release's output, and it is printed, recorded and sent.
+    return mask(str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}")
 
 
 def planned_steps(steps: set[str]) -> list[str]:

@@ -106,7 +106,7 @@ def test_a_damaged_backup_fails_verify_naming_the_file_and_restore_refuses_it(po
     assert [found.name for found in backups.list_backups()] == [backup.name]
 
 
-def test_a_dump_with_an_sql_error_in_the_middle_fails_the_restore_showing_the_error_and_changes_nothing(postgres_target, ops_dirs):
+def test_a_dump_with_an_sql_error_in_the_middle_fails_the_restore_showing_the_error_and_changes_nothing(postgres_target, ops_dirs, db):
     backup = backups.create_backup(compression="none")
     text = backup.path.read_text()
     position = text.index("COPY public.items")

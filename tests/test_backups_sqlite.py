@@ -220,7 +220,7 @@ def test_restore_refuses_without_a_terminal_unless_noinput(sqlite_target, monkey
     assert sqlite_checksum(sqlite_target) == changed
 
 
-def test_restore_with_noinput_restores_and_names_the_safety_backup(sqlite_target, capsys):
+def test_restore_with_noinput_restores_and_names_the_safety_backup(sqlite_target, capsys, db):
     original = sqlite_checksum(sqlite_target)
     backup = backups.create_backup()
     change_data(sqlite_target)

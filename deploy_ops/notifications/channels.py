@@ -16,23 +16,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from django.core.checks import Error
 from django.utils.module_loading import import_string
 
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
-from ..runner import redact
-from .events import Event, Level
+from ..secrets import mask, redact, secret_values
+from .events import Event, Level, masked
 
 logger = logging.getLogger("deploy_ops.notifications")
 
 DEFAULT_TIMEOUT = 10.0
 # How long send waits past a channel's budget before giving up on its thread.
 GRACE = 1.0
-# Options whose names contain one of these are treated as secret even on custom channels.
-SECRET_WORDS = ("URL", "SECRET", "TOKEN", "PASSWORD", "KEY")
 
 E020 = "deploy_ops.E020"
 
@@ -145,7 +142,7 @@ class Channel:
         return secret_values(self.options, self.secret_options)
 
     def redact(self, text: str) -> str:
-        return redact(text, self.secrets())
+        return mask(redact(text, self.secrets()))
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -175,21 +172,6 @@ class Channel:
             except DeliveryFailed as failure:
                 failure.attempts = number
                 raise
-
-
-def secret_values(options: dict, secret_options=()) -> list[str]:
-    """The values to redact: named secret options, anything named like one, and a URL's path (a Slack token lives there)."""
-    found = []
-    for key, value in options.items():
-        if not isinstance(value, str) or not value:
-            continue
-        if key in secret_options or any(word in key.upper() for word in SECRET_WORDS):
-            found.append(value)
-            parts = urlsplit(value)
-            if parts.scheme and len(parts.path) > 1:
-                found.append(parts.path + (f"?{parts.query}" if parts.query else ""))
-    # Longest first, so a URL is replaced whole before its path is.
-    return sorted(set(found), key=len, reverse=True)
 
 
 def load_channel(options: dict) -> Channel:
@@ -227,6 +209,8 @@ def send(event: Event) -> list[Delivery]:
     """
     from .log import LogChannel
 
+    # build_event masks already; an event built by other code must not reach a channel unmasked either.
+    event = masked(event)
     log_delivery = LogChannel().send(event)
     loaded = _load_configured()
     results: dict[int, Delivery] = {index: item for index, item in enumerate(loaded) if isinstance(item, Delivery)}

@@ -1,8 +1,8 @@
 """What a notification says: a level and an :class:`Event` built from a DeploymentRecord.
 
 An event is plain data, built once and handed to every channel, so the log line, the Slack
-message, the email and the webhook body always agree.  Records hold no secrets, and nothing
-else goes into an event.
+message, the email and the webhook body always agree.  Every text in it is masked when it is
+built (the record's error may quote a release's output), so no channel can leak a secret.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from django.db import DatabaseError
@@ -20,6 +20,7 @@ from django.utils import timezone
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..models import DeploymentRecord
+from ..secrets import known_secrets, mask
 
 logger = logging.getLogger("deploy_ops.notifications")
 
@@ -97,7 +98,17 @@ _TITLES = {
 }
 
 
+# `backups restore` is notified like a rollback, with titles that say what it did.
+_RESTORE_TITLES = {
+    Level.ROLLBACK_SUCCESS: "Restored {backup}",
+    Level.ROLLBACK_FAILED: "RESTORE OF {backup} FAILED{at_stage}: a human is needed",
+}
+
+
 def _title(level: Level, record: DeploymentRecord) -> str:
+    if record.kind == DeploymentRecord.Kind.RESTORE and level in _RESTORE_TITLES:
+        at_stage = f" at stage {record.failed_stage}" if record.failed_stage else ""
+        return _RESTORE_TITLES[level].format(backup=record.backup_name or record.requested_ref, at_stage=at_stage)
     target = record.to_commit[:12] or record.requested_ref or "the current code"
     return _TITLES[level].format(
         kind=record.get_kind_display().capitalize(),
@@ -139,10 +150,13 @@ def admin_url(record: DeploymentRecord) -> str:
 
 
 def build_event(level, record: DeploymentRecord, stages=None, message: str = "", *, test: bool = False) -> Event:
-    """The event for ``record`` at ``level``; ``stages`` defaults to the record's saved stages."""
+    """The event for ``record`` at ``level``; ``stages`` defaults to the record's saved stages.
+
+    Every text in it is masked (see deploy_ops.secrets) before any channel sees it.
+    """
     level = Level.parse(level)
     rows = _stage_rows(record, stages)
-    return Event(
+    return masked(Event(
         level=level,
         title="Test notification" if test else _title(level, record),
         message=message or record.rollback_reason or record.warnings,
@@ -164,4 +178,14 @@ def build_event(level, record: DeploymentRecord, stages=None, message: str = "",
         record_id=str(record.pk),
         admin_url="" if test else admin_url(record),
         test=test,
-    )
+    ))
+
+
+# The free text of an event, which may quote a release's output or a URL (see deploy_ops.secrets).
+TEXT_FIELDS = ("title", "message", "requested_ref", "from_summary", "to_summary", "error_tail")
+
+
+def masked(event: Event) -> Event:
+    """The event with every secret deploy_ops knows replaced by *** in its free text."""
+    secrets = known_secrets()
+    return replace(event, **{name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS})

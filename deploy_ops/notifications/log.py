@@ -1,4 +1,4 @@
-"""The always-on channel: one JSON line per event in ``<LOG_DIR>/notifications.log``."""
+"""The always-on channel: one JSON line per event in ``<LOG_DIR>/notifications.log`` (0600, in a 0700 LOG_DIR)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 from ..conf import ops_settings
+from ..privatefiles import open_private_append
+from ..secrets import mask_fields
 from .channels import Channel
-from .events import Event
+from .events import TEXT_FIELDS, Event
 
 LOG_NAME = "notifications.log"
 
@@ -20,11 +22,10 @@ class LogChannel(Channel):
     name = "log"
 
     def build_payload(self, event: Event) -> str:
-        return json.dumps(event.as_dict(), sort_keys=True) + "\n"
+        # Masked again here: an event built by hand (a custom caller) reaches the log too.
+        return json.dumps(mask_fields(event.as_dict(), TEXT_FIELDS), sort_keys=True) + "\n"
 
     def deliver(self, payload: str) -> None:
-        path = log_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
         # One write of one line in append mode: concurrent writers do not interleave lines.
-        with open(path, "a", encoding="utf-8") as log:
+        with open_private_append(log_path()) as log:
             log.write(payload)

@@ -1,7 +1,8 @@
 """``manage.py backups``: create, list, verify, prune and restore database backups.
 
 Exit codes: 0 done; 2 failed (the database is unchanged); 3 refused before anything changed
-(bad backup, wrong engine, unknown name, no confirmation).
+(bad backup, wrong engine, unknown name, no confirmation, a deploy or rollback holds the lock).
+``restore`` is a recovery like a rollback: it takes the deploy lock and leaves a ``restore`` record.
 """
 
 import json
@@ -14,6 +15,7 @@ from deploy_ops import backups
 from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
+from deploy_ops.restore import restore_as_recovery
 
 
 def describe_age(moment) -> str:
@@ -82,6 +84,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
         try:
             getattr(self, "handle_" + options["action"])(options)
         except DeployOpsError as error:
@@ -141,12 +144,17 @@ class Command(BaseCommand):
         alias = options["database"] or ops_settings.BACKUP_DATABASE
         if options["interactive"]:
             self.confirm(f"This replaces the database {alias!r} with {backup.name} (a safety backup is taken first). Type 'yes' to continue: ")
-        result = backups.restore_backup(backup, database=options["database"], safety_backup=options["safety_backup"])
+        # A recovery like a rollback: under the deploy lock (exit 3 while a deploy runs), recorded and notified.
+        result = restore_as_recovery(backup, database=options["database"], safety_backup=options["safety_backup"], report=self.report)
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
         if result.safety_backup:
             self.stdout.write(f"Safety backup of the previous database: {result.safety_backup.path}")
         self.stdout.write(self.style.SUCCESS(f"Restored {backup.name} into {alias!r}."))
+
+    def report(self, line: str, level: int = 1) -> None:
+        if self.verbosity >= level:
+            self.stdout.write(line)
 
     def confirm(self, question: str) -> None:
         if not sys.stdin.isatty():

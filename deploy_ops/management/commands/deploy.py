@@ -29,7 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-rollback", action="store_true", help="On failure, leave everything as the failed stage left it.")
         parser.add_argument("--health-retries", type=int, help="Override HEALTH_CHECK_RETRIES.")
         parser.add_argument("--health-delay", type=float, help="Override HEALTH_CHECK_DELAY (seconds).")
-        parser.add_argument("--break-lock", action="store_true", help="Take over a STALE lock left by a deploy that died (never a live one).")
+        parser.add_argument(
+            "--break-lock", nargs="?", const=True, default=False, metavar="HOST",
+            help="Take over the lock of a run that died: one whose process on this host is gone, or an empty or unreadable "
+            "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
+            "Never a lock whose process is alive.",
+        )
         parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
 
     def handle(self, *args, **options):
@@ -43,7 +48,7 @@ class Command(BaseCommand):
                 rollback=not options["no_rollback"],
                 health_retries=options["health_retries"],
                 health_delay=options["health_delay"],
-                break_lock=options["break_lock"],
+                break_lock=self.confirm_foreign_lock(options["break_lock"]) if options["interactive"] else options["break_lock"],
             ),
             report=self.report,
         )
@@ -65,6 +70,19 @@ class Command(BaseCommand):
     def confirm(self, summary: str) -> bool:
         answer = input(f"{summary}\nDeploy? [y/N] ")
         return answer.strip().lower() in ("y", "yes")
+
+    def confirm_foreign_lock(self, break_lock):
+        """On a terminal, --break-lock over a lock left by another host asks for that host's name."""
+        from deploy_ops.lock import inspect_lock
+
+        if break_lock is not True or not sys.stdin.isatty():
+            return break_lock
+        state = inspect_lock()
+        if not state.foreign:
+            return break_lock
+        host = state.holder.get("host")
+        answer = input(f"The deploy lock was {state.describe()}.\nIf nothing of deploy_ops runs on {host}, type {host} to take it over: ")
+        return host if answer.strip() == host else break_lock
 
     def notify_test(self):
         from deploy_ops.notifications import send_test_event

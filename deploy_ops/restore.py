@@ -1,0 +1,94 @@
+"""``backups restore`` as a recovery like a rollback: under the deploy lock, recorded, journaled and notified.
+
+The backup is checked before anything changes (it verifies and is of the target's engine); then
+the lock is taken (a live deploy or rollback refuses it, exit 3; a stale lock is taken over,
+as a rollback does), and a ``restore`` record runs two stages: ``safety backup`` (unless
+skipped) and ``restore database``.  The record survives the restore through the journal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .audit import Recorder
+from .backups import Backup, RestoreResult, create_backup, restore_backup, verify_backup
+from .conf import ops_settings
+from .databases import engine_for
+from .exceptions import BackupIncompatible, DeployOpsError, GitError, LockHeld, PreflightFailed
+from .gitrepo import Checkout
+from .lock import DeployLock
+from .models import DeploymentRecord
+from .notifications import Level
+from .pipeline import describe_lock_refusal, mark_interrupted
+from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, notify, run_step
+
+Status = DeploymentRecord.Status
+
+
+@dataclass
+class _Steps:
+    """What recovery.run_step uses of an Operation: a restore has no code or services to work on."""
+
+    recorder: Recorder
+    report: Callable[[str, int], None]
+
+
+def check_restorable(backup: Backup, database: str | None = None) -> None:
+    """Refuse (exit 3) a backup that does not verify or is of another engine; writes nothing."""
+    alias = database or ops_settings.BACKUP_DATABASE
+    verify_backup(backup, record=False)
+    vendor = engine_for(alias).vendor
+    if backup.engine and backup.engine != vendor:
+        raise BackupIncompatible(f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {vendor}; nothing was changed.")
+
+
+def _current_commit() -> str:
+    try:
+        return Checkout(ops_settings.project_dir).head().sha
+    except GitError:
+        return ""
+
+
+def restore_as_recovery(backup: Backup, database: str | None = None, safety_backup: bool = True, report=lambda line, level=1: None) -> RestoreResult:
+    """Restore ``backup`` as a recorded recovery; raises DeployOpsError (exit 3 when nothing changed)."""
+    check_restorable(backup, database)
+    alias = database or ops_settings.BACKUP_DATABASE
+    recorder = Recorder(DeploymentRecord.Kind.RESTORE, requested_ref=backup.name)
+    lock = DeployLock("restore", str(recorder.record.id), break_stale=True)
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+    try:
+        if lock.broken:
+            mark_interrupted(lock.broken)
+            report(f"Took over the stale lock: {lock.broken.describe()}", 0)
+        commit = _current_commit()
+        recorder.update(
+            from_commit=commit,
+            to_commit=commit,
+            backup_name=backup.name,
+            backup_sha256=backup.sha256 or "",
+            rollback_reason=f"database {alias!r} back to {backup.name}",
+        )
+        steps = _Steps(recorder, report)
+        safety = None
+        if safety_backup:
+            try:
+                safety = run_step(steps, SAFETY_BACKUP, lambda: create_backup(alias))
+            except DeployOpsError as error:
+                message = describe_failure(error)
+                recorder.finish(Status.FAILED, failed_stage=SAFETY_BACKUP, error=message)
+                raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
+        try:
+            result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False))
+        except (Exception, KeyboardInterrupt) as error:
+            recorder.finish(Status.ROLLBACK_FAILED, failed_stage=RESTORE_DATABASE, error=describe_failure(error))
+            notify(Level.ROLLBACK_FAILED, recorder)
+            raise
+        recorder.finish(Status.SUCCEEDED, warnings="\n".join(result.warnings))
+        notify(Level.ROLLBACK_SUCCESS, recorder)
+        return RestoreResult(safety_backup=safety, warnings=result.warnings)
+    finally:
+        lock.release()
