@@ -472,6 +472,16 @@ def _remove_abandoned_partials() -> None:
 
 
 # -- restore ----------------------------------------------------------------------------------
+def refuse_restore_blockers(backup: Backup, alias: str) -> None:
+    """RestoreRefused (exit 3) while the database holds what a restore could not bring back safely."""
+    blockers = engine_for(alias).restore_blockers()
+    if blockers:
+        raise RestoreRefused(
+            f"{backup.name} was not restored and nothing changed: the database {alias!r} cannot be restored safely: "
+            f"{'; '.join(blockers)}. See docs/BACKUPS.md."
+        )
+
+
 def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True) -> RestoreResult:
     """Replace the database with ``backup``, all or nothing.
 
@@ -501,12 +511,7 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         _check_checksum(backup)
     for warning in warnings:
         logger.warning(warning)
-    blockers = engine.restore_blockers()
-    if blockers:
-        raise RestoreRefused(
-            f"{backup.name} was not restored and nothing changed: the database {alias!r} cannot be restored safely: "
-            f"{'; '.join(blockers)}. See docs/BACKUPS.md."
-        )
+    refuse_restore_blockers(backup, alias)
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
     # Django's own connections would hold locks (and SQLite pages) the restore must replace.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .audit import Recorder
-from .backups import Backup, RestoreResult, create_backup, restore_backup, verify_backup
+from .backups import Backup, RestoreResult, create_backup, refuse_restore_blockers, restore_backup, verify_backup
 from .conf import ops_settings
 from .databases import engine_for
 from .exceptions import BackupIncompatible, DeployOpsError, GitError, LockHeld, PreflightFailed
@@ -35,12 +35,13 @@ class _Steps:
 
 
 def check_restorable(backup: Backup, database: str | None = None) -> None:
-    """Refuse (exit 3) a backup that does not verify or is of another engine; writes nothing."""
+    """Refuse (exit 3) a backup that does not verify, is of another engine, or cannot be restored safely; writes nothing."""
     alias = database or ops_settings.BACKUP_DATABASE
     verify_backup(backup, record=False)
     vendor = engine_for(alias).vendor
     if backup.engine and backup.engine != vendor:
         raise BackupIncompatible(f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {vendor}; nothing was changed.")
+    refuse_restore_blockers(backup, alias)
 
 
 def _current_commit() -> str:
