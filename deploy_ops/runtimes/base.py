@@ -18,6 +18,8 @@ class ServiceState:
     # "healthy", "unhealthy", "starting", or None where the service has no healthcheck.
     health: str | None = None
     detail: str = ""
+    # How a stopped service's process (or the commands runtime's check step) exited, where known.
+    exit_code: int | None = None
 
     @property
     def ok(self) -> bool:
