@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -303,9 +304,15 @@ def list_backups() -> list[Backup]:
 
 
 def find_backup(name_or_path: str) -> Backup:
-    """A backup by name (in BACKUP_DIR) or by path (absolute, or relative to here or PROJECT_DIR)."""
+    """A backup by name (BACKUP_DIR first) or by path (absolute, or relative to here or PROJECT_DIR)."""
     given = Path(name_or_path)
-    candidates = [given] if given.is_absolute() else [Path.cwd() / given, ops_settings.project_dir / given, ops_settings.backup_dir / given]
+    if given.is_absolute():
+        candidates = [given]
+    elif len(given.parts) == 1:
+        # A bare name means the backup of that name: a same-named file where the command runs must not hide it.
+        candidates = [ops_settings.backup_dir / given, Path.cwd() / given, ops_settings.project_dir / given]
+    else:
+        candidates = [Path.cwd() / given, ops_settings.project_dir / given, ops_settings.backup_dir / given]
     for candidate in candidates:
         if candidate.is_file():
             if not NAME_PATTERN.match(candidate.name):
@@ -465,9 +472,15 @@ def _remove_abandoned_partials() -> None:
         return
     cutoff = (timezone.now() - ABANDONED_AFTER).timestamp()
     for leftover in directory.glob(".partial-*"):
-        if leftover.stat().st_mtime < cutoff:
-            leftover.unlink(missing_ok=True)
-            logger.info("removed %s, left by a backup or restore that never finished", leftover)
+        # lstat: a symlink (dangling or not) is judged and removed itself, never followed.
+        try:
+            found = leftover.lstat()
+        except FileNotFoundError:
+            continue  # another process finished or removed it meanwhile
+        if stat.S_ISDIR(found.st_mode) or found.st_mtime >= cutoff:
+            continue
+        leftover.unlink(missing_ok=True)
+        logger.info("removed %s, left by a backup or restore that never finished", leftover)
 
 
 # -- restore ----------------------------------------------------------------------------------
