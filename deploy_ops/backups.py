@@ -29,7 +29,7 @@ from . import __version__, signals
 from . import compression as codec
 from .audit import replay_journal
 from .conf import ops_settings
-from .databases import COMPLETION_MARKERS, engine_for, sniff_vendor
+from .databases import COMPLETION_MARKERS, contents, engine_for, sniff_vendor
 from .databases.sqlite import check_database_file
 from .exceptions import BackupCorrupt, BackupError, BackupIncompatible, BackupNotFound, ConfigurationError, DeployOpsError, GitError
 
@@ -201,6 +201,17 @@ class _HeadKeeper:
         return self.stream.write(data)
 
 
+class _ContentsReading:
+    """Passes writes through, showing each to the dump's contents reader (tables and rows)."""
+
+    def __init__(self, stream, reader):
+        self.stream, self.reader = stream, reader
+
+    def write(self, data) -> int:
+        self.reader.feed(data)
+        return self.stream.write(data)
+
+
 class _HashingWriter:
     """Passes writes through to ``raw``, hashing and counting them."""
 
@@ -243,16 +254,21 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     directory = _backup_directory()
     signals.pre_backup.send(sender=SENDER, database=alias)
     started = timezone.now()
+    # Read before the dump starts, so rows written while it runs cannot fail a good backup.
+    live_tables = contents.live_tables(engine)
+    reader = contents.dump_reader(engine.vendor)
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)  # mode 0600
     path = None
     try:
         with os.fdopen(descriptor, "wb") as raw:
             hashing = _HashingWriter(raw)
             with codec.writer(hashing, method) as stream:
-                dumped = _HeadKeeper(stream)
+                dumped = _HeadKeeper(_ContentsReading(stream, reader) if reader else stream)
                 engine.dump(dumped)
             raw.flush()
             os.fsync(raw.fileno())
+        tables = reader.tables if reader else engine.dumped_tables
+        _prove_contents(engine, tables, live_tables)
         metadata = {
             "format": METADATA_FORMAT,
             "engine": engine.vendor,
@@ -265,6 +281,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             "compression": method,
             "commit": _current_commit(),
             "deploy_ops_version": __version__,
+            "contents": {"tables": tables},
         }
         path = _free_name(directory, started, engine.file_kind + codec.suffix(method))
         # Metadata first: a backup file in place always has its metadata.
@@ -282,6 +299,17 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     logger.info("backup created: %s (%d bytes, sha256 %s)", path, backup.size, backup.sha256)
     signals.post_backup.send(sender=SENDER, database=alias, backup=backup)
     return backup
+
+
+def _prove_contents(engine, tables: dict[str, int], live_tables: dict[str, bool]) -> None:
+    """BackupError (and the backup is not kept) unless the dump holds every table, and every row-holding table's rows."""
+    problems = contents.missing_from(tables, live_tables)
+    if problems:
+        raise BackupError(
+            f"The dump of database {engine.database_name!r} does not hold what the database holds, so it was not kept: "
+            + "; ".join(problems)
+            + ". Check DATABASES[" + repr(engine.alias) + "]['NAME'] and the dump tool's privileges, then try again."
+        )
 
 
 def _server_version(engine) -> str:
@@ -366,13 +394,17 @@ def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
 
 
 def _check_content(backup: Backup) -> None:
-    """A full decompress and a format check."""
+    """A full decompress, a format check, and the tables and rows against those recorded at creation."""
     vendor = backup.engine
     if vendor is None:
         raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+    recorded = ((backup.metadata or {}).get("contents") or {}).get("tables")
     if backup.kind != "sqlite3":
-        for _chunk in _checked_chunks(backup, vendor):
-            pass
+        reader = contents.dump_reader(vendor) if recorded is not None else None
+        for chunk in _checked_chunks(backup, vendor):
+            if reader:
+                reader.feed(chunk)
+        _compare_contents(backup, reader.tables if reader else None, recorded)
         return
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=backup.path.parent)
     try:
@@ -380,11 +412,21 @@ def _check_content(backup: Backup) -> None:
             for chunk in _checked_chunks(backup, vendor):
                 file.write(chunk)
         check_database_file(Path(temporary))
+        _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)) if recorded is not None else None, recorded)
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def _compare_contents(backup: Backup, found: dict | None, recorded: dict | None) -> None:
+    # Backups made before contents were recorded (and legacy ones) have nothing to compare with.
+    if found is None or recorded is None:
+        return
+    problems = contents.differences(found, recorded)
+    if problems:
+        raise _corrupt(backup, "it does not hold the tables and rows recorded when it was made: " + "; ".join(problems))
 
 
 def _sniff_engine(backup: Backup) -> str | None:

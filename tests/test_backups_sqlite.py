@@ -277,3 +277,35 @@ def test_an_unknown_alias_is_a_configuration_error_with_exit_code_3(ops_dirs):
         call_command("backups", "create", "--database", "nope")
     assert error.value.returncode == 3
     assert not (ops_dirs / "backups").exists() or os.listdir(ops_dirs / "backups") == []
+
+
+# -- names and paths that mean what they say ------------------------------------------------------
+@pytest.fixture(params=["sq#1", "q?x=1", "p%231 x"], ids=["hash", "question-mark", "percent-space"])
+def sqlite_in_an_odd_folder(request, sqlite_target, settings, tmp_path):
+    """The sqlite_target database moved into a folder whose name an SQLite URI would misread."""
+    folder = tmp_path / request.param
+    folder.mkdir()
+    moved = folder / "db.sqlite3"
+    sqlite_target.rename(moved)
+    settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(moved)}}
+    return moved
+
+
+def test_a_database_in_a_folder_with_uri_characters_is_the_one_backed_up_and_restored(sqlite_in_an_odd_folder):
+    original = sqlite_checksum(sqlite_in_an_odd_folder)
+    backup = backups.create_backup()
+    assert backup.metadata["contents"] == {"tables": {"items": 500}}
+    backups.verify_backup(backup)
+    change_data(sqlite_in_an_odd_folder)
+
+    backups.restore_backup(backup, safety_backup=False)
+
+    assert sqlite_checksum(sqlite_in_an_odd_folder) == original
+    assert sorted(path.name for path in sqlite_in_an_odd_folder.parent.parent.iterdir() if path.is_file()) == []
+
+
+def test_an_sqlite_uri_as_name_is_refused_with_a_clear_error(sqlite_target, settings, ops_dirs):
+    settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"file:{sqlite_target}?mode=ro"}}
+    with pytest.raises(ConfigurationError, match=r"is an SQLite URI \(file:.*site\.sqlite3…\); give deploy_ops the plain path"):
+        backups.create_backup()
+    assert not (ops_dirs / "backups").exists() or list((ops_dirs / "backups").iterdir()) == []

@@ -6,7 +6,10 @@ import json
 from deploy_ops.notifications import Level, build_event, send, verify_signature
 from deploy_ops.notifications.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, replay_key
 
-from .test_notifications import FAST, WEBHOOK, WEBHOOK_SECRET, configure, failed_record  # noqa: F401 (a fixture)
+from . import test_notifications
+from .test_notifications import FAST, WEBHOOK, WEBHOOK_SECRET, configure
+
+failed_record = test_notifications.failed_record  # the same fixture: a failed deploy's record
 
 
 class Receiver:
