@@ -50,8 +50,15 @@ def postgres_with_two_tables(postgres_target):
 
 @pytest.mark.postgres
 def test_a_postgres_backup_records_every_table_and_its_rows(postgres_with_two_tables):
+    # An inheritance parent without rows of its own, and a partitioned table: rows sit in the children.
+    psql(postgres_with_two_tables, "CREATE TABLE parent (i int); CREATE TABLE child () INHERITS (parent); INSERT INTO child VALUES (1);"
+         "CREATE TABLE measures (i int) PARTITION BY RANGE (i); CREATE TABLE measures_low PARTITION OF measures FOR VALUES FROM (0) TO (10);"
+         "INSERT INTO measures VALUES (1), (2), (3);")
     backup = backups.create_backup()
-    assert backup.metadata["contents"] == {"tables": {"public.items": 500, "public.tags": 0, 'public."Odd Name"': 2}}
+    assert backup.metadata["contents"] == {"tables": {
+        "public.items": 500, "public.tags": 0, 'public."Odd Name"': 2,
+        "public.parent": 0, "public.child": 1, "public.measures": 0, "public.measures_low": 3,
+    }}
     backups.verify_backup(backup)
 
 

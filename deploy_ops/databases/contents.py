@@ -201,9 +201,10 @@ def _sqlite_live_tables(engine: DatabaseEngine) -> LiveTables:
 # -- PostgreSQL ----------------------------------------------------------------------------------
 # Ordinary tables pg_dump writes the rows of: not partitioned parents (their partitions hold the
 # rows), temporary or foreign tables, system schemas, or objects that belong to an extension.
+# FROM ONLY: an inheritance parent's COPY holds its own rows, not its children's.
 POSTGRES_LIVE_TABLES_SQL = r"""
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       (xpath('/row/found/text()', query_to_xml(format('SELECT EXISTS (SELECT 1 FROM %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
+       (xpath('/row/found/text()', query_to_xml(format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND c.relpersistence <> 't'
    AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
