@@ -307,8 +307,7 @@ def _prove_contents(engine, tables: dict[str, int], live_tables: dict[str, bool]
     if problems:
         raise BackupError(
             f"The dump of database {engine.database_name!r} does not hold what the database holds, so it was not kept: "
-            + "; ".join(problems)
-            + ". Check DATABASES[" + repr(engine.alias) + "]['NAME'] and the dump tool's privileges, then try again."
+            f"{'; '.join(problems)}. Check DATABASES[{engine.alias!r}]['NAME'] and the dump tool's privileges, then try again."
         )
 
 
@@ -400,11 +399,12 @@ def _check_content(backup: Backup) -> None:
         raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
     recorded = ((backup.metadata or {}).get("contents") or {}).get("tables")
     if backup.kind != "sqlite3":
-        reader = contents.dump_reader(vendor) if recorded is not None else None
+        reader = contents.dump_reader(vendor)  # None for an SQLite file named like a dump
         for chunk in _checked_chunks(backup, vendor):
             if reader:
                 reader.feed(chunk)
-        _compare_contents(backup, reader.tables if reader else None, recorded)
+        if reader:
+            _compare_contents(backup, reader.tables, recorded)
         return
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=backup.path.parent)
     try:
@@ -412,7 +412,8 @@ def _check_content(backup: Backup) -> None:
             for chunk in _checked_chunks(backup, vendor):
                 file.write(chunk)
         check_database_file(Path(temporary))
-        _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)) if recorded is not None else None, recorded)
+        if recorded is not None:
+            _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)), recorded)
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     finally:
@@ -420,9 +421,9 @@ def _check_content(backup: Backup) -> None:
             os.remove(temporary)
 
 
-def _compare_contents(backup: Backup, found: dict | None, recorded: dict | None) -> None:
+def _compare_contents(backup: Backup, found: dict, recorded: dict | None) -> None:
     # Backups made before contents were recorded (and legacy ones) have nothing to compare with.
-    if found is None or recorded is None:
+    if recorded is None:
         return
     problems = contents.differences(found, recorded)
     if problems:

@@ -63,22 +63,6 @@ def test_a_postgres_backup_records_every_table_and_its_rows(postgres_with_two_ta
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize(
-    "leave_out, problem",
-    [
-        (["--schema-only"], r"2 table\(s\) have rows in the database but none in it: (public.items, public.\"Odd Name\"|public.\"Odd Name\", public.items)"),
-        (["--exclude-table=public.items"], r"1 table\(s\) of the database are not in it: public.items"),
-    ],
-    ids=["no-rows", "a-table-left-out"],
-)
-def test_a_partial_postgres_dump_is_refused_at_creation_and_not_kept(postgres_with_two_tables, ops_dirs, monkeypatch, leave_out, problem):
-    with_extra_arguments(monkeypatch, postgresql, *leave_out)
-    with pytest.raises(BackupError, match=r"does not hold what the database holds, so it was not kept: " + problem):
-        backups.create_backup()
-    assert_nothing_kept(ops_dirs)
-
-
-@pytest.mark.postgres
 def test_verify_fails_a_postgres_backup_whose_rows_differ_from_its_metadata(postgres_target):
     backup = record_other_contents(backups.create_backup(), {"public.items": 499, "public.gone": 3})
     with pytest.raises(BackupCorrupt, match=r"it does not hold the tables and rows recorded when it was made: "
@@ -105,26 +89,33 @@ def test_a_mysql_backup_records_every_table_and_its_rows(mysql_target):
 
 
 @pytest.mark.mysql
-@pytest.mark.parametrize(
-    "leave_out, problem",
-    [
-        (["--no-data"], r"2 table\(s\) have rows in the database but none in it: items, tags"),
-        (["--ignore-table={name}.tags"], r"1 table\(s\) of the database are not in it: tags"),
-    ],
-    ids=["no-rows", "a-table-left-out"],
-)
-def test_a_partial_mysql_dump_is_refused_at_creation_and_not_kept(mysql_target, ops_dirs, monkeypatch, leave_out, problem):
-    with_extra_arguments(monkeypatch, mysql_engine, *(argument.format(name=mysql_target["NAME"]) for argument in leave_out))
-    with pytest.raises(BackupError, match=r"does not hold what the database holds, so it was not kept: " + problem):
-        backups.create_backup()
-    assert_nothing_kept(ops_dirs)
-
-
-@pytest.mark.mysql
 def test_verify_fails_a_mysql_backup_whose_rows_differ_from_its_metadata(mysql_target):
     backup = record_other_contents(backups.create_backup(), {"items": 500, "tags": 99})
     with pytest.raises(BackupCorrupt, match=r"row counts differ: tags \(100 rows, recorded 99\)"):
         backups.verify_backup(backup)
+
+
+# -- a partial dump, on both servers --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "target, engine_module, leave_out, problem",
+    [
+        pytest.param("postgres_with_two_tables", postgresql, "--schema-only",
+                     r"2 table\(s\) have rows in the database but none in it: (public.items, public.\"Odd Name\"|public.\"Odd Name\", public.items)",
+                     marks=pytest.mark.postgres, id="postgres-no-rows"),
+        pytest.param("postgres_with_two_tables", postgresql, "--exclude-table=public.items",
+                     r"1 table\(s\) of the database are not in it: public.items", marks=pytest.mark.postgres, id="postgres-a-table-left-out"),
+        pytest.param("mysql_target", mysql_engine, "--no-data",
+                     r"2 table\(s\) have rows in the database but none in it: items, tags", marks=pytest.mark.mysql, id="mysql-no-rows"),
+        pytest.param("mysql_target", mysql_engine, "--ignore-table={name}.tags",
+                     r"1 table\(s\) of the database are not in it: tags", marks=pytest.mark.mysql, id="mysql-a-table-left-out"),
+    ],
+)
+def test_a_partial_dump_is_refused_at_creation_and_not_kept(request, ops_dirs, monkeypatch, target, engine_module, leave_out, problem):
+    database = request.getfixturevalue(target)
+    with_extra_arguments(monkeypatch, engine_module, leave_out.format(name=database["NAME"]))
+    with pytest.raises(BackupError, match=r"does not hold what the database holds, so it was not kept: " + problem):
+        backups.create_backup()
+    assert_nothing_kept(ops_dirs)
 
 
 # -- SQLite ---------------------------------------------------------------------------------------

@@ -30,7 +30,43 @@ LiveTables = dict[str, bool]
 _SHOWN = 10
 
 
-class PostgresDumpReader:
+class _DumpReader:
+    """Reads a plain dump as it streams: statement lines one by one, rows in bulk.
+
+    While ``_rows_of`` names a table, its rows follow one a line (``_count_rows`` counts them in
+    C, without splitting); otherwise each line goes to ``_read_line``.  Only an unfinished line
+    is carried over to the next chunk.
+    """
+
+    def __init__(self):
+        self.tables: Tables = {}
+        self._carry = b""
+        self._rows_of: str | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._carry + bytes(chunk) if self._carry else bytes(chunk)
+        self._carry = b""
+        position = 0
+        while position < len(data):
+            if self._rows_of is not None:
+                position = self._count_rows(data, position)
+                continue
+            end = data.find(b"\n", position)
+            if end < 0:
+                self._carry = data[position:]
+                return
+            self._read_line(data[position:end])
+            position = end + 1
+
+    def _count_rows(self, data: bytes, position: int) -> int:
+        """Counts rows from ``position``; returns where they end, or len(data) (carrying what it must)."""
+        raise NotImplementedError
+
+    def _read_line(self, line: bytes) -> None:
+        raise NotImplementedError
+
+
+class PostgresDumpReader(_DumpReader):
     """Tables (``CREATE TABLE``) and rows (``COPY ... FROM stdin`` lines up to ``\\.``) of a plain pg_dump."""
 
     _NAME = rb'(?:"(?:[^"]|"")*"|[^\s."(]+)(?:\.(?:"(?:[^"]|"")*"|[^\s."(]+))?'
@@ -39,48 +75,28 @@ class PostgresDumpReader:
     _END = b"\\.\n"
 
     def __init__(self):
-        self.tables: Tables = {}
-        self._carry = b""
-        self._copying: str | None = None  # the table whose rows are streaming
+        super().__init__()
         self._at_line_start = True
 
-    def feed(self, chunk: bytes) -> None:
-        data = self._carry + bytes(chunk) if self._carry else bytes(chunk)
-        self._carry = b""
-        position = 0
-        while position < len(data):
-            if self._copying is not None:
-                position = self._count_rows(data, position)
-                if self._copying is not None:
-                    return
-            else:
-                end = data.find(b"\n", position)
-                if end < 0:
-                    self._carry = data[position:]  # a DDL line, short: keep it whole
-                    return
-                self._read_statement_line(data[position:end])
-                position = end + 1
-
     def _count_rows(self, data: bytes, position: int) -> int:
-        """Counts the rows from ``position``; returns where the ``\\.`` line ends, or len(data)."""
         if self._at_line_start and data.startswith(self._END, position):
-            self._copying = None
+            self._rows_of = None
             return position + len(self._END)
         if self._at_line_start and len(data) - position < len(self._END) and self._END.startswith(data[position:]):
             self._carry = data[position:]  # maybe the start of "\.\n": decide with the next chunk
             return len(data)
         end = data.find(b"\n" + self._END, position)
         if end >= 0:
-            self.tables[self._copying] += data.count(b"\n", position, end + 1)
-            self._copying = None
+            self.tables[self._rows_of] += data.count(b"\n", position, end + 1)
+            self._rows_of = None
             self._at_line_start = True
             return end + 1 + len(self._END)
         last = data.rfind(b"\n", position)
         if last < 0:
             self._at_line_start = False
             return len(data)
-        self.tables[self._copying] += data.count(b"\n", position, last + 1)
-        # "\n\" or "\n\." at the very end may begin the end marker: judge them with what follows.
+        self.tables[self._rows_of] += data.count(b"\n", position, last + 1)
+        # "\" or "\." after the last newline may begin the end marker: judge them with what follows.
         rest = data[last + 1 :]
         self._at_line_start = True
         if self._END.startswith(rest):
@@ -89,11 +105,11 @@ class PostgresDumpReader:
             self._at_line_start = False
         return len(data)
 
-    def _read_statement_line(self, line: bytes) -> None:
+    def _read_line(self, line: bytes) -> None:
         found = self._COPY.match(line)
         if found:
-            self._copying = found[1].decode("utf-8", "replace")
-            self.tables.setdefault(self._copying, 0)
+            self._rows_of = found[1].decode("utf-8", "replace")
+            self.tables.setdefault(self._rows_of, 0)
             self._at_line_start = True
             return
         found = self._CREATE.match(line)
@@ -101,7 +117,7 @@ class PostgresDumpReader:
             self.tables.setdefault(found[1].decode("utf-8", "replace"), 0)
 
 
-class MySQLDumpReader:
+class MySQLDumpReader(_DumpReader):
     """Tables (``CREATE TABLE``) and rows (the tuples of each ``INSERT INTO ... VALUES``) of a mysqldump.
 
     MySQL writes an INSERT on one line, ``VALUES (..),(..);``; MariaDB 11 writes ``VALUES`` alone
@@ -114,32 +130,16 @@ class MySQLDumpReader:
     # A quoted string as mysqldump writes it (\' and \\ escaped): removed before counting "),(".
     _STRING = re.compile(rb"'(?:[^'\\]|\\.)*'")
 
-    def __init__(self):
-        self.tables: Tables = {}
-        self._carry = b""
-        self._inserting: str | None = None  # the table whose rows follow, one a line
-
-    def feed(self, chunk: bytes) -> None:
-        data = self._carry + bytes(chunk) if self._carry else bytes(chunk)
-        self._carry = b""
-        position = 0
-        while position < len(data):
-            if self._inserting is not None:
-                end = data.find(b";\n", position)
-                last = end + 1 if end >= 0 else data.rfind(b"\n", position)
-                self.tables[self._inserting] += data.count(b"\n", position, last + 1)
-                if end < 0:
-                    self._carry = data[max(last + 1, position) :]  # a row's start: its newline is counted next time
-                    return
-                self._inserting = None
-                position = end + 2
-                continue
-            end = data.find(b"\n", position)
-            if end < 0:
-                self._carry = data[position:]
-                return
-            self._read_line(data[position:end])
-            position = end + 1
+    def _count_rows(self, data: bytes, position: int) -> int:
+        end = data.find(b";\n", position)
+        if end >= 0:
+            self.tables[self._rows_of] += data.count(b"\n", position, end + 2)
+            self._rows_of = None
+            return end + 2
+        last = data.rfind(b"\n", position)
+        self.tables[self._rows_of] += data.count(b"\n", position, last + 1)
+        self._carry = data[max(last + 1, position) :]  # a row's start: its newline is counted next time
+        return len(data)
 
     def _read_line(self, line: bytes) -> None:
         found = self._INSERT.match(line)
@@ -150,7 +150,7 @@ class MySQLDumpReader:
             if values:
                 self.tables[name] += self._STRING.sub(b"''", values).count(b"),(") + 1
             else:
-                self._inserting = name
+                self._rows_of = name
             return
         found = self._CREATE.match(line)
         if found:
@@ -161,9 +161,13 @@ class MySQLDumpReader:
         return quoted.replace(b"``", b"`").decode("utf-8", "replace")
 
 
+DUMP_READERS = {"postgresql": PostgresDumpReader, "mysql": MySQLDumpReader}
+
+
 def dump_reader(vendor: str) -> PostgresDumpReader | MySQLDumpReader | None:
     """The reader for a plain SQL dump of ``vendor``; None for SQLite, whose backup is a database file."""
-    return {"postgresql": PostgresDumpReader, "mysql": MySQLDumpReader}.get(vendor, lambda: None)()
+    reader_class = DUMP_READERS.get(vendor)
+    return reader_class() if reader_class else None
 
 
 # -- SQLite --------------------------------------------------------------------------------------
