@@ -61,6 +61,8 @@ def _temporary_file(directory: Path):
 class SQLiteEngine(DatabaseEngine):
     vendor = "sqlite"
     file_kind = "sqlite3"
+    # The tables and row counts of the last dump's snapshot (the backup's contents).
+    dumped_tables: dict[str, int] | None = None
 
     @property
     def path(self) -> Path:
@@ -76,9 +78,6 @@ class SQLiteEngine(DatabaseEngine):
 
     def server_version(self) -> str:
         return sqlite3.sqlite_version
-
-    # The tables and row counts of the last dump's snapshot (the backup's contents).
-    dumped_tables: dict[str, int] | None = None
 
     def dump(self, out: BinaryIO) -> None:
         from .contents import sqlite_file_tables
