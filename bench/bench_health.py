@@ -47,6 +47,8 @@ def bench_environment(folder: Path) -> dict[str, str]:
         "DEPLOY_OPS_LOG_DIR": str(folder / "logs"),
         "DEPLOY_OPS_STATE_DIR": str(folder / "state"),
         "DEPLOY_OPS_RUNTIME": "commands",
+        # The details run every check on every request; the status-only answer is cached.
+        "DEPLOY_OPS_HEALTH_DETAILS_PUBLIC": "true",
         "DEPLOY_OPS_COMMANDS": json.dumps({"start": ["true"], "stop": ["true"]}),
         "DEPLOY_OPS_BACKUP_MIN_FREE_MB": "1",
     }

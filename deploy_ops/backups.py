@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,7 +29,7 @@ from . import __version__, signals
 from . import compression as codec
 from .audit import replay_journal
 from .conf import ops_settings
-from .databases import COMPLETION_MARKERS, engine_for, sniff_vendor
+from .databases import COMPLETION_MARKERS, contents, engine_for, sniff_vendor
 from .databases.sqlite import check_database_file
 from .exceptions import (
     BackupCorrupt,
@@ -187,6 +188,17 @@ class _HeadKeeper:
         return self.stream.write(data)
 
 
+class _ContentsReading:
+    """Passes writes through, showing each to the dump's contents reader (tables and rows)."""
+
+    def __init__(self, stream, reader):
+        self.stream, self.reader = stream, reader
+
+    def write(self, data) -> int:
+        self.reader.feed(data)
+        return self.stream.write(data)
+
+
 class _HashingWriter:
     """Passes writes through to ``raw``, hashing and counting them."""
 
@@ -229,16 +241,21 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     directory = _backup_directory()
     signals.pre_backup.send(sender=SENDER, database=alias)
     started = timezone.now()
+    # Read before the dump starts, so rows written while it runs cannot fail a good backup.
+    live_tables = contents.live_tables(engine)
+    reader = contents.dump_reader(engine.vendor)
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)  # mode 0600
     path = None
     try:
         with os.fdopen(descriptor, "wb") as raw:
             hashing = _HashingWriter(raw)
             with codec.writer(hashing, method) as stream:
-                dumped = _HeadKeeper(stream)
+                dumped = _HeadKeeper(_ContentsReading(stream, reader) if reader else stream)
                 engine.dump(dumped)
             raw.flush()
             os.fsync(raw.fileno())
+        tables = reader.tables if reader else engine.dumped_tables
+        _prove_contents(engine, tables, live_tables)
         metadata = {
             "format": METADATA_FORMAT,
             "engine": engine.vendor,
@@ -251,6 +268,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             "compression": method,
             "commit": _current_commit(),
             "deploy_ops_version": __version__,
+            "contents": {"tables": tables},
         }
         blockers = _restore_blockers(engine)
         if blockers:
@@ -284,6 +302,16 @@ def _restore_blockers(engine) -> list[str]:
         return []
 
 
+def _prove_contents(engine, tables: dict[str, int], live_tables: dict[str, bool]) -> None:
+    """BackupError (and the backup is not kept) unless the dump holds every table, and every row-holding table's rows."""
+    problems = contents.missing_from(tables, live_tables)
+    if problems:
+        raise BackupError(
+            f"The dump of database {engine.database_name!r} does not hold what the database holds, so it was not kept: "
+            f"{'; '.join(problems)}. Check DATABASES[{engine.alias!r}]['NAME'] and the dump tool's privileges, then try again."
+        )
+
+
 def _server_version(engine) -> str:
     # Informational only: the dump already succeeded, so a failed query must not discard it.
     try:
@@ -304,9 +332,15 @@ def list_backups() -> list[Backup]:
 
 
 def find_backup(name_or_path: str) -> Backup:
-    """A backup by name (in BACKUP_DIR) or by path (absolute, or relative to here or PROJECT_DIR)."""
+    """A backup by name (BACKUP_DIR first) or by path (absolute, or relative to here or PROJECT_DIR)."""
     given = Path(name_or_path)
-    candidates = [given] if given.is_absolute() else [Path.cwd() / given, ops_settings.project_dir / given, ops_settings.backup_dir / given]
+    if given.is_absolute():
+        candidates = [given]
+    elif len(given.parts) == 1:
+        # A bare name means the backup of that name: a same-named file where the command runs must not hide it.
+        candidates = [ops_settings.backup_dir / given, Path.cwd() / given, ops_settings.project_dir / given]
+    else:
+        candidates = [Path.cwd() / given, ops_settings.project_dir / given, ops_settings.backup_dir / given]
     for candidate in candidates:
         if candidate.is_file():
             if not NAME_PATTERN.match(candidate.name):
@@ -360,13 +394,18 @@ def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
 
 
 def _check_content(backup: Backup) -> None:
-    """A full decompress and a format check."""
+    """A full decompress, a format check, and the tables and rows against those recorded at creation."""
     vendor = backup.engine
     if vendor is None:
         raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+    recorded = ((backup.metadata or {}).get("contents") or {}).get("tables")
     if backup.kind != "sqlite3":
-        for _chunk in _checked_chunks(backup, vendor):
-            pass
+        reader = contents.dump_reader(vendor)  # None for an SQLite file named like a dump
+        for chunk in _checked_chunks(backup, vendor):
+            if reader:
+                reader.feed(chunk)
+        if reader:
+            _compare_contents(backup, reader.tables, recorded)
         return
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=backup.path.parent)
     try:
@@ -374,11 +413,22 @@ def _check_content(backup: Backup) -> None:
             for chunk in _checked_chunks(backup, vendor):
                 file.write(chunk)
         check_database_file(Path(temporary))
+        if recorded is not None:
+            _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)), recorded)
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+
+
+def _compare_contents(backup: Backup, found: dict, recorded: dict | None) -> None:
+    # Backups made before contents were recorded (and legacy ones) have nothing to compare with.
+    if recorded is None:
+        return
+    problems = contents.differences(found, recorded)
+    if problems:
+        raise _corrupt(backup, "it does not hold the tables and rows recorded when it was made: " + "; ".join(problems))
 
 
 def _sniff_engine(backup: Backup) -> str | None:
@@ -466,9 +516,15 @@ def _remove_abandoned_partials() -> None:
         return
     cutoff = (timezone.now() - ABANDONED_AFTER).timestamp()
     for leftover in directory.glob(".partial-*"):
-        if leftover.stat().st_mtime < cutoff:
-            leftover.unlink(missing_ok=True)
-            logger.info("removed %s, left by a backup or restore that never finished", leftover)
+        # lstat: a symlink (dangling or not) is judged and removed itself, never followed.
+        try:
+            found = leftover.lstat()
+        except FileNotFoundError:
+            continue  # another process finished or removed it meanwhile
+        if stat.S_ISDIR(found.st_mode) or found.st_mtime >= cutoff:
+            continue
+        leftover.unlink(missing_ok=True)
+        logger.info("removed %s, left by a backup or restore that never finished", leftover)
 
 
 # -- restore ----------------------------------------------------------------------------------

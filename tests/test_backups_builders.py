@@ -19,20 +19,20 @@ MY = {"ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "app", "PASS
 
 def test_pg_dump_command_passes_the_password_by_environment_only():
     command = postgresql.dump_command(PG)
-    assert command.argv == ("pg_dump", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "site")
+    assert command.argv == ("pg_dump", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'")
     assert command.env == {"PGPASSWORD": "pg-secret"}
     assert command.secrets == ("pg-secret",)
 
 
 def test_psql_restore_command_is_one_transaction_stopping_at_the_first_error():
     command = postgresql.restore_command(PG)
-    assert command.argv == ("psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "site")
+    assert command.argv == ("psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'")
     assert command.env == {"PGPASSWORD": "pg-secret"}
 
 
 def test_postgres_ssl_options_go_to_libpq_environment_variables():
     command = postgresql.version_command({**PG, "PASSWORD": "", "OPTIONS": {"sslmode": "require", "sslrootcert": "/ca.pem"}})
-    assert command.argv == ("psql", "-X", "-A", "-t", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "site", "-c", "SHOW server_version")
+    assert command.argv == ("psql", "-X", "-A", "-t", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'", "-c", "SHOW server_version")
     assert command.env == {"PGSSLMODE": "require", "PGSSLROOTCERT": "/ca.pem"}
     assert command.secrets == ()
 
@@ -65,7 +65,7 @@ def test_the_table_swap_is_one_rename_statement():
 def test_inside_a_compose_service_the_tools_run_by_exec_with_the_password_passed_by_name(settings, ops_dirs):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "COMPOSE_COMMAND": ["docker", "compose"], "COMPOSE_PROJECT": "site"}
     dump = postgresql.dump_command(PG, service="db")
-    assert dump.argv == ("docker", "compose", "-p", "site", "exec", "-T", "-e", "PGPASSWORD", "db", "pg_dump", "--no-password", "-U", "app", "-d", "site")
+    assert dump.argv == ("docker", "compose", "-p", "site", "exec", "-T", "-e", "PGPASSWORD", "db", "pg_dump", "--no-password", "-U", "app", "-d", "dbname='site'")
     assert dump.env == {"PGPASSWORD": "pg-secret"}
     assert dump.secrets == ("pg-secret",)
     assert dump.cwd == str(ops_dirs)

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -10,9 +11,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from deploy_ops import backups
+from deploy_ops.databases.postgresql import dbname_conninfo
 from deploy_ops.exceptions import BackupCorrupt, BackupIncompatible, CommandFailed, ToolMissing
 from tests.fixtures.backups import TARGET, postgres_checksum, psql
-from tests.fixtures.databases import POSTGRES
+from tests.fixtures.databases import POSTGRES, _postgres_admin
 
 pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")]
 
@@ -157,6 +159,8 @@ def assert_no_backup_left(ops_dirs):
 def test_pg_dump_missing_is_a_clear_error_and_leaves_no_file(postgres_target, ops_dirs, monkeypatch, tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
+    # psql reads the live tables before the dump starts: only pg_dump is missing.
+    (empty / "psql").symlink_to(shutil.which("psql"))
     # A context of its own: the database fixture's teardown needs psql on PATH again.
     with monkeypatch.context() as patch, pytest.raises(ToolMissing, match=r"^'pg_dump' was not found on this host's PATH\. Install the PostgreSQL client tools"):
         patch.setenv("PATH", str(empty))
@@ -179,7 +183,7 @@ def test_a_server_that_is_down_is_a_clear_error_and_leaves_no_file(postgres_targ
     settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_target, "PORT": "1"}}
     with pytest.raises(CommandFailed) as error:
         backups.create_backup()
-    assert "Command failed with exit code 1" in str(error.value)
+    assert "Command failed with exit code " in str(error.value)
     assert "Connection refused" in str(error.value)
     assert_no_backup_left(ops_dirs)
 
@@ -189,3 +193,41 @@ def test_the_command_prints_the_new_backup_path(postgres_target, capsys):
     printed = Path(capsys.readouterr().out.strip())
     assert printed.exists() and printed.name.endswith(".sql.zst")
     assert os.path.dirname(printed) == str(backups.list_backups()[0].path.parent)
+
+
+# -- names that mean what they say ----------------------------------------------------------------
+def psql_named(name: str, sql: str) -> str:
+    """psql into the database called exactly ``name`` (a conninfo string, so '=' in it is no parameter)."""
+    finished = subprocess.run(
+        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", dbname_conninfo(name), "-c", sql],
+        capture_output=True, text=True,
+    )
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout.strip()
+
+
+@pytest.fixture(params=["dbname={decoy}", "dbname={decoy} it's \\"], ids=["parameter", "parameter-quote-backslash"])
+def database_named_like_parameters(request, settings, ops_dirs, postgres_database):
+    """A database whose NAME, read as connection parameters, names another database (the decoy)."""
+    decoy = postgres_database["NAME"]
+    psql(postgres_database, "CREATE TABLE decoy_only (i int); INSERT INTO decoy_only VALUES (1);")
+    name = request.param.format(decoy=decoy)
+    created = _postgres_admin(f'CREATE DATABASE "{name}"')
+    assert created.returncode == 0, created.stderr
+    psql_named(name, "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || n FROM generate_series(1, 500) n;")
+    settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_database, "NAME": name}}
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_DATABASE": TARGET}
+    yield name
+    _postgres_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_database_name_containing_equals_signs_is_the_database_dumped_and_restored(database_named_like_parameters):
+    name = database_named_like_parameters
+    backup = backups.create_backup()
+    assert backup.metadata["contents"] == {"tables": {"public.items": 500}}
+    psql_named(name, "DELETE FROM items WHERE id > 100")
+
+    backups.restore_backup(backup, safety_backup=False)
+
+    assert psql_named(name, "SELECT count(*) FROM items") == "500"
+    assert psql_named(name, "SELECT count(*) FROM pg_tables WHERE tablename = 'decoy_only'") == "0"

@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deploy_ops import backups, signals
+from deploy_ops import backups, rollback, signals
 from deploy_ops.exceptions import BackupCorrupt, BackupError, BackupNotFound, ConfigurationError
 from tests.fixtures.backups import sqlite_checksum
 
@@ -122,6 +122,27 @@ def test_list_is_newest_first_and_ignores_files_of_other_names(ops_dirs):
     assert [backup.name for backup in backups.list_backups()] == [new.name, old.name]
 
 
+def test_a_bare_name_is_found_in_backup_dir_even_when_the_current_directory_has_a_file_of_that_name(sqlite_target, tmp_path, monkeypatch):
+    backup = backups.create_backup()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / backup.name).write_bytes(b"a decoy, not the backup")
+    monkeypatch.chdir(elsewhere)
+
+    assert backups.find_backup(backup.name).path == backup.path
+    assert rollback.usable_backup(backup.name).path == backup.path
+    call_command("backups", "verify", backup.name)  # the decoy would fail its checksum
+
+
+def test_a_relative_path_with_a_folder_is_read_from_the_current_directory(ops_dirs, tmp_path, monkeypatch):
+    in_backup_dir = make_backup_file(ops_dirs / "backups", 1)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    (copies / in_backup_dir.name).write_bytes(in_backup_dir.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert backups.find_backup(f"copies/{in_backup_dir.name}").path == tmp_path / "copies" / in_backup_dir.name
+
+
 def test_find_backup_names_what_exists_when_the_name_is_unknown(ops_dirs):
     existing = make_backup_file(ops_dirs / "backups", 1)
     with pytest.raises(BackupNotFound, match=f"No backup 'backup_20000101_000000.sql.gz' in .*backups. The backups there are: {existing.name}."):
@@ -167,6 +188,26 @@ def test_prune_removes_a_day_old_temporary_file_left_by_a_killed_backup_but_not_
     backups.prune_backups(days=7, keep=1)
     assert not abandoned.exists()
     assert in_progress.exists()
+
+
+def test_prune_survives_dangling_partial_symlinks_removing_an_old_one_and_never_following_one(ops_dirs, tmp_path):
+    directory = ops_dirs / "backups"
+    make_backup_file(directory, 1)
+    outside = tmp_path / "not-a-backup.txt"
+    outside.write_text("someone else's file")
+    old_dangling, fresh_dangling, old_pointing_out = (directory / f".partial-{name}" for name in ("old", "fresh", "out"))
+    old_dangling.symlink_to(tmp_path / "gone")
+    fresh_dangling.symlink_to(tmp_path / "also-gone")
+    old_pointing_out.symlink_to(outside)
+    two_days_ago = time.time() - 2 * 86400
+    for link in (old_dangling, old_pointing_out):
+        os.utime(link, (two_days_ago, two_days_ago), follow_symlinks=False)
+
+    backups.prune_backups(days=7, keep=1)
+
+    assert not old_dangling.is_symlink() and not old_pointing_out.is_symlink()
+    assert fresh_dangling.is_symlink()
+    assert outside.read_text() == "someone else's file"
 
 
 def test_prune_refuses_to_keep_fewer_than_one(ops_dirs):
@@ -236,3 +277,36 @@ def test_an_unknown_alias_is_a_configuration_error_with_exit_code_3(ops_dirs):
         call_command("backups", "create", "--database", "nope")
     assert error.value.returncode == 3
     assert not (ops_dirs / "backups").exists() or os.listdir(ops_dirs / "backups") == []
+
+
+# -- names and paths that mean what they say ------------------------------------------------------
+@pytest.fixture(params=["sq#1", "q?x=1", "p%231 x"], ids=["hash", "question-mark", "percent-space"])
+def sqlite_in_an_odd_folder(request, sqlite_target, settings, tmp_path):
+    """The sqlite_target database moved into a folder whose name an SQLite URI would misread."""
+    folder = tmp_path / request.param
+    folder.mkdir()
+    moved = folder / "db.sqlite3"
+    sqlite_target.rename(moved)
+    settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(moved)}}
+    return moved
+
+
+def test_a_database_in_a_folder_with_uri_characters_is_the_one_backed_up_and_restored(sqlite_in_an_odd_folder):
+    original = sqlite_checksum(sqlite_in_an_odd_folder)
+    backup = backups.create_backup()
+    assert backup.metadata["contents"] == {"tables": {"items": 500}}
+    backups.verify_backup(backup)
+    change_data(sqlite_in_an_odd_folder)
+
+    backups.restore_backup(backup, safety_backup=False)
+
+    assert sqlite_checksum(sqlite_in_an_odd_folder) == original
+    # Misread, "…/sq#1/db.sqlite3" would have opened (and created, empty) "…/sq" beside the folder.
+    assert [path.name for path in sqlite_in_an_odd_folder.parent.parent.iterdir() if path.is_file()] == []
+
+
+def test_an_sqlite_uri_as_name_is_refused_with_a_clear_error(sqlite_target, settings, ops_dirs):
+    settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": "django.db.backends.sqlite3", "NAME": f"file:{sqlite_target}?mode=ro"}}
+    with pytest.raises(ConfigurationError, match=r"is an SQLite URI \(file:.*site\.sqlite3…\); give deploy_ops the plain path"):
+        backups.create_backup()
+    assert not (ops_dirs / "backups").exists() or list((ops_dirs / "backups").iterdir()) == []

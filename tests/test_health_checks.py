@@ -3,6 +3,7 @@
 import gzip
 import json
 import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from health_check.checks import Cache, Database
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from deploy_ops.conf import ConfigurationError, ops_settings
-from deploy_ops.exceptions import HealthCheckFailed, ServiceError, ToolMissing
+from deploy_ops.exceptions import CommandFailed, HealthCheckFailed, ServiceError, ToolMissing
 from deploy_ops.health.checks import (
     BackupDiskSpace,
     BackupFreshness,
@@ -83,11 +84,25 @@ def test_services_running_passes_when_every_service_runs_and_is_healthy_or_has_n
     ServicesRunning(runtime=runtime).run()
 
 
-def test_services_running_names_a_stopped_service():
-    runtime = FixedStatesRuntime([ServiceState("web", "running", "healthy"), ServiceState("db", "exited", detail="demo-db-1 exited with code 1")])
-    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: Service 'db' is exited, not running \(demo-db-1 exited with code 1\)\.$") as failed:
+def test_services_running_names_a_stopped_service_and_its_exit_code():
+    runtime = FixedStatesRuntime([ServiceState("web", "running", "healthy"), ServiceState("db", "exited", detail="demo-db-1 exited with code 1", exit_code=1)])
+    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: Service 'db' is exited, not running \(exit code 1\)\.$") as failed:
         ServicesRunning(runtime=runtime).run()
     assert "web" not in str(failed.value)
+
+
+def test_services_running_names_a_service_that_has_no_container():
+    runtime = FixedStatesRuntime([ServiceState("worker", "missing", detail="no container: it was never created")])
+    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: Service 'worker' is missing: no container was created for it\.$"):
+        ServicesRunning(runtime=runtime).run()
+
+
+def test_services_running_under_the_commands_runtime_shows_the_check_steps_exit_code_not_its_output(ops_dirs, settings):
+    printed = f"DATABASE_URL=postgres://app:hunter2@db/site in {ops_dirs}/config"
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "RUNTIME": "commands", "COMMANDS": {"start": ["true"], "stop": ["true"], "check": [sys.executable, "-c", f"print({printed!r}); raise SystemExit(3)"]}}
+    with pytest.raises(ServiceUnavailable) as failed:
+        ServicesRunning().run()
+    assert failed.value.message == "Service 'web' is stopped, not running (exit code 3)."
 
 
 def test_services_running_names_an_unhealthy_and_a_still_starting_service():
@@ -98,16 +113,27 @@ def test_services_running_names_an_unhealthy_and_a_still_starting_service():
     assert "Service 'worker' is running but its healthcheck has not passed yet (starting)." in failed.value.message
 
 
-def test_services_running_without_the_docker_cli_is_a_warning_not_a_failure():
-    runtime = FixedStatesRuntime(error=ToolMissing("docker", "Install Docker."))
-    with pytest.raises(ServiceWarning, match="cannot be inspected from here: 'docker' was not found"):
+def test_services_running_without_the_docker_cli_is_a_warning_naming_the_tool_not_its_path():
+    runtime = FixedStatesRuntime(error=ToolMissing("/opt/private/bin/docker", "Install Docker."))
+    with pytest.raises(ServiceWarning) as warned:
         ServicesRunning(runtime=runtime).run()
+    assert warned.value.message.startswith("The services cannot be inspected from here: 'docker' is not installed. ")
+    assert "/opt/private" not in warned.value.message
 
 
-def test_services_running_fails_when_the_runtime_cannot_list_services():
-    runtime = FixedStatesRuntime(error=ServiceError("Cannot connect to the Docker daemon.\nmore"))
-    with pytest.raises(ServiceUnavailable, match=r"could not list the services: Cannot connect to the Docker daemon\.$"):
+def test_services_running_fails_when_the_runtime_cannot_list_services_naming_only_the_kind_of_error(caplog):
+    runtime = FixedStatesRuntime(error=ServiceError("Cannot connect to the Docker daemon at unix:///run/private/docker.sock.\nmore"))
+    with pytest.raises(ServiceUnavailable) as failed:
         ServicesRunning(runtime=runtime).run()
+    assert failed.value.message == "The service runtime could not list the services (ServiceError); the server's log has the details."
+    assert "unix:///run/private/docker.sock" in caplog.text
+
+
+def test_a_failing_compose_command_shows_its_exit_code_not_its_command_line_or_output():
+    failed_command = CommandFailed(["docker", "compose", "-f", "/srv/site/compose.yml", "-p", "site", "config"], 14, stderr_tail="open /srv/site/.env: permission denied")
+    with pytest.raises(ServiceUnavailable) as failed:
+        ServicesRunning(runtime=FixedStatesRuntime(error=failed_command)).run()
+    assert failed.value.message == "The service runtime could not list the services (its command exited with code 14); the server's log has the details."
 
 
 def test_services_running_keeps_the_runtime_out_of_its_report():
@@ -217,7 +243,7 @@ def write_backup(hours_old: float, verified: bool | None = None, metadata: bool 
 
 
 def test_backup_freshness_fails_when_there_is_no_backup(ops_dirs):
-    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: There is no backup in .*backups\. Make one with `manage.py backups create`\.$"):
+    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: There is no backup in BACKUP_DIR\. Make one with `manage.py backups create`\.$"):
         BackupFreshness().run()
 
 

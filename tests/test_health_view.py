@@ -1,12 +1,18 @@
-"""/health/ and /health/live/ through Django's test client: status codes, JSON, the token, no secrets."""
+"""/health/ and /health/live/ through Django's test client: status codes, JSON, who sees the
+details (the token, a staff session, HEALTH_DETAILS_PUBLIC), the status cache, no secrets."""
 
+import dataclasses
 import json
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection, connections
 from django.utils import timezone
+from health_check.base import HealthCheck
+from health_check.exceptions import ServiceUnavailable
 
 from deploy_ops.conf import ops_settings
+from deploy_ops.health import views
 from deploy_ops.models import DeploymentRecord
 
 from .test_health_checks import write_backup
@@ -16,12 +22,21 @@ TOKEN = "health-token-7f3c2a9e"
 DISK_FULL = ["deploy_ops.health.checks.BackupDiskSpace", {"min_free_mb": 10**12}]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_status_cache():
+    # The status-only answer is cached per process: each test starts without one.
+    views._status_cache.clear()
+    yield
+    views._status_cache.clear()
+
+
 @pytest.fixture
 def healthy_site(ops_dirs, settings, tmp_path):
-    """Every default check passes: commands runtime, migrated database, a fresh backup, room on disk."""
+    """Every default check passes: commands runtime, migrated database, a fresh backup, room on disk; details public."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
+        "HEALTH_DETAILS_PUBLIC": True,
         "RUNTIME": "commands",
         "COMMANDS": {"start": ["true"], "stop": ["true"]},
         "BACKUP_MIN_FREE_MB": 1,
@@ -181,6 +196,7 @@ def test_a_database_that_refuses_the_password_fails_health_without_showing_it(cl
     alias, password = wrong_password_alias
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
+        "HEALTH_DETAILS_PUBLIC": True,
         "HEALTH_CHECKS": [["health_check.checks.Database", {"alias": alias}], ["deploy_ops.health.checks.MigrationsApplied", {"alias": alias}]],
     }
     for output in ("json", "text", "openmetrics"):
@@ -197,3 +213,138 @@ def test_a_database_that_refuses_the_password_fails_health_without_showing_it(cl
 def test_health_responses_are_never_cached(client, token_site):
     response = client.get("/health/", {"format": "json"})
     assert "no-cache" in response["Cache-Control"]
+
+
+# -- who sees the details -------------------------------------------------------------------------
+SECRET_DETAIL = "/srv/site/private-path"
+
+
+@dataclasses.dataclass
+class RevealingCheck(HealthCheck):
+    """Fails with a message no anonymous visitor may read; counts its runs."""
+
+    runs = 0
+
+    def run(self):
+        type(self).runs += 1
+        raise ServiceUnavailable(f"broken at {SECRET_DETAIL}")
+
+
+@dataclasses.dataclass
+class CountingCheck(HealthCheck):
+    """Passes; counts its runs (a stand-in for an expensive check such as `docker compose config`)."""
+
+    runs = 0
+
+    def run(self):
+        type(self).runs += 1
+
+
+@pytest.fixture
+def default_site(ops_dirs, settings):
+    """Default visibility settings, one failing check whose message must stay private."""
+    RevealingCheck.runs = CountingCheck.runs = 0
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_CHECKS": ["tests.test_health_view.RevealingCheck"]}
+
+
+STATUS_ONLY = {"text": (500, b"error\n"), "json": (500, b'{"status": "error"}')}
+OPENMETRICS_STATUS_ONLY = (
+    b"# HELP django_health_check_overall_status Overall health check status (1 = all healthy, 0 = at least one unhealthy)\n"
+    b"# TYPE django_health_check_overall_status gauge\n"
+    b"django_health_check_overall_status 0\n# EOF\n"
+)
+
+
+@pytest.mark.parametrize(
+    "query, accept, expected",
+    [
+        ({}, "text/html", STATUS_ONLY["text"]),
+        ({}, "*/*", STATUS_ONLY["text"]),
+        ({"format": "text"}, "", STATUS_ONLY["text"]),
+        ({}, "text/plain", STATUS_ONLY["text"]),
+        ({"format": "json"}, "", STATUS_ONLY["json"]),
+        ({}, "application/json", STATUS_ONLY["json"]),
+        ({"format": "atom"}, "", STATUS_ONLY["text"]),
+        ({}, "application/atom+xml", STATUS_ONLY["text"]),
+        ({"format": "rss"}, "", STATUS_ONLY["text"]),
+        ({}, "application/rss+xml", STATUS_ONLY["text"]),
+        ({"format": "openmetrics"}, "", (200, OPENMETRICS_STATUS_ONLY)),
+        ({}, "application/openmetrics-text", (200, OPENMETRICS_STATUS_ONLY)),
+    ],
+    ids=["html", "any", "text", "text-accept", "json", "json-accept", "atom", "atom-accept", "rss", "rss-accept", "openmetrics", "openmetrics-accept"],
+)
+def test_by_default_an_anonymous_request_sees_only_the_status_in_every_format(client, default_site, query, accept, expected):
+    response = client.get("/health/", query, HTTP_ACCEPT=accept)
+    assert (response.status_code, response.content) == expected
+    assert b"RevealingCheck" not in response.content and SECRET_DETAIL.encode() not in response.content
+
+
+@pytest.mark.django_db
+def test_a_staff_session_sees_the_details(client, default_site):
+    client.force_login(User.objects.create_user("operator", is_staff=True))
+    response = client.get("/health/", {"format": "json"})
+    assert (response.status_code, json.loads(response.content)) == (500, {"RevealingCheck()": f"Unavailable: broken at {SECRET_DETAIL}"})
+
+
+@pytest.mark.django_db
+def test_a_session_without_staff_status_sees_only_the_status(client, default_site):
+    client.force_login(User.objects.create_user("visitor", is_staff=False))
+    response = client.get("/health/", {"format": "json"})
+    assert (response.status_code, json.loads(response.content)) == (500, {"status": "error"})
+
+
+def test_health_details_public_shows_the_details_to_everyone(client, default_site, settings):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_DETAILS_PUBLIC": True}
+    response = client.get("/health/", {"format": "json"})
+    assert json.loads(response.content) == {"RevealingCheck()": f"Unavailable: broken at {SECRET_DETAIL}"}
+
+
+@pytest.mark.parametrize("accept", ["garbage", "text/html;q", "text/html, , ;;"])
+@pytest.mark.parametrize("who", ["anonymous", "token"])
+def test_a_malformed_accept_header_gets_the_status_not_a_500_page(client, default_site, settings, accept, who):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_TOKEN": TOKEN}
+    headers = {"HTTP_X_HEALTH_TOKEN": TOKEN} if who == "token" else {}
+    response = client.get("/health/", HTTP_ACCEPT=accept, **headers)
+    assert (response.status_code, response.content) == (500, b"error\n")
+
+
+# -- the status cache -----------------------------------------------------------------------------
+@pytest.fixture
+def counted_site(ops_dirs, settings):
+    CountingCheck.runs = 0
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_TOKEN": TOKEN, "HEALTH_CHECKS": ["tests.test_health_view.CountingCheck"]}
+
+
+def test_a_flood_of_anonymous_polls_runs_the_checks_once_per_cache_window(client, counted_site):
+    answers = {(response.status_code, response.content) for response in (client.get("/health/") for _ in range(20))}
+    assert answers == {(200, b"ok\n")}
+    assert CountingCheck.runs == 1
+
+
+def test_the_status_is_computed_again_once_the_cache_window_has_passed(client, counted_site, monkeypatch):
+    client.get("/health/")
+    later = views.time.monotonic() + ops_settings.HEALTH_STATUS_CACHE_SECONDS + 1
+    monkeypatch.setattr(views.time, "monotonic", lambda: later)
+    client.get("/health/")
+    assert CountingCheck.runs == 2
+
+
+def test_a_cache_of_zero_seconds_runs_the_checks_on_every_poll(client, counted_site, settings):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_STATUS_CACHE_SECONDS": 0}
+    for _ in range(3):
+        client.get("/health/")
+    assert CountingCheck.runs == 3
+
+
+def test_details_are_never_served_from_the_cache(client, counted_site):
+    client.get("/health/")
+    for _ in range(3):
+        response = client.get("/health/", {"format": "json"}, HTTP_X_HEALTH_TOKEN=TOKEN)
+        assert json.loads(response.content) == {"CountingCheck()": "OK"}
+    assert CountingCheck.runs == 4
+
+
+def test_the_cached_status_follows_a_change_of_the_configured_checks(client, counted_site, settings):
+    assert client.get("/health/").status_code == 200
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_CHECKS": ["tests.test_health_view.CountingCheck", DISK_FULL]}
+    assert client.get("/health/").status_code == 500

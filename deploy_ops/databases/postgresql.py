@@ -65,6 +65,13 @@ RESET client_min_messages;
 """
 
 
+def dbname_conninfo(name: str) -> str:
+    """``dbname='name'``: libpq reads a -d value containing ``=`` (or a URI) as connection
+    parameters, so a NAME such as ``dbname=other`` would pick another database; quoted in a
+    conninfo string it is only ever a database name."""
+    return "dbname='" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def connection_arguments(settings_dict: dict, service: str | None = None) -> tuple[list[str], dict[str, str], tuple[str, ...]]:
     """(argv options, environment, secrets) shared by pg_dump and psql.
 
@@ -80,7 +87,7 @@ def connection_arguments(settings_dict: dict, service: str | None = None) -> tup
             argv += ["-p", str(settings_dict["PORT"])]
     if settings_dict.get("USER"):
         argv += ["-U", str(settings_dict["USER"])]
-    argv += ["-d", str(settings_dict.get("NAME") or "postgres")]
+    argv += ["-d", dbname_conninfo(str(settings_dict.get("NAME") or "postgres"))]
     env = {variable: str(options[key]) for key, variable in _OPTION_ENVIRONMENT.items() if options.get(key)}
     password = str(settings_dict.get("PASSWORD") or "")
     if password:

@@ -24,13 +24,22 @@ from . import SQLITE_HEADER, DatabaseEngine
 LOCK_TIMEOUT = 30
 
 
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` read-only, whatever its characters.
+
+    Written as ``file:`` + path, a ``#`` in a folder name starts a fragment and a ``?`` a query:
+    SQLite would open (and create, empty) another file.  ``as_uri`` percent-encodes them.
+    """
+    return Path(path).absolute().as_uri() + "?mode=ro"
+
+
 def check_database_file(path: Path) -> None:
     """Raise CorruptStream unless ``path`` is an SQLite database that passes integrity_check."""
     with open(path, "rb") as file:
         if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise CorruptStream("it is not an SQLite database (the file header is wrong)")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{Path(path).as_posix()}?mode=ro", uri=True)) as connection:
+        with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
             result = [row[0] for row in connection.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as error:
         raise CorruptStream(f"SQLite cannot read it ({error})") from None
@@ -52,26 +61,36 @@ def _temporary_file(directory: Path):
 class SQLiteEngine(DatabaseEngine):
     vendor = "sqlite"
     file_kind = "sqlite3"
+    # The tables and row counts of the last dump's snapshot (the backup's contents).
+    dumped_tables: dict[str, int] | None = None
 
     @property
     def path(self) -> Path:
         name = self.database_name
         if not name or name == ":memory:" or "mode=memory" in name:
             raise ConfigurationError(f"DATABASES[{self.alias!r}] is an in-memory SQLite database; there is nothing on disk to back up.")
+        if name.startswith("file:"):
+            # Its query could say anything (another vfs, immutable=1); a path means one file.
+            raise ConfigurationError(
+                f"DATABASES[{self.alias!r}]['NAME'] is an SQLite URI ({name.split('?')[0]}…); give deploy_ops the plain path of the database file."
+            )
         return Path(name)
 
     def server_version(self) -> str:
         return sqlite3.sqlite_version
 
     def dump(self, out: BinaryIO) -> None:
+        from .contents import sqlite_file_tables
+
         source_path = self.path
         if not source_path.exists():
             raise BackupError(f"The SQLite database {source_path} does not exist; check DATABASES[{self.alias!r}]['NAME'].")
         # The snapshot is taken beside the database: that disk holds a database this size already.
         with _temporary_file(source_path.parent) as snapshot:
-            with contextlib.closing(sqlite3.connect(f"file:{source_path.as_posix()}?mode=ro", uri=True, timeout=LOCK_TIMEOUT)) as source:
+            with contextlib.closing(sqlite3.connect(read_only_uri(source_path), uri=True, timeout=LOCK_TIMEOUT)) as source:
                 with contextlib.closing(sqlite3.connect(snapshot)) as copy:
                     source.backup(copy)
+            self.dumped_tables = sqlite_file_tables(snapshot)
             with open(snapshot, "rb") as file:
                 while chunk := file.read(CHUNK):
                     out.write(chunk)

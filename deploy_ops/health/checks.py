@@ -2,6 +2,9 @@
 
 Every check is a small dataclass whose ``run()`` raises ``ServiceUnavailable`` (the site is not
 fine) or ``ServiceWarning`` (it serves, but someone should look) with a sentence naming the cause.
+Those sentences reach whoever may read /health/'s details, so they name the service, an exit
+code and a short reason, never a command line, captured output or an absolute path; the full
+error goes to the ``deploy_ops.health`` logger on the server.
 Checks that read the database run thread-sensitively (``sync_to_async``), so they share the
 request's connection instead of opening one in a worker thread that nobody closes.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import os
 import shutil
 import sys
@@ -35,17 +39,21 @@ from health_check.checks import Database
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from ..conf import ops_settings
-from ..exceptions import DeployOpsError, GitError, HealthCheckFailed, ToolMissing
+from ..exceptions import CommandFailed, DeployOpsError, GitError, HealthCheckFailed, ToolMissing
 from ..models import DeploymentRecord
 from ..runtimes import ServiceRuntime, get_runtime
+
+logger = logging.getLogger("deploy_ops.health")
 
 DEPLOY_KINDS = (DeploymentRecord.Kind.DEPLOY, DeploymentRecord.Kind.ROLLBACK)
 Status = DeploymentRecord.Status
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _short_reason(error: DeployOpsError) -> str:
+    # A CommandFailed message holds the command line and its output: only its outcome is shown.
+    if isinstance(error, CommandFailed):
+        return "its command timed out" if error.timed_out else f"its command exited with code {error.returncode}"
+    return type(error).__name__
 
 
 def _database_problem(what: str, alias: str, error: DatabaseError) -> ServiceUnavailable:
@@ -69,23 +77,29 @@ class ServicesRunning(HealthCheck):
         except ToolMissing as error:
             # Typical inside the web container, which has no Docker CLI: the site still serves.
             raise ServiceWarning(
-                f"The services cannot be inspected from here: {_first_line(error)} "
+                f"The services cannot be inspected from here: {Path(error.executable).name!r} is not installed. "
                 "Remove ServicesRunning from DEPLOY_OPS['HEALTH_CHECKS'] where the Docker CLI is absent."
             ) from None
         except DeployOpsError as error:
-            raise ServiceUnavailable(f"The service runtime could not list the services: {_first_line(error)}") from None
+            logger.warning("ServicesRunning: the service runtime could not list the services: %s", error)
+            raise ServiceUnavailable(
+                f"The service runtime could not list the services ({_short_reason(error)}); the server's log has the details."
+            ) from None
         problems = [_describe_service(state) for state in states if not state.ok]
         if problems:
             raise ServiceUnavailable(" ".join(problems))
 
 
 def _describe_service(state) -> str:
-    detail = f" ({state.detail})" if state.detail and state.detail != state.name else ""
+    # Not state.detail: under the commands runtime it is the check step's captured output.
+    if state.state == "missing":
+        return f"Service {state.name!r} is missing: no container was created for it."
     if state.state != "running":
-        return f"Service {state.name!r} is {state.state}, not running{detail}."
+        code = f" (exit code {state.exit_code})" if state.exit_code is not None else ""
+        return f"Service {state.name!r} is {state.state}, not running{code}."
     if state.health == "starting":
-        return f"Service {state.name!r} is running but its healthcheck has not passed yet (starting){detail}."
-    return f"Service {state.name!r} is running but its healthcheck reports {state.health}{detail}."
+        return f"Service {state.name!r} is running but its healthcheck has not passed yet (starting)."
+    return f"Service {state.name!r} is running but its healthcheck reports {state.health}."
 
 
 @dataclasses.dataclass
@@ -213,7 +227,7 @@ class BackupFreshness(HealthCheck):
 
         backups = list_backups()
         if not backups:
-            raise ServiceUnavailable(f"There is no backup in {ops_settings.backup_dir}. Make one with `manage.py backups create`.")
+            raise ServiceUnavailable("There is no backup in BACKUP_DIR. Make one with `manage.py backups create`.")
         verified = [backup for backup in backups if backup.verified]
         # verified=False means verification failed: such a backup never counts as fresh.
         unchecked = [backup for backup in backups if backup.verified is None]

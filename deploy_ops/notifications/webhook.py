@@ -3,7 +3,9 @@
 The body is ``json.dumps(event.as_dict())``.  With a SECRET, each request carries
 ``X-DeployOps-Timestamp: <unix seconds>`` and
 ``X-DeployOps-Signature: sha256=<hex HMAC-SHA256(SECRET, "<timestamp>.<body>")>``;
-a receiver checks both with :func:`verify_signature`.
+a receiver checks both with :func:`verify_signature`.  Everything a receiver acts on (the
+level included) is in the signed body: no other header carries meaning, so none can be
+changed on the way without breaking the signature.
 
 Options: URL (secret, required), SECRET (secret), and the common NAME, MIN_LEVEL, TIMEOUT,
 RETRIES, BACKOFF, ATTEMPT_TIMEOUT.  Refused connections, timeouts, 429 and 5xx are retried
@@ -25,7 +27,6 @@ from .events import Event
 
 TIMESTAMP_HEADER = "X-DeployOps-Timestamp"
 SIGNATURE_HEADER = "X-DeployOps-Signature"
-LEVEL_HEADER = "X-DeployOps-Level"
 
 
 def _as_bytes(value) -> bytes:
@@ -42,7 +43,7 @@ def verify_signature(secret: str, timestamp, body, signature_header: str, tolera
     """For receivers: True when the signature matches and the timestamp is within ``tolerance`` seconds.
 
     ``body`` must be the raw request body, before any JSON parsing.  The timestamp check refuses
-    a captured request replayed later.
+    a captured request replayed later; within ``tolerance``, drop repeats by :func:`replay_key`.
     """
     try:
         sent_at = int(timestamp)
@@ -53,19 +54,29 @@ def verify_signature(secret: str, timestamp, body, signature_header: str, tolera
     return hmac.compare_digest(signature(secret, timestamp, body), str(signature_header or ""))
 
 
+def replay_key(event: dict) -> tuple:
+    """For receivers: what identifies one notification, whatever request carried it.
+
+    A retry is signed anew (a fresh timestamp header) but carries the same body, and a replayed
+    request the same everything: a receiver that remembers these keys for the ``tolerance`` window
+    acts on each notification once.
+    """
+    return event.get("record_id"), event.get("level"), event.get("timestamp")
+
+
 class WebhookChannel(Channel):
     name = "webhook"
     secret_options = ("URL", "SECRET")
     required_options = ("URL",)
 
-    def build_payload(self, event: Event) -> tuple[bytes, str]:
-        return json.dumps(event.as_dict(), sort_keys=True).encode("utf-8"), event.level.name
+    def build_payload(self, event: Event) -> bytes:
+        return json.dumps(event.as_dict(), sort_keys=True).encode("utf-8")
 
-    def deliver(self, payload: tuple[bytes, str]) -> int:
+    def deliver(self, payload: bytes) -> int:
         return self.with_retries(lambda timeout: self._attempt(payload, timeout))
 
-    def _headers(self, body: bytes, level: str) -> dict:
-        headers = {"Content-Type": "application/json", "User-Agent": f"deploy_ops/{__version__}", LEVEL_HEADER: level}
+    def _headers(self, body: bytes) -> dict:
+        headers = {"Content-Type": "application/json", "User-Agent": f"deploy_ops/{__version__}"}
         if self.options.get("SECRET"):
             # Signed per attempt, so a retry carries a fresh timestamp.
             timestamp = str(int(time.time()))
@@ -73,9 +84,8 @@ class WebhookChannel(Channel):
             headers[SIGNATURE_HEADER] = signature(self.options["SECRET"], timestamp, body)
         return headers
 
-    def _attempt(self, payload: tuple[bytes, str], timeout: float) -> None:
-        body, level = payload
-        request = urllib.request.Request(self.options["URL"], data=body, headers=self._headers(body, level), method="POST")
+    def _attempt(self, body: bytes, timeout: float) -> None:
+        request = urllib.request.Request(self.options["URL"], data=body, headers=self._headers(body), method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -18,6 +18,9 @@ class ServiceState:
     # "healthy", "unhealthy", "starting", or None where the service has no healthcheck.
     health: str | None = None
     detail: str = ""
+    # How a stopped service's process (or the commands runtime's check step) exited, where known;
+    # shown by the health check instead of detail. Left out of ==: detail already tells states apart.
+    exit_code: int | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:

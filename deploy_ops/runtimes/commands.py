@@ -82,7 +82,8 @@ class CommandsRuntime(ServiceRuntime):
             return []
         finished = run(checks[0], check=False, timeout=CHECK_TIMEOUT)
         state = "running" if finished.returncode == 0 else "stopped"
-        return [ServiceState(ops_settings.WEB_SERVICE, state, detail=tail(finished.stdout + finished.stderr, 500).strip())]
+        exit_code = finished.returncode or None
+        return [ServiceState(ops_settings.WEB_SERVICE, state, detail=tail(finished.stdout + finished.stderr, 500).strip(), exit_code=exit_code)]
 
     def log_file(self) -> Path | None:
         configured = ops_settings.COMMANDS_LOG_FILE

@@ -80,6 +80,7 @@ class ComposeRuntime(ServiceRuntime):
                         state=state.get("Status", container.status),
                         health=(state.get("Health") or {}).get("Status"),
                         detail=_describe(container.name, state),
+                        exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
                     )
                 )
         created = {state.name for state in states}
