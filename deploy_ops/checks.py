@@ -8,6 +8,7 @@ deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
 deploy_ops.W002  a rollback would stop the Compose service the database restore runs in
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
+deploy_ops.E030-E036, W031-W034  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
 """
 
 from __future__ import annotations
@@ -136,3 +137,14 @@ def check_tools(app_configs, **kwargs):
         for tool in needed_tools()
         if shutil.which(tool) is None
     ]
+
+
+@register(Tags.compatibility, deploy=True)
+def check_release_readiness(app_configs, **kwargs):
+    """What the deploy's preflight finds, found earlier: static files, the backup folder, Compose, the health URL."""
+    if problems(getattr(settings, "DEPLOY_OPS", {})):
+        return []  # deploy_ops.E001 comes first
+    from .preflight import readiness_problems, running_release_problems
+    from .runtimes import get_runtime
+
+    return readiness_problems(get_runtime()) + running_release_problems()
