@@ -350,3 +350,4 @@ def test_the_default_site_checks_need_neither_docker_nor_the_backups():
         capture_output=True, text=True, check=True,
     )
     assert finished.stdout.split() == ["Database", "Cache", "Storage", "MigrationsApplied", "LastDeployment", "RunningCommit"]
+
