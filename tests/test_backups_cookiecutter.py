@@ -13,6 +13,7 @@ import pytest
 
 from deploy_ops import backups
 from tests.fixtures.backups import postgres_checksum, psql
+from tests.fixtures.cookiecutter_site import POSTGRES_STAND_IN
 from tests.fixtures.databases import POSTGRES
 from tests.fixtures.docker import compose_down
 
@@ -42,29 +43,10 @@ def test_a_cookiecutter_backup_is_listed_with_its_utc_time_verified_as_legacy_an
     assert "has no metadata file" in result.warnings[0]
 
 
-# The recipe's postgres service, as far as this machine allows: no image can be pulled, so the
-# container borrows the host's PostgreSQL client tools and socket, and keeps its backups in
-# /backups, bind-mounted from BACKUP_DIR (the recipe's `./backups:/backups`).
-POSTGRES_SERVICE = """\
-services:
-  postgres:
-    image: deploy-ops-test-base:latest
-    network_mode: host
-    command: ["/bin/busybox", "sleep", "600"]
-    volumes:
-      - /usr:/usr:ro
-      - /lib:/lib:ro
-      - /lib64:/lib64:ro
-      - /etc:/etc:ro
-      - /var/run/postgresql:/var/run/postgresql
-      - ./backups:/backups
-"""
-
-
 @pytest.fixture
 def postgres_service(docker_engine, ops_dirs, settings, postgres_target):
     project = f"deployopscc{uuid.uuid4().hex[:10]}"
-    (ops_dirs / "compose.yaml").write_text(POSTGRES_SERVICE)
+    (ops_dirs / "compose.yaml").write_text("services:\n" + POSTGRES_STAND_IN)
     (ops_dirs / "backups").mkdir(mode=0o700)
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "COMPOSE_COMMAND": docker_engine, "COMPOSE_PROJECT": project, "BACKUP_EXEC_SERVICE": "postgres"}
     started = subprocess.run([*docker_engine, "-p", project, "up", "--detach", "--wait"], cwd=ops_dirs, capture_output=True, text=True)
