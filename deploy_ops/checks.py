@@ -114,6 +114,17 @@ def _backup_dir_ignored():
     ]
 
 
+@register(Tags.compatibility, deploy=True)
+def check_release_readiness(app_configs, **kwargs):
+    """What the deploy's preflight finds, found earlier: static files, the backup folder, Compose, the health URL."""
+    if problems(getattr(settings, "DEPLOY_OPS", {})):
+        return []  # deploy_ops.E001 comes first
+    from .preflight import readiness_problems, running_release_problems
+    from .runtimes import get_runtime
+
+    return readiness_problems(get_runtime()) + running_release_problems()
+
+
 def needed_tools() -> list[str]:
     if problems(getattr(settings, "DEPLOY_OPS", {})):
         return []
@@ -137,14 +148,3 @@ def check_tools(app_configs, **kwargs):
         for tool in needed_tools()
         if shutil.which(tool) is None
     ]
-
-
-@register(Tags.compatibility, deploy=True)
-def check_release_readiness(app_configs, **kwargs):
-    """What the deploy's preflight finds, found earlier: static files, the backup folder, Compose, the health URL."""
-    if problems(getattr(settings, "DEPLOY_OPS", {})):
-        return []  # deploy_ops.E001 comes first
-    from .preflight import readiness_problems, running_release_problems
-    from .runtimes import get_runtime
-
-    return readiness_problems(get_runtime()) + running_release_problems()

@@ -241,6 +241,12 @@ def test_a_web_service_the_project_does_not_have_is_an_error(compose_project, se
     assert "deploy_ops.E032" not in ids(preflight.compose_problems(get_runtime()))
 
 
+def test_check_deploy_reports_a_web_service_the_project_does_not_have(compose_project, settings):
+    use(settings, APP_SERVICES=["django"], HEALTH_CHECK_URL="http://127.0.0.1:9/health/")
+    with pytest.raises(SystemCheckError, match=r"deploy_ops.E032.*WEB_SERVICE is 'web'"):
+        call_command("check", "--deploy", "--fail-level", "ERROR")
+
+
 def test_app_services_naming_an_unknown_service_is_an_error(compose_project, settings):
     use(settings, WEB_SERVICE="django", APP_SERVICES=["web"])
     assert "deploy_ops.E033" in ids(preflight.compose_problems(get_runtime()))

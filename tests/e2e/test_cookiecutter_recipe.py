@@ -55,6 +55,10 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
     assert "deploy_ops." not in checked.stdout + checked.stderr, failure_text(checked)
 
     release_2 = site.commit_change({"release.txt": "2\n"}, "Release 2")
+    # Without the recipe's WEB_SERVICE, the dry run refuses before it would fail at migrate.
+    misnamed = site.manage("deploy", "--dry-run", DEPLOY_OPS_WEB_SERVICE="web")
+    assert misnamed.returncode == 3, failure_text(misnamed)
+    assert "WEB_SERVICE is 'web', but the Compose project's services are django, postgres" in misnamed.stderr
     planned = site.manage("deploy", "--dry-run")
     assert planned.returncode == 0, failure_text(planned)
     assert "collectstatic:\n    skipped: COLLECT_STATIC is False" in planned.stdout
