@@ -8,7 +8,7 @@ deploy_ops.W001  BACKUP_DIR is inside the checkout but not ignored by git
 deploy_ops.W002  a rollback would stop the Compose service the database restore runs in
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
-deploy_ops.E030-E036, W031-W034  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
+deploy_ops.E030-E036, W031-W035  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
 """
 
 from __future__ import annotations

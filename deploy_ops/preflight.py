@@ -17,6 +17,7 @@ deploy_ops.W031  LOG_DIR or STATE_DIR is inside an image's build context and .do
 deploy_ops.W032  the health probe's Host is not in ALLOWED_HOSTS
 deploy_ops.W033  SECURE_SSL_REDIRECT would redirect the health probe to https
 deploy_ops.W034  the release serving now does not answer its health URL with 200
+deploy_ops.W035  HEALTH_CHECKS, which /health/ runs inside the web container, holds a check only the host can run
 """
 
 from __future__ import annotations
@@ -247,12 +248,36 @@ def running_release_advice(status: int) -> str:
     return "The deploy's health stage, and its rollback's, would get the same answer: correct the probe's settings first."
 
 
+def site_check_problems() -> list:
+    """Under Compose /health/ runs in the web container, which has no Docker engine and no BACKUP_DIR."""
+    from .health.checks import BackupDiskSpace, BackupFreshness, ServicesRunning
+
+    host_only = (ServicesRunning, BackupFreshness, BackupDiskSpace)
+    found = []
+    for entry in ops_settings.HEALTH_CHECKS:
+        path = entry if isinstance(entry, str) else entry[0]
+        try:
+            check_class = import_string(path)
+        except ImportError:
+            continue  # /health/ itself reports a check that cannot be imported
+        if isinstance(check_class, type) and issubclass(check_class, host_only):
+            found.append(
+                Warning(
+                    f"HEALTH_CHECKS holds {path}, but /health/ runs inside the web container, where it cannot see "
+                    "the Docker engine or the host's backups: /health/ would fail or warn for the wrong reason.",
+                    hint="Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` on the host and the deploy's verify stage run it there.",
+                    id="deploy_ops.W035",
+                )
+            )
+    return found
+
+
 # -- the preflight ----------------------------------------------------------------------------------
 def readiness_problems(runtime) -> list:
     """Everything above except the probe of the running release."""
     found = static_root_problems() + backup_dir_problems() + health_url_problems()
     if runtime.name == "compose":
-        found += compose_problems(runtime)
+        found += compose_problems(runtime) + site_check_problems()
     return found
 
 

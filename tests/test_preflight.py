@@ -266,6 +266,15 @@ def test_folders_inside_the_build_context_need_dockerignore(compose_project, set
     assert preflight.compose_problems(get_runtime()) == []
 
 
+def test_a_host_only_check_in_the_site_checks_is_a_warning_under_compose(settings, ops_dirs):
+    use(settings, HEALTH_CHECKS=["health_check.checks.Database", ["deploy_ops.health.checks.BackupFreshness", {"max_age_hours": 48}]])
+    [problem] = preflight.site_check_problems()
+    assert problem.id == "deploy_ops.W035"
+    assert "deploy_ops.health.checks.BackupFreshness" in problem.msg and "HOST_HEALTH_CHECKS" in problem.hint
+    use(settings, HEALTH_CHECKS=["health_check.checks.Database"])
+    assert preflight.site_check_problems() == []
+
+
 def test_a_compose_file_that_cannot_be_read_is_an_error(compose_project):
     (compose_project / "compose.yaml").write_text("services: [this is not a mapping\n")
     assert ids(preflight.compose_problems(get_runtime())) == ["deploy_ops.E036"]
