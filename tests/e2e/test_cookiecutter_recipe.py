@@ -1,6 +1,8 @@
 """docs/recipes/cookiecutter-django.md, run exactly: a project with cookiecutter-django's conventions
 (tests/fixtures/cookiecutter_site.py) deploys a good release on its first try and rolls back a bad
-one, on the real Docker engine and PostgreSQL (issue 18 item 6, and items 1-5 as that layout meets them)."""
+one, on the real Docker engine and PostgreSQL (issue 18 item 6, and items 1-5 as that layout meets
+them); then a release whose /health/ warns, logged with a traceback by django-health-check, deploys
+(item 2: before, the verify stage's log scan rolled it back)."""
 
 from __future__ import annotations
 
@@ -89,6 +91,24 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
     assert site.production_head() == release_2
     assert notes(site) == ["first", "second"]
     wait_for(lambda: get(site) == (200, "release 2\nnotes 2\n"), timeout=30)
+
+    # The list /health/ ran by default before 9.7: ServicesRunning warns inside the container (no
+    # Docker CLI there), and django-health-check logs that warning with a traceback, which the
+    # template's LOGGING prints. The verify stage's log scan must not fail the release for it.
+    # (The container borrows the host's /usr, Docker CLI included; a real image has none, which
+    # the container's COMPOSE_COMMAND stands for here. The host's own value overrides it.)
+    with open(site.production / ".envs" / ".production" / ".django", "a") as django_env:
+        django_env.write('DEPLOY_OPS_HEALTH_CHECKS=\'["health_check.checks.Database", "deploy_ops.health.checks.ServicesRunning"]\'\n')
+        django_env.write('DEPLOY_OPS_COMPOSE_COMMAND=\'["docker-cli-not-in-this-image"]\'\n')
+    release_4 = site.commit_change({"release.txt": "4\n", "config/urls.py": urls, "mysite/notes/migrations/0002_rewrite.py": None}, "Release 4")
+
+    warned = site.manage("deploy", "--noinput")
+
+    assert warned.returncode == 0, failure_text(warned)
+    assert "deploy_ops.W035" in warned.stdout
+    assert site.production_head() == release_4
+    logs = site.compose("logs", "django")
+    assert "Health check ServicesRunning() failed" in logs.stdout and "Traceback (most recent call last)" in logs.stdout
 
 
 REWRITING_MIGRATION = '''from django.db import migrations
