@@ -10,6 +10,7 @@ not follow redirects: a redirect is reported, with the setting that avoids it.
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -99,10 +100,11 @@ def _read(response) -> str:
 
 
 def summarise_health_body(body: str) -> str:
-    """The failing checks of a JSON /health/ answer, else the body's start."""
+    """The failing checks of a JSON /health/ answer, else the body's text on one line."""
     try:
         results = json.loads(body)
     except ValueError:
-        return body.strip()[:300]
+        results = None
     failing = [f"{name}: {result}" for name, result in results.items() if result != "OK"] if isinstance(results, dict) else []
-    return "; ".join(failing) or body.strip()[:300]
+    # An error page is HTML: its words are enough, on one line.
+    return "; ".join(failing) or " ".join(re.sub(r"<[^>]*>", " ", body).split())[:300]

@@ -124,6 +124,12 @@ def test_preflight_refuses_when_the_serving_release_does_not_answer_and_force_go
     assert said[-1].startswith("Going on anyway (--force): The release serving now does not pass its health check")
 
 
+def test_preflight_refuses_a_400_naming_the_host_setting(proxied_site, settings):
+    use(settings, RUNTIME="commands", COMMANDS={"start": ["true"], "stop": ["true"]})
+    with pytest.raises(PreflightFailed, match=r"answered HTTP 400.*HEALTH_CHECK_HOST.*correct the probe's settings"):
+        preflight.refuse_if_unready(get_runtime(), force=False, report=lambda line, level=1: None)
+
+
 def test_preflight_refuses_a_redirect_with_the_reason(proxied_site, settings):
     use(settings, RUNTIME="commands", COMMANDS={"start": ["true"], "stop": ["true"]}, HEALTH_CHECK_HOST=DOMAIN)
     with pytest.raises(PreflightFailed, match=r"answered HTTP 301, a redirect to https://"):
