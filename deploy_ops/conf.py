@@ -138,11 +138,11 @@ OPTIONS: dict[str, Option] = {
     "HEALTH_CHECK_DELAY": Option(10, (int, float), "Seconds between health tries.", _not_negative),
     "HEALTH_CHECK_TIMEOUT": Option(5, (int, float), "Seconds one health request may take.", _positive),
     "HEALTH_TOKEN": Option(None, (str, type(None)), "When set, /health/ shows details only with ?token= or an X-Health-Token header."),
-    "HEALTH_CHECKS": Option(DEFAULT_HEALTH_CHECKS, list, "The checks /health/ runs (inside the web container) and the deploy gates on: dotted paths or [dotted path, {options}] pairs.", _health_checks),
+    "HEALTH_CHECKS": Option(DEFAULT_HEALTH_CHECKS, list, "The checks /health/ runs and the deploy gates on: dotted paths or [dotted path, {options}] pairs.", _health_checks),
+    "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
     "HOST_HEALTH_CHECKS": Option(DEFAULT_HOST_HEALTH_CHECKS, list, "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage add them to HEALTH_CHECKS.", _health_checks),
     "HEALTH_CHECK_HOST": Option(None, (str, type(None)), "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of HEALTH_CHECK_URL."),
     "HEALTH_CHECK_FORWARDED_PROTO": Option(None, (str, type(None)), "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does (for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).", _one_of(None, "http", "https")),
-    "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
     "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
     # Rollback.
     "ROLLBACK_ENABLED": Option(True, bool, "Whether any rollback may run."),

@@ -29,9 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-rollback", action="store_true", help="On failure, leave everything as the failed stage left it.")
         parser.add_argument("--health-retries", type=int, help="Override HEALTH_CHECK_RETRIES.")
         parser.add_argument("--health-delay", type=float, help="Override HEALTH_CHECK_DELAY (seconds).")
-        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
         parser.add_argument("--break-lock", action="store_true", help="Take over a STALE lock left by a deploy that died (never a live one).")
         parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
+        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
@@ -41,11 +41,11 @@ class Command(BaseCommand):
             DeployOptions(
                 ref=options["ref"],
                 dry_run=options["dry_run"],
+                force=options["force"],
                 rollback=not options["no_rollback"],
                 health_retries=options["health_retries"],
                 health_delay=options["health_delay"],
                 break_lock=options["break_lock"],
-                force=options["force"],
             ),
             report=self.report,
         )
