@@ -19,6 +19,7 @@ import stat
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -45,8 +46,13 @@ from .privatefiles import fsync_directory, write_atomically
 
 logger = logging.getLogger("deploy_ops.backups")
 
-NAME_PATTERN = re.compile(r"^backup_(?P<stamp>\d{8}_\d{6})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?$")
+# Ours (and the old scripts'): backup_20250109_120000; cookiecutter-django's maintenance/backup
+# names its dumps backup_2025_01_09T12_00_00 (`date +%Y_%m_%dT%H_%M_%S` in the postgres container).
+NAME_PATTERN = re.compile(
+    r"^backup_(?P<stamp>\d{8}_\d{6}|\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?$"
+)
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
+COOKIECUTTER_STAMP_FORMAT = "%Y_%m_%dT%H_%M_%S"
 METADATA_FORMAT = 1
 # The completion line of a dump sits within its last few bytes.
 _TAIL_BYTES = 64 * 1024
@@ -76,9 +82,7 @@ class Backup:
         recorded = (self.metadata or {}).get("created_at")
         if recorded:
             return datetime.fromisoformat(recorded)
-        # The old scripts named files by the host's local time (`date +%Y%m%d_%H%M%S`).
-        stamp = NAME_PATTERN.match(self.name)["stamp"]
-        return timezone.make_aware(datetime.strptime(stamp, STAMP_FORMAT))
+        return stamp_time(NAME_PATTERN.match(self.name)["stamp"])
 
     @property
     def size(self) -> int:
@@ -123,6 +127,15 @@ class Backup:
     def verified_at(self) -> datetime | None:
         verification = (self.metadata or {}).get("verification")
         return datetime.fromisoformat(verification["at"]) if verification else None
+
+
+def stamp_time(stamp: str) -> datetime:
+    """When a backup without metadata was made, from its name."""
+    if "T" in stamp:
+        # The postgres container's clock has no time zone set: cookiecutter-django's names are UTC.
+        return datetime.strptime(stamp, COOKIECUTTER_STAMP_FORMAT).replace(tzinfo=dt_timezone.utc)
+    # The old scripts named files by the host's local time (`date +%Y%m%d_%H%M%S`).
+    return timezone.make_aware(datetime.strptime(stamp, STAMP_FORMAT))
 
 
 @dataclass

@@ -10,6 +10,7 @@ deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
 deploy_ops.E011  the database holds something a restore could not bring back safely (deploy check)
 deploy_ops.W003  whether the database can be restored could not be checked (deploy check)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
+deploy_ops.E030-E036, W031-W035  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
 """
 
 from __future__ import annotations
@@ -117,6 +118,17 @@ def _backup_dir_ignored():
             id=W001,
         )
     ]
+
+
+@register(Tags.compatibility, deploy=True)
+def check_release_readiness(app_configs, **kwargs):
+    """What the deploy's preflight finds, found earlier: static files, the backup folder, Compose, the health URL."""
+    if problems(getattr(settings, "DEPLOY_OPS", {})):
+        return []  # deploy_ops.E001 comes first
+    from .preflight import readiness_problems, running_release_problems
+    from .runtimes import get_runtime
+
+    return readiness_problems(get_runtime()) + running_release_problems()
 
 
 def needed_tools() -> list[str]:

@@ -83,16 +83,22 @@ def _health_checks(value):
     return None
 
 
+# What /health/ runs, where the site runs (inside the web container): nothing here needs the
+# Docker engine or the host's backup folder.
 DEFAULT_HEALTH_CHECKS = [
     "health_check.checks.Database",
     "health_check.checks.Cache",
     "health_check.checks.Storage",
-    "deploy_ops.health.checks.ServicesRunning",
     "deploy_ops.health.checks.MigrationsApplied",
     "deploy_ops.health.checks.LastDeployment",
+    "deploy_ops.health.checks.RunningCommit",
+]
+
+# What only the host can see: `manage.py healthcheck` there and the deploy's verify stage add these.
+DEFAULT_HOST_HEALTH_CHECKS = [
+    "deploy_ops.health.checks.ServicesRunning",
     "deploy_ops.health.checks.BackupFreshness",
     "deploy_ops.health.checks.BackupDiskSpace",
-    "deploy_ops.health.checks.RunningCommit",
 ]
 
 
@@ -123,6 +129,7 @@ OPTIONS: dict[str, Option] = {
     "MANAGE_ON_HOST": Option(False, bool, "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime)."),
     "STOP_TIMEOUT": Option(30, int, "Seconds a stop may take.", _positive),
     "APP_SERVICES": Option([], list, "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.", _patterns),
+    "COLLECT_STATIC": Option(True, bool, "False skips the collectstatic stage: the release collects its static files itself when it starts (cookiecutter-django's start script)."),
     "START_TIMEOUT": Option(300, int, "Seconds `compose up --wait` may take for the services to be running and healthy (the commands runtime: the start step).", _positive),
     "COMMANDS_LOG_FILE": Option(None, (str, Path, type(None)), "For the commands runtime: the log file the release's processes write (scanned for LOG_ERROR_PATTERNS); relative to PROJECT_DIR."),
     # Health and verification.
@@ -135,6 +142,9 @@ OPTIONS: dict[str, Option] = {
     "HEALTH_STATUS_CACHE_SECONDS": Option(5, (int, float), "/health/'s status-only answer is reused this long (per process), so a flood of polls does not run every check; 0 runs them each time.", _not_negative),
     "HEALTH_CHECKS": Option(DEFAULT_HEALTH_CHECKS, list, "The checks /health/ runs and the deploy gates on: dotted paths or [dotted path, {options}] pairs.", _health_checks),
     "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
+    "HOST_HEALTH_CHECKS": Option(DEFAULT_HOST_HEALTH_CHECKS, list, "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage add them to HEALTH_CHECKS.", _health_checks),
+    "HEALTH_CHECK_HOST": Option(None, (str, type(None)), "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of HEALTH_CHECK_URL."),
+    "HEALTH_CHECK_FORWARDED_PROTO": Option(None, (str, type(None)), "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does (for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).", _one_of(None, "http", "https")),
     "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
     # Rollback.
     "ROLLBACK_ENABLED": Option(True, bool, "Whether any rollback may run."),

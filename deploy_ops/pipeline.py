@@ -31,11 +31,14 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout, checkout_command, fetch_command
+from .health.checks import ServicesRunning, host_checks, require_healthy, run_checks
 from .lock import DeployLock, LockState
 from .models import DeploymentRecord, DeploymentStage
 from .notifications import Level
+from .preflight import refuse_if_unready
 from .recovery import (
     COLLECT_STATIC,
+    COLLECTSTATIC_SKIPPED,
     REBUILD_SERVICES,
     RESTORE_DATABASE,
     REVERT_CODE,
@@ -72,6 +75,8 @@ class DeployOptions:
     health_retries: int | None = None
     health_delay: float | None = None
     break_lock: bool = False
+    # Deploy even though the release serving now fails its health check (a fix for a broken site).
+    force: bool = False
 
 
 @dataclass
@@ -167,6 +172,7 @@ class Deployer:
                 f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
                 "Commit or discard them: a deploy must be able to restore this exact tree."
             )
+        refuse_if_unready(self.operation.runtime, self.options.force, self.report)
         _check_disk_room()
         previous = checkout.head()
         checkout.fetch(ops_settings.GIT_REMOTE)
@@ -265,6 +271,8 @@ class Deployer:
         return self.operation.runtime.manage("migrate", "--noinput")
 
     def stage_collectstatic(self) -> str:
+        if not ops_settings.COLLECT_STATIC:
+            return COLLECTSTATIC_SKIPPED
         return self.operation.runtime.manage("collectstatic", "--noinput")
 
     def stage_health(self) -> str:
@@ -275,6 +283,8 @@ class Deployer:
         # The same check classes as /health/, run by the new release itself; the services are
         # inspected from here, as inside the web container the Docker engine is out of reach.
         found = [runtime.manage("check"), runtime.manage("healthcheck", "--gate", "--skip-services")]
+        # What only the host sees (backups, disk), run here; the services are inspected just below.
+        found.append(require_healthy(run_checks(host_checks(leave_out=(ServicesRunning,)))))
         states = runtime.service_states()
         down = [state for state in states if not state.ok]
         if down:
@@ -306,9 +316,9 @@ class Deployer:
             ("build", runtime.build_commands()),
             ("start", runtime.stop_commands() + runtime.start_commands()),
             ("migrate", [runtime.manage_command("migrate", "--noinput")]),
-            ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")]),
+            ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")] if ops_settings.COLLECT_STATIC else [COLLECTSTATIC_SKIPPED]),
             ("health", [f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"]),
-            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate", "--skip-services"), f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS}"]),
+            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate", "--skip-services"), f"on this host: {', '.join(map(repr, host_checks(leave_out=(ServicesRunning,))))}", f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS} (django-health-check's own records left out)"]),
         ]
         report("Stages and the commands they would run:", 0)
         for name, commands in plans:
@@ -323,9 +333,49 @@ def as_refusal(error: DeployOpsError) -> DeployOpsError:
     return error if error.exit_code == EXIT_REFUSED else PreflightFailed(str(error))
 
 
+TRACEBACK_START = "Traceback (most recent call last):"
+CHAINED_TRACEBACK = ("During handling of the above exception", "The above exception was the direct cause")
+# The runtime's "service | " prefix on each line of a Compose log.
+SERVICE_PREFIX = re.compile(r"^[\w.-]+ \| ")
+# django-health-check logs every failing or warning check at WARNING with the traceback of its
+# run(), raised through its own get_result(): a frame in that package marks the machinery's record.
+HEALTH_CHECK_FRAME = re.compile(r'File "[^"]*[/\\]health_check[/\\]')
+
+
 def find_error_patterns(logs: str, patterns: list[str]) -> list[str]:
+    """The log lines that show an error pattern, leaving out the health-check machinery's own records.
+
+    A failing check is reported by /health/ itself; its logged traceback says nothing new, and a
+    warning (a rolled-back deploy on record) must not fail a healthy release.
+    """
     compiled = [re.compile(re.escape(pattern)) for pattern in patterns]
-    return [line.strip() for line in logs.splitlines() if any(regex.search(line) for regex in compiled)]
+    return [
+        line.strip()
+        for record in log_records(logs.splitlines())
+        if not any(HEALTH_CHECK_FRAME.search(line) for line in record)
+        for line in record
+        if any(regex.search(line) for regex in compiled)
+    ]
+
+
+def log_records(lines: list[str]) -> list[list[str]]:
+    """Lines grouped into log records: a traceback belongs to the line logged before it."""
+    records: list[list[str]] = []
+    in_traceback = False
+    for line in lines:
+        body = SERVICE_PREFIX.sub("", line, count=1)
+        starts_traceback = body.startswith(TRACEBACK_START) or body.startswith(CHAINED_TRACEBACK)
+        continues = bool(records) and (starts_traceback or not body.strip() or (in_traceback and body[:1].isspace()))
+        if continues:
+            records[-1].append(line)
+            in_traceback = in_traceback or starts_traceback
+        elif in_traceback:
+            records[-1].append(line)  # the exception's own line ends the traceback
+            in_traceback = False
+        else:
+            records.append([line])
+            in_traceback = starts_traceback
+    return records
 
 
 def pending_migrations(checkout: Checkout, sha: str) -> list[str]:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -22,6 +20,7 @@ from .conf import ops_settings
 from .exceptions import DeployOpsError, HealthCheckFailed
 from .gitrepo import Checkout
 from .models import DeploymentStage
+from .probe import probe_health
 from .runtimes import ServiceRuntime
 from .secrets import mask
 
@@ -83,32 +82,18 @@ def notify(level, recorder: Recorder) -> None:
 
 
 # -- health -----------------------------------------------------------------------------------
-def probe_health(url: str, timeout: float) -> tuple[int, str]:
-    """GET the health URL: (status, body tail); status 0 when it could not connect."""
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(4000).decode("utf-8", "replace")
-    except urllib.error.HTTPError as error:
-        return error.code, error.read(4000).decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as error:
-        return 0, str(getattr(error, "reason", error))
-
-
 def wait_until_healthy(operation: Operation) -> str:
     """HEALTH_CHECK_URL answers 200 and every service is running and healthy, within the retries."""
     url = ops_settings.HEALTH_CHECK_URL
     problem = ""
     for attempt in range(1, operation.health_retries + 1):
-        status, body = probe_health(url, ops_settings.HEALTH_CHECK_TIMEOUT)
+        probe = probe_health(url)
         bad_services = [state for state in operation.runtime.service_states() if not state.ok]
-        if status == 200 and not bad_services:
-            operation.warnings.extend(_health_warnings(body))
+        if probe.healthy and not bad_services:
+            operation.warnings.extend(_health_warnings(probe.body))
             return f"{url} answered 200 on try {attempt}"
-        if status == 0:
-            problem = f"{url} did not answer: {body}"
-        elif status != 200:
-            problem = f"{url} answered HTTP {status}: {_summarise_health_body(body)}"
+        if not probe.healthy:
+            problem = probe.problem()
         else:
             problem = "services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in bad_services)
         operation.report(f"    health try {attempt}/{operation.health_retries}: {problem}", 2)
@@ -126,15 +111,6 @@ def _health_warnings(body: str) -> list[str]:
     if not isinstance(results, dict):
         return []
     return [f"{name}: {result}" for name, result in results.items() if isinstance(result, str) and result.startswith("Warning")]
-
-
-def _summarise_health_body(body: str) -> str:
-    try:
-        results = json.loads(body)
-    except ValueError:
-        return body.strip()[:300]
-    failing = [f"{name}: {result}" for name, result in results.items() if result != "OK"] if isinstance(results, dict) else []
-    return "; ".join(failing) or body.strip()[:300]
 
 
 # -- the steps ----------------------------------------------------------------------------------
@@ -169,7 +145,12 @@ def start_services(operation: Operation) -> str:
     return operation.runtime.start()
 
 
+COLLECTSTATIC_SKIPPED = "skipped: COLLECT_STATIC is False, the release collects its static files when it starts"
+
+
 def collect_static(operation: Operation) -> str:
+    if not ops_settings.COLLECT_STATIC:
+        return COLLECTSTATIC_SKIPPED
     return operation.runtime.manage("collectstatic", "--noinput")
 
 

@@ -349,13 +349,14 @@ def test_deploy_gate_checks_are_the_configured_database_migration_and_service_ch
             "health_check.checks.Cache",
             "deploy_ops.health.checks.MigrationsApplied",
             "deploy_ops.health.checks.LastDeployment",
-        ]
+        ],
+        "HOST_HEALTH_CHECKS": ["deploy_ops.health.checks.BackupFreshness"],
     }
     assert deploy_gate_checks() == [Database(alias="other"), MigrationsApplied()]
 
 
 def test_deploy_gate_checks_by_default_cover_database_services_and_migrations():
-    assert [type(check) for check in deploy_gate_checks()] == [Database, ServicesRunning, MigrationsApplied]
+    assert [type(check) for check in deploy_gate_checks()] == [Database, MigrationsApplied, ServicesRunning]
 
 
 def test_require_healthy_names_every_failing_check_and_lets_warnings_pass():
@@ -377,8 +378,7 @@ def test_health_checks_setting_rejects_an_entry_that_is_neither_a_path_nor_a_pai
 
 def test_the_default_checks_include_the_stock_database_cache_and_storage_checks():
     assert [entry.rsplit(".", 1)[1] for entry in ops_settings.HEALTH_CHECKS] == [
-        "Database", "Cache", "Storage", "ServicesRunning", "MigrationsApplied",
-        "LastDeployment", "BackupFreshness", "BackupDiskSpace", "RunningCommit",
+        "Database", "Cache", "Storage", "MigrationsApplied", "LastDeployment", "RunningCommit",
     ]
     assert Cache in [type(check) for check in configured_checks()]
 

@@ -14,6 +14,7 @@ def gate_settings(ops_dirs, settings):
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
         "HEALTH_CHECKS": ["health_check.checks.Database", "deploy_ops.health.checks.MigrationsApplied", "deploy_ops.health.checks.BackupFreshness"],
+        "HOST_HEALTH_CHECKS": [],
     }
 
 

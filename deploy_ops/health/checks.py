@@ -10,7 +10,9 @@ request's connection instead of opening one in a worker thread that nobody close
 
 The same configured list (``DEPLOY_OPS['HEALTH_CHECKS']``) feeds the ``/health/`` view and
 :func:`run_checks`; the deploy gates on :func:`deploy_gate_checks`, a subset of that list, so what
-the monitor sees and what the deploy gates on cannot drift apart.
+the monitor sees and what the deploy gates on cannot drift apart.  ``HOST_HEALTH_CHECKS`` holds
+what only the host can see (the Docker engine, the backup folder): ``/health/`` runs inside the
+web container, so those run in ``manage.py healthcheck`` on the host and the deploy's verify stage.
 """
 
 from __future__ import annotations
@@ -345,11 +347,20 @@ def configured_checks() -> list[HealthCheck]:
     return [check_class(**options) for check_class, options in map(_resolve, ops_settings.HEALTH_CHECKS)]
 
 
-def deploy_gate_checks() -> list[HealthCheck]:
-    """The configured database, migration and service checks: the deploy's integrity gate."""
+def host_checks(leave_out: tuple[type[HealthCheck], ...] = ()) -> list[HealthCheck]:
+    """DEPLOY_OPS['HOST_HEALTH_CHECKS']: what only the host can see (the services, the backups, their disk)."""
     return [
         check_class(**options)
-        for check_class, options in map(_resolve, ops_settings.HEALTH_CHECKS)
+        for check_class, options in map(_resolve, ops_settings.HOST_HEALTH_CHECKS)
+        if not issubclass(check_class, leave_out)
+    ]
+
+
+def deploy_gate_checks() -> list[HealthCheck]:
+    """The configured database, migration and service checks (in either list): the deploy's integrity gate."""
+    return [
+        check_class(**options)
+        for check_class, options in map(_resolve, ops_settings.HEALTH_CHECKS + ops_settings.HOST_HEALTH_CHECKS)
         if issubclass(check_class, GATE_CHECKS)
     ]
 

@@ -62,10 +62,13 @@ class ComposeRuntime(ServiceRuntime):
             "config": MARGIN,
         }.get(verb)
 
+    def config(self) -> dict:
+        """The project as Compose resolves it (-p, .env, the `name:` key): name, services, their builds."""
+        return json.loads(run(self.config_command(), timeout=MARGIN).stdout)
+
     def project(self) -> tuple[str, list[str]]:
-        """The project name and its services, as Compose resolves them (-p, .env, the `name:` key)."""
-        finished = run(self.config_command(), timeout=MARGIN)
-        config = json.loads(finished.stdout)
+        """The project name and its services."""
+        config = self.config()
         return config["name"], sorted(config.get("services", {}))
 
     def service_states(self) -> list[ServiceState]:

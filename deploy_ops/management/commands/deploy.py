@@ -36,6 +36,7 @@ class Command(BaseCommand):
             "Never a lock whose process is alive.",
         )
         parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
+        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
@@ -45,6 +46,7 @@ class Command(BaseCommand):
             DeployOptions(
                 ref=options["ref"],
                 dry_run=options["dry_run"],
+                force=options["force"],
                 rollback=not options["no_rollback"],
                 health_retries=options["health_retries"],
                 health_delay=options["health_delay"],

@@ -1,4 +1,5 @@
-"""``manage.py healthcheck``: the /health/ checks from the command line.
+"""``manage.py healthcheck``: the /health/ checks from the command line, and on the host the
+HOST_HEALTH_CHECKS (services, backups, disk) that only the host can see (``--site`` leaves them out).
 
 ``--gate`` runs the subset the deploy's verify stage gates on (database, migrations,
 services); the deploy runs it inside the new release, so what monitors see at /health/ and
@@ -9,7 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from deploy_ops.health.checks import ServicesRunning, configured_checks, deploy_gate_checks, run_checks
+from deploy_ops.health.checks import ServicesRunning, configured_checks, deploy_gate_checks, host_checks, run_checks
 
 
 class Command(BaseCommand):
@@ -23,10 +24,14 @@ class Command(BaseCommand):
             action="store_true",
             help="Leave out ServicesRunning: the caller inspects the services itself (the deploy does, from the host; inside the web container the Docker engine is out of reach).",
         )
+        parser.add_argument("--site", action="store_true", help="Only HEALTH_CHECKS, what /health/ runs (where the site runs, e.g. inside the web container); without it the HOST_HEALTH_CHECKS run too.")
         parser.add_argument("--json", action="store_true", help="One JSON object: check name -> OK or the problem.")
 
     def handle(self, *args, **options):
-        checks = deploy_gate_checks() if options["gate"] else configured_checks()
+        if options["gate"]:
+            checks = deploy_gate_checks()
+        else:
+            checks = configured_checks() + ([] if options["site"] else host_checks())
         if options["skip_services"]:
             checks = [check for check in checks if not isinstance(check, ServicesRunning)]
         outcomes = run_checks(checks)
