@@ -4,8 +4,8 @@ Serves the bundled project (SQLite, migrated, one fresh backup, one successful d
 checkout's HEAD so every check does its real work and passes) with gunicorn on 127.0.0.1, then
 loads each URL with wrk from a second process and prints requests/sec and p99 latency side by side.
 
-RUNTIME is "commands" here: the Compose ServicesRunning check would time `docker compose ps`, not
-the view.  Run from the repository root:
+RUNTIME is "commands" here, and the host-only checks (HOST_HEALTH_CHECKS: ServicesRunning and the
+backup checks) are added to HEALTH_CHECKS so the view runs every check deploy_ops has.  Run from the repository root:
 
     PATH=.venv/bin:$PATH .venv/bin/python bench/bench_health.py [--duration 10] [--threads 2] [--connections 10]
 """
@@ -27,6 +27,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deploy_ops.conf import DEFAULT_HEALTH_CHECKS, DEFAULT_HOST_HEALTH_CHECKS  # after ROOT is on the path
+
 TARGETS = {"stock (Database only)": "/stock/health/?format=json", "deploy_ops (all checks)": "/health/?format=json"}
 
 
@@ -51,6 +55,7 @@ def bench_environment(folder: Path) -> dict[str, str]:
         "DEPLOY_OPS_HEALTH_DETAILS_PUBLIC": "true",
         "DEPLOY_OPS_COMMANDS": json.dumps({"start": ["true"], "stop": ["true"]}),
         "DEPLOY_OPS_BACKUP_MIN_FREE_MB": "1",
+        "DEPLOY_OPS_HEALTH_CHECKS": json.dumps(DEFAULT_HEALTH_CHECKS + DEFAULT_HOST_HEALTH_CHECKS),
     }
 
 

@@ -80,7 +80,7 @@ class ServicesRunning(HealthCheck):
             # Typical inside the web container, which has no Docker CLI: the site still serves.
             raise ServiceWarning(
                 f"The services cannot be inspected from here: {Path(error.executable).name!r} is not installed. "
-                "Remove ServicesRunning from DEPLOY_OPS['HEALTH_CHECKS'] where the Docker CLI is absent."
+                "ServicesRunning belongs in DEPLOY_OPS['HOST_HEALTH_CHECKS'], which the host runs, not in HEALTH_CHECKS."
             ) from None
         except DeployOpsError as error:
             logger.warning("ServicesRunning: the service runtime could not list the services: %s", error)
