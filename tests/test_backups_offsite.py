@@ -1,8 +1,10 @@
 """Copies off the host through a Django storage, on real servers: OpenSSH's SFTP (django-storages'
 SFTPStorage), moto's S3-compatible server (S3Storage), and a FileSystemStorage on another path."""
 
+import hashlib
 import io
 import json
+import os
 import sqlite3
 
 import pytest
@@ -101,3 +103,16 @@ def test_an_unfinished_remote_copy_is_listed_as_such_and_never_fetched(sqlite_ta
     assert "unfinished copy (no metadata)" in run("backups", "list", "--remote")
     with pytest.raises(BackupCorrupt, match="its upload never finished"):
         backups.find_backup(backup.name)
+
+
+def test_a_copy_larger_than_the_sftp_read_ahead_window_comes_back_byte_for_byte(settings, ops_dirs, sftp_server, tmp_path):
+    use_storage(settings, sftp_server.storage())
+    path = tmp_path / "backup_20250109_120000.sql"
+    data = os.urandom(storage._SFTP_WINDOW + 3 * storage._PIECE + 12345)  # the first piece, a full window, and a short one
+    path.write_bytes(data)
+    backup = backups.Backup(path, path.name, {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+
+    storage.copy_off_host(backup)
+    fetched = storage.fetch(path.name, tmp_path / "fetched")
+
+    assert fetched.read_bytes() == data
