@@ -129,7 +129,12 @@ class _Pipe:
     # The reading side.
     def read(self, size: int = -1) -> bytes:
         while not self.leftover and not self.ended:
-            piece = self.pieces.get()
+            try:
+                piece = self.pieces.get(timeout=0.1)
+            except queue.Empty:
+                if self.cancelled.is_set():
+                    raise BackupError("the stream was abandoned before it ended") from None
+                continue
             if piece is None:
                 self.ended = True
             else:
@@ -169,11 +174,8 @@ def encrypting_writer(raw: BinaryIO, recipient_texts: list[str]) -> Iterator[_Pi
         yield pipe
         pipe.end()
     except BaseException:
-        pipe.cancelled.set()
-        # Unblock the worker's read so that it ends (its output is discarded anyway).
-        with contextlib.suppress(Exception):
-            pipe.pieces.put_nowait(None)
-        worker.join(timeout=5)
+        pipe.cancelled.set()  # the worker's next read raises, and it ends; its output is discarded anyway
+        worker.join()
         raise
     worker.join()
     if worker.error:

@@ -1,6 +1,7 @@
 """Backups encrypted to age recipients: streamed, checksummed over the encrypted bytes, restorable
 only with the right identity, and readable by the age tool itself (the restore by hand)."""
 
+import io
 import shutil
 import subprocess
 
@@ -58,6 +59,9 @@ def test_verify_checks_the_encrypted_bytes_without_the_key(sqlite_target, encryp
     backup = backups.create_backup()
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_AGE_IDENTITY_FILE": None}
     backups.verify_backup(backups.find_backup(backup.name))  # no key needed: the checksum covers the age file
+    out = io.StringIO()
+    call_command("backups", "verify", backup.name, stdout=out)
+    assert f"OK {backup.name} (encrypted: checksum only;" in out.getvalue()
     data = bytearray(backup.path.read_bytes())
     data[-10] ^= 0x01
     backup.path.write_bytes(bytes(data))
@@ -80,7 +84,7 @@ def test_restore_with_a_wrong_key_says_so_and_changes_nothing(sqlite_target, enc
     assert {path.name for path in backup.path.parent.iterdir()} == before  # not even a safety backup was taken
 
 
-def test_restore_with_the_key_file_missing_says_where_it_was_looked_for(sqlite_target, encrypted_to):
+def test_restore_with_the_key_file_missing_says_where_it_was_looked_for(sqlite_target, encrypted_to, db):
     backup = backups.create_backup()
     encrypted_to.unlink()
     change_sqlite(sqlite_target)

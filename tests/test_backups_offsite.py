@@ -30,7 +30,7 @@ def run(*arguments) -> str:
     return out.getvalue()
 
 
-def test_a_backup_goes_off_host_and_comes_back_when_the_local_copy_is_gone(sqlite_target, offsite):
+def test_a_backup_goes_off_host_and_comes_back_when_the_local_copy_is_gone(sqlite_target, offsite, db):
     original = sqlite_checksum(sqlite_target)
     backup = backups.create_backup()
     assert backup.metadata["off_host"]["ok"] is True
@@ -47,7 +47,7 @@ def test_a_backup_goes_off_host_and_comes_back_when_the_local_copy_is_gone(sqlit
     assert backups.find_backup(backup.name).path.read_bytes() == offsite.read(backup.name)
 
 
-def test_verify_remote_finds_a_copy_damaged_in_place_and_restore_refuses_it(sqlite_target, offsite):
+def test_verify_remote_finds_a_copy_damaged_in_place_and_restore_refuses_it(sqlite_target, offsite, db):
     backup = backups.create_backup()
     good = backups.create_backup()
     data = bytearray(offsite.read(backup.name))
@@ -116,3 +116,24 @@ def test_a_copy_larger_than_the_sftp_read_ahead_window_comes_back_byte_for_byte(
     fetched = storage.fetch(path.name, tmp_path / "fetched")
 
     assert fetched.read_bytes() == data
+
+
+def test_backup_freshness_tells_a_stale_off_host_copy_from_a_stale_backup(sqlite_target, settings, sftp_server):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from health_check.exceptions import ServiceWarning
+
+    from deploy_ops.health.checks import BackupFreshness
+
+    use_storage(settings, sftp_server.storage())
+    copied = backups.create_backup()
+    BackupFreshness().run()  # fresh here and there
+    copied.metadata["created_at"] = (timezone.now() - timedelta(hours=30)).isoformat()
+    backups._write_metadata(copied.path, copied.metadata)  # as if made yesterday
+    sftp_server.stop()
+    storage.backup_storage().close()  # its session outlives the server's listener; the next backup must reconnect
+    backups.create_backup()  # fresh, but its copy failed
+
+    with pytest.raises(ServiceWarning, match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. The last copy failed: Could not copy"):
+        BackupFreshness().run()  # a warning, not a failure: the local backups are fresh

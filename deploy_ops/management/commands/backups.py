@@ -48,6 +48,14 @@ def summary(backup: backups.Backup) -> dict:
     }
 
 
+def local_verification_note(backup: backups.Backup) -> str:
+    if backup.metadata is None:
+        return " (legacy: no checksum to compare, decompressed and format-checked only)"
+    if backup.encrypted and not encryption.can_decrypt():
+        return " (encrypted: checksum only; set BACKUP_AGE_IDENTITY_FILE to decompress and format-check too)"
+    return ""
+
+
 class Command(BaseCommand):
     help = "Database backups: create, list, verify, prune, restore."
     requires_system_checks = []
@@ -149,44 +157,28 @@ class Command(BaseCommand):
                 continue
             self.stdout.write(f"{copy.name}  {describe_age(copy.created_at):>5} ago  {describe_size(copy.size or 0):>9}  sha256 {copy.sha256[:12]}")
 
-    def verify_remote(self):
-        copies = storage.list_remote()
-        if not copies:
-            self.stdout.write(f"No backups in {storage.describe_storage()}.")
-            return
-        failed = []
-        for copy in copies:
-            try:
-                storage.verify_remote(copy)
-            except BackupCorrupt as error:
-                failed.append(copy.name)
-                self.stderr.write(self.style.ERROR(f"FAILED {error}"))
-                continue
-            self.stdout.write(self.style.SUCCESS(f"OK {copy.name}") + " (off-host copy, sha256 read back)")
-        if failed:
-            raise CommandError(f"{len(failed)} of {len(copies)} off-host copies failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
-
     def handle_verify(self, options):
         if options["remote"]:
-            return self.verify_remote()
+            copies = storage.list_remote()
+            return self.verify_each(copies, storage.verify_remote, lambda copy: " (off-host copy, sha256 read back)", "off-host copies", storage.describe_storage())
         targets = backups.list_backups() if options["all"] else [backups.find_backup(options["name"])]
+        self.verify_each(targets, backups.verify_backup, local_verification_note, "backups", str(ops_settings.backup_dir))
+
+    def verify_each(self, targets, verify, note, kind: str, where: str) -> None:
         if not targets:
-            self.stdout.write(f"No backups in {ops_settings.backup_dir}.")
+            self.stdout.write(f"No backups in {where}.")
             return
         failed = []
-        for backup in targets:
+        for target in targets:
             try:
-                backups.verify_backup(backup)
+                verify(target)
             except BackupCorrupt as error:
-                failed.append(backup.name)
+                failed.append(target.name)
                 self.stderr.write(self.style.ERROR(f"FAILED {error}"))
                 continue
-            note = " (legacy: no checksum to compare, decompressed and format-checked only)" if backup.metadata is None else ""
-            if backup.encrypted and not encryption.can_decrypt():
-                note = " (encrypted: checksum only; set BACKUP_AGE_IDENTITY_FILE to decompress and format-check too)"
-            self.stdout.write(self.style.SUCCESS(f"OK {backup.name}") + note)
+            self.stdout.write(self.style.SUCCESS(f"OK {target.name}") + note(target))
         if failed:
-            raise CommandError(f"{len(failed)} of {len(targets)} backups failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
+            raise CommandError(f"{len(failed)} of {len(targets)} {kind} failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
 
     def handle_prune(self, options):
         cleanup = retention.apply_retention(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
