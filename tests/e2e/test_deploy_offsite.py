@@ -59,3 +59,6 @@ def test_a_deploy_with_the_storage_down_succeeds_with_a_warning_and_still_cleans
     assert cleanup["status"] == "succeeded" and f"Removed 1 local backup(s): {expired}." in cleanup["output_tail"]
     assert not (backups / expired).exists()
     assert events(site) == ["INFO", "INFO", "WARNING"]  # started, the cleanup, succeeded with warnings
+    sent = [json.loads(line) for line in (site.production / "logs" / "notifications.log").read_text().splitlines()]
+    assert sent[1]["title"].startswith("Old backups cleaned up after the deploy of") and expired in sent[1]["message"]
+    assert "was not copied off the host" in sent[2]["message"]
