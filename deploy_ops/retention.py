@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -88,9 +88,8 @@ def protected_backups() -> set[str]:
     return names
 
 
-def _stamp_time(name: str):
-    from datetime import datetime
-
+def _stamp_time(name: str) -> datetime:
+    # An unfinished copy has no metadata; its name still says when it was made.
     return timezone.make_aware(datetime.strptime(NAME_PATTERN.match(name)["stamp"], STAMP_FORMAT))
 
 
