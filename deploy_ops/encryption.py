@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .conf import ops_settings
-from .exceptions import BackupError, ConfigurationError
+from .exceptions import BackupCorrupt, BackupError, ConfigurationError
 
 SUFFIX = ".age"
 # A piece handed between the dump and the encrypting thread; a few in flight bound the memory.
@@ -236,8 +236,6 @@ def describe_decrypt_error(error: BaseException, backup_name: str) -> BackupErro
             f"{backup_name} cannot be decrypted with the identity in {identity_path()}: it was encrypted to other recipients. "
             "Use the key that matches DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] at the time of the backup. Nothing was changed."
         )
-    from .exceptions import BackupCorrupt
-
     return BackupCorrupt(f"{backup_name} is damaged: the age stream does not decrypt ({text}). Do not restore it; use another backup.")
 
 
