@@ -30,7 +30,7 @@ from .exceptions import BackupCorrupt, BackupError, BackupNotFound, Configuratio
 logger = logging.getLogger("deploy_ops.storage")
 
 _PIECE = 1 << 20
-_SFTP_WINDOW = 8 << 20
+_SFTP_WINDOW = 4 << 20
 
 
 @dataclass
