@@ -137,3 +137,15 @@ def test_backup_freshness_tells_a_stale_off_host_copy_from_a_stale_backup(sqlite
 
     with pytest.raises(ServiceWarning, match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. The last copy failed: Could not copy"):
         BackupFreshness().run()  # a warning, not a failure: the local backups are fresh
+
+
+def test_rollback_backup_fetches_a_backup_whose_local_file_is_gone(sqlite_target, offsite, db):
+    from deploy_ops import rollback
+
+    backup = backups.create_backup()
+    backup.path.unlink()
+    backup.metadata_path.unlink()
+
+    plan = rollback.plan_backup(backup.name)
+
+    assert plan.backup.path == backup.path and plan.backup.path.read_bytes() == offsite.read(backup.name)
