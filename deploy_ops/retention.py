@@ -16,11 +16,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.utils import timezone
 
 from . import storage
-from .backups import NAME_PATTERN, STAMP_FORMAT, prune_backups
+from .backups import Backup, prune_backups
 from .conf import ops_settings
 from .exceptions import DeployOpsError, GitError, LockHeld
 from .lock import DeployLock
@@ -88,9 +89,9 @@ def protected_backups() -> set[str]:
     return names
 
 
-def _stamp_time(name: str) -> datetime:
-    # An unfinished copy has no metadata; its name still says when it was made.
-    return timezone.make_aware(datetime.strptime(NAME_PATTERN.match(name)["stamp"], STAMP_FORMAT))
+def _made_at(copy: storage.RemoteCopy) -> datetime:
+    # An unfinished copy has no metadata; its name still says when it was made, as for a legacy backup.
+    return copy.created_at or Backup(path=Path(copy.name), name=copy.name).created_at
 
 
 def _prune_remote(days: int, keep: int, protected: set[str], dry_run: bool) -> list[str]:
@@ -98,7 +99,7 @@ def _prune_remote(days: int, keep: int, protected: set[str], dry_run: bool) -> l
     # Complete copies were verified by reading back when they were made; the newest `keep` stay.
     kept = {copy.name for copy in [copy for copy in copies if copy.complete][:keep]}
     cutoff = timezone.now() - timedelta(days=days)
-    doomed = [copy for copy in copies if copy.name not in kept and copy.name not in protected and (copy.created_at or _stamp_time(copy.name)) < cutoff]
+    doomed = [copy for copy in copies if copy.name not in kept and copy.name not in protected and _made_at(copy) < cutoff]
     if not dry_run:
         for copy in doomed:
             storage.delete_remote(copy)

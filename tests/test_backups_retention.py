@@ -119,3 +119,14 @@ def test_cleanup_can_be_turned_off(history, settings, sqlite_target):
     call_command("backups", "create", "--prune", stdout=io.StringIO(), stderr=err)
     assert "Not pruned: DEPLOY_OPS['BACKUP_AUTO_CLEANUP'] is off." in err.getvalue()
     assert len(backups.list_backups()) == 7
+
+
+def test_an_unfinished_remote_copy_goes_once_its_name_is_older_than_the_retention(history, tmp_path):
+    copies = tmp_path / "other-disk" / "deploy_ops" / "backups"
+    (copies / (history["unreferenced"] + ".json")).unlink()  # its upload stopped before the metadata
+    (copies / "backup_20991231_000000.sql").write_bytes(b"partial")  # an unfinished upload dated in the future stays
+
+    cleanup = retention.apply_retention()
+
+    assert history["unreferenced"] in cleanup.remote and not (copies / history["unreferenced"]).exists()
+    assert (copies / "backup_20991231_000000.sql").exists()
