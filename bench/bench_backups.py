@@ -6,14 +6,19 @@ Generates a PostgreSQL database of at least --mb megabytes (generate_series), th
 one run: `pg_dump | gzip` vs `backups create --compress gzip` (target <= 1.05x), `pg_dump > f`
 vs `backups create --compress zstd` (<= 1.15x), `gunzip -c f | psql -1` vs `backups restore`
 (<= 1.1x), the peak RSS of the Python process (< 100 MB), and django-dbbackup's
-`dbbackup -z` / `dbrestore -z` when it is installed.  Needs PostgreSQL on 127.0.0.1:5432
-(user postgres, trust auth) and the client tools; prints a table.  Not a test: it asserts nothing.
+`dbbackup -z` / `dbrestore -z` when it is installed.  Then the backup lifecycle: a backup with its
+off-host copy (SFTP, read back and checked) vs `pg_dump | gzip` then `scp` to the same SFTP server
+(a local OpenSSH sshd on a loopback port), and an encrypted backup vs `pg_dump | gzip | age -r`.
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), the client tools, and for the
+lifecycle rows openssh-server, scp and age (`.ci/backup-tools`); prints a table.  Not a test: it
+asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 HOST, PORT, USER = "127.0.0.1", "5432", "postgres"
-TARGETS = {"create gzip": 1.05, "create zstd": 1.15, "restore": 1.10}
+TARGETS = {"create gzip": 1.05, "create zstd": 1.15, "restore": 1.10, "create gzip + off-host copy": 1.15, "create gzip + age": 1.10}
 
 
 def psql(database: str, sql: str) -> str:
@@ -94,6 +99,52 @@ def timed(argv, env=None, shell=False) -> tuple[float, int]:
 def best(times: int, measure):
     results = [measure() for _ in range(times)]
     return min(results, key=lambda result: result[0])
+
+
+def lifecycle_rows(options, work, env, manage, connection, database, row, rows, peaks) -> None:
+    """Off-host copy vs `gzip` + `scp`, encryption vs `| age -r` (skipped, saying why, without the tools)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.offsite import SSHD, start_sftp_server
+
+    missing = [tool for tool in ("scp", "age", "age-keygen", "ssh-keygen") if shutil.which(tool) is None] + ([] if Path(SSHD).exists() else [SSHD])
+    if missing:
+        rows.append(("off-host copy / age rows", "skipped", "", "", f"missing: {', '.join(missing)} (bash .ci/backup-tools)"))
+        return
+    server = start_sftp_server(work / "sshd")
+    try:
+        lifecycle_env = {
+            **env, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "bench.backup_settings",
+            "BENCH_OFFSITE_STORAGE": json.dumps(server.storage()),
+        }
+        gzip_file = work / "baseline.sql.gz"
+        ssh_options = f"-i {server.client_key} -P {server.port} -o BatchMode=yes -o UserKnownHostsFile={server.known_hosts}"
+        shell_copy, _ = best(options.repeat, lambda: timed(
+            f"pg_dump {connection} {database} | gzip > {gzip_file} && scp -q {ssh_options} {gzip_file} root@127.0.0.1:{server.root}/baseline.sql.gz",
+            shell=True,
+        ))
+        row("pg_dump | gzip; scp", shell_copy, note="the copy is not read back")
+
+        def ours(extra_env):
+            def measure():
+                shutil.rmtree(work / "backups", ignore_errors=True)
+                result = timed([*manage, "backups", "create", "--compress", "gzip"], env={**lifecycle_env, **extra_env})
+                peaks.append(result[1])
+                return result
+            return measure
+
+        copied, peak = best(options.repeat, ours({"DEPLOY_OPS_BACKUP_STORAGE": "offsite"}))
+        row("create gzip + off-host copy", copied, shell_copy, f"SFTPStorage, the copy read back and its sha256 compared; peak RSS {peak / 2**20:.0f} MB")
+
+        key = work / "age-key.txt"
+        subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+        recipient = next(line.split(": ", 1)[1] for line in key.read_text().splitlines() if line.startswith("# public key: "))
+        shell_age, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} | gzip | age -r {recipient} > {gzip_file}.age", shell=True))
+        row("pg_dump | gzip | age -r", shell_age, note=f"{(work / 'baseline.sql.gz.age').stat().st_size / 1e6:.0f} MB")
+        encrypted, peak = best(options.repeat, ours({"DEPLOY_OPS_BACKUP_AGE_RECIPIENTS": json.dumps([recipient])}))
+        [made] = (work / "backups").glob("backup_*.sql.gz.age")
+        row("create gzip + age", encrypted, shell_age, f"{made.stat().st_size / 1e6:.0f} MB, pyrage in process; peak RSS {peak / 2**20:.0f} MB")
+    finally:
+        server.stop()
 
 
 def main():
@@ -185,6 +236,8 @@ def main():
             row("dbrestore -z", best(options.repeat, lambda: timed([*manage, "dbrestore", "-z", "--noinput"], env=env))[0], base_restore)
         else:
             rows.append(("dbbackup -z / dbrestore -z", "skipped", "", "", "django-dbbackup is not installed in this environment"))
+
+        lifecycle_rows(options, work, env, manage, connection, database, row, rows, peaks)
 
         peak = max(peaks)
         rows.append(("peak RSS (Python)", f"{peak / 2**20:6.1f} MB", "", "ok" if peak < 100 * 2**20 else "OVER 100 MB", "max over every manage.py run above"))

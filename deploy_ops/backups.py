@@ -26,7 +26,7 @@ from typing import BinaryIO, Iterator
 from django.db import connections
 from django.utils import timezone
 
-from . import __version__, signals
+from . import __version__, encryption, signals, storage
 from . import compression as codec
 from .audit import replay_journal
 from .conf import ops_settings
@@ -48,8 +48,9 @@ logger = logging.getLogger("deploy_ops.backups")
 
 # Ours (and the old scripts'): backup_20250109_120000; cookiecutter-django's maintenance/backup
 # names its dumps backup_2025_01_09T12_00_00 (`date +%Y_%m_%dT%H_%M_%S` in the postgres container).
+# An encrypted backup ends in .age after its compression suffix.
 NAME_PATTERN = re.compile(
-    r"^backup_(?P<stamp>\d{8}_\d{6}|\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?$"
+    r"^backup_(?P<stamp>\d{8}_\d{6}|\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?(?P<encrypted>\.age)?$"
 )
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 COOKIECUTTER_STAMP_FORMAT = "%Y_%m_%dT%H_%M_%S"
@@ -111,7 +112,11 @@ class Backup:
 
     @property
     def compression(self) -> str:
-        return codec.compression_of(self.name)
+        return codec.compression_of(self.name.removesuffix(encryption.SUFFIX))
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(NAME_PATTERN.match(self.name)["encrypted"])
 
     @property
     def kind(self) -> str:
@@ -251,6 +256,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     if method not in codec.CHOICES:
         raise ConfigurationError(f"Unknown compression {method!r}; use one of {', '.join(codec.CHOICES)}.")
     engine = engine_for(alias)
+    recipients = ops_settings.BACKUP_AGE_RECIPIENTS
     directory = _backup_directory()
     signals.pre_backup.send(sender=SENDER, database=alias)
     started = timezone.now()
@@ -262,7 +268,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     try:
         with os.fdopen(descriptor, "wb") as raw:
             hashing = _HashingWriter(raw)
-            with codec.writer(hashing, method) as stream:
+            with encryption.sealed(hashing, recipients) as sealed, codec.writer(sealed, method) as stream:
                 dumped = _HeadKeeper(_ContentsReading(stream, reader) if reader else stream)
                 engine.dump(dumped)
             raw.flush()
@@ -286,7 +292,9 @@ def create_backup(database: str | None = None, compression: str | None = None) -
         blockers = _restore_blockers(engine)
         if blockers:
             metadata["restore_blockers"] = blockers
-        path = _free_name(directory, started, engine.file_kind + codec.suffix(method))
+        if recipients:
+            metadata["encryption"] = {"format": "age", "recipients": recipients}
+        path = _free_name(directory, started, engine.file_kind + codec.suffix(method) + (encryption.SUFFIX if recipients else ""))
         # Metadata first: a backup file in place always has its metadata.
         _write_metadata(path, metadata)
         os.replace(temporary, path)
@@ -302,6 +310,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     logger.info("backup created: %s (%d bytes, sha256 %s)", path, backup.size, backup.sha256)
     if blockers:
         logger.warning("%s cannot be restored by deploy_ops while the database holds this: %s", path.name, "; ".join(blockers))
+    storage.copy_new_backup(backup)
     signals.post_backup.send(sender=SENDER, database=alias, backup=backup)
     return backup
 
@@ -362,6 +371,8 @@ def find_backup(name_or_path: str) -> Backup:
                     f"or .sqlite3 with the same suffixes); rename it so its kind and compression are known."
                 )
             return Backup.at(candidate)
+    if storage.configured() and NAME_PATTERN.match(given.name):
+        return Backup.at(storage.fetch(given.name, ops_settings.backup_dir))
     existing = [backup.name for backup in list_backups()]
     listing = f"The backups there are: {', '.join(existing[:10])}{' …' if len(existing) > 10 else ''}." if existing else "There are no backups there yet."
     raise BackupNotFound(f"No backup {name_or_path!r} in {ops_settings.backup_dir}. {listing}")
@@ -395,8 +406,8 @@ def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
     """
     tail = b""
     try:
-        with open(backup.path, "rb") as raw:
-            for chunk in codec.chunks(raw, backup.compression):
+        with open(backup.path, "rb") as raw, encryption.opened(raw, backup) as source:
+            for chunk in codec.chunks(source, backup.compression):
                 tail = chunk[-_TAIL_BYTES:] if len(chunk) >= _TAIL_BYTES else (tail + chunk)[-_TAIL_BYTES:]
                 yield chunk
     except codec.CorruptStream as error:
@@ -445,6 +456,8 @@ def _compare_contents(backup: Backup, found: dict, recorded: dict | None) -> Non
 
 
 def _sniff_engine(backup: Backup) -> str | None:
+    if backup.encrypted:
+        return None  # reading the first bytes would need the key; deploy_ops writes the engine in the metadata
     try:
         with open(backup.path, "rb") as raw:
             head = next(codec.chunks(raw, backup.compression), b"")
@@ -462,7 +475,9 @@ def verify_backup(backup: Backup, record: bool = True) -> None:
     try:
         if backup.metadata is not None:
             _check_checksum(backup)
-        _check_content(backup)
+        # The checksum covers the encrypted bytes: without the key, it is the whole check.
+        if not backup.encrypted or encryption.can_decrypt():
+            _check_content(backup)
     except BackupCorrupt as error:
         _record_verification(backup, record, str(error))
         raise
@@ -489,8 +504,8 @@ def _is_valid(backup: Backup, record: bool) -> bool:
     return True
 
 
-def prune_backups(days: int | None = None, keep: int | None = None, dry_run: bool = False) -> list[Backup]:
-    """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones.
+def prune_backups(days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()) -> list[Backup]:
+    """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones and ``protect``.
 
     Returns what was deleted (or, with ``dry_run``, what would be).  Only files named like
     backups are touched; their metadata files go with them.
@@ -509,7 +524,7 @@ def prune_backups(days: int | None = None, keep: int | None = None, dry_run: boo
         if _is_valid(backup, record=not dry_run):
             kept.add(backup.name)
     cutoff = timezone.now() - timedelta(days=days)
-    doomed = [backup for backup in backups if backup.name not in kept and backup.created_at < cutoff]
+    doomed = [backup for backup in backups if backup.name not in kept and backup.name not in protect and backup.created_at < cutoff]
     if not dry_run:
         for backup in doomed:
             backup.path.unlink(missing_ok=True)
@@ -569,6 +584,8 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         raise BackupIncompatible(
             f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {engine.vendor}; nothing was changed."
         )
+    if not backup.path.is_file() and storage.configured():
+        storage.fetch(backup.name, backup.path.parent)
     warnings = []
     if backup.metadata is None:
         warnings.append(
@@ -578,6 +595,8 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         _check_content(backup)
     else:
         _check_checksum(backup)
+    if backup.encrypted:
+        encryption.check_key(backup)
     for warning in warnings:
         logger.warning(warning)
     refuse_restore_blockers(backup, alias)

@@ -9,6 +9,7 @@ deploy_ops.W002  a rollback would stop the Compose service the database restore 
 deploy_ops.E010  a host tool the configuration needs is missing (deploy check)
 deploy_ops.E011  the database holds something a restore could not bring back safely (deploy check)
 deploy_ops.W003  whether the database can be restored could not be checked (deploy check)
+deploy_ops.E030  BACKUP_STORAGE names no STORAGES alias, or BACKUP_AGE_RECIPIENTS holds a non-key (or pyrage is missing)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
 deploy_ops.E030-E036, W031-W035  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
 """
@@ -43,6 +44,7 @@ W002 = "deploy_ops.W002"
 W003 = "deploy_ops.W003"
 E010 = "deploy_ops.E010"
 E011 = "deploy_ops.E011"
+E030 = "deploy_ops.E030"
 
 
 @register(Tags.compatibility)
@@ -175,3 +177,19 @@ def check_restorable(app_configs, **kwargs):
         )
         for blocker in blockers
     ]
+
+
+@register(Tags.compatibility)
+def check_backup_lifecycle(app_configs, **kwargs):
+    if problems(getattr(settings, "DEPLOY_OPS", {})):
+        return []  # E001 says why
+    from .encryption import recipients_problem
+
+    found = []
+    alias = ops_settings.BACKUP_STORAGE
+    if alias and alias not in getattr(settings, "STORAGES", {}):
+        found.append(Error(f"DEPLOY_OPS['BACKUP_STORAGE'] is {alias!r}, which is not an alias in settings.STORAGES.", id=E030))
+    problem = recipients_problem(ops_settings.BACKUP_AGE_RECIPIENTS) if ops_settings.BACKUP_AGE_RECIPIENTS else None
+    if problem:
+        found.append(Error(problem, hint="See docs/BACKUPS.md, Encryption.", id=E030))
+    return found

@@ -53,6 +53,7 @@ from .recovery import (
     run_step,
     wait_until_healthy,
 )
+from .retention import after_deploy
 from .runner import Command
 from .runtimes import get_runtime
 
@@ -207,6 +208,8 @@ class Deployer:
                 run_step(operation, stage.name, lambda stage=stage: stage.run(self))
             except (Exception, KeyboardInterrupt) as error:  # any failure, a bug or a Ctrl-C, ends in a rollback
                 return self.fail(stage, error, begun)
+        # Never raises: a failed off-host copy or cleanup is a warning on a deploy that succeeded.
+        run_step(operation, "cleanup", lambda: after_deploy(operation))
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
         self.report(f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).", 0)

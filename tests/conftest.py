@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.sample_site",
     "tests.fixtures.receivers",
     "tests.fixtures.backups",
+    "tests.fixtures.offsite",
 ]

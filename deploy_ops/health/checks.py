@@ -245,6 +245,27 @@ class BackupFreshness(HealthCheck):
                 f"The newest {kind} backup, {newest.name}, is {hours:.1f} hours old (limit {limit:g}). "
                 "Check the backup schedule (`manage.py backups create`)."
             )
+        if ops_settings.BACKUP_STORAGE:
+            _check_off_host_copy(backups, limit)
+
+
+def _check_off_host_copy(backups, limit: float) -> None:
+    """Local backups are fresh; a warning (not a failure) when their off-host copies are not.
+
+    Read from the metadata create_backup writes after each copy: a monitor's poll never opens
+    a connection to the storage.
+    """
+    copied = [backup for backup in backups if ((backup.metadata or {}).get("off_host") or {}).get("ok")]
+    if not copied:
+        raise ServiceWarning(f"No backup has been copied off the host to the storage {ops_settings.BACKUP_STORAGE!r} yet; see the backups' off_host errors.")
+    newest = max(copied, key=lambda backup: backup.created_at)
+    hours = (timezone.now() - newest.created_at).total_seconds() / 3600
+    if hours > limit:
+        failed = next((backup for backup in backups if ((backup.metadata or {}).get("off_host") or {}).get("error")), None)
+        why = f" The last copy failed: {failed.metadata['off_host']['error']}" if failed else ""
+        raise ServiceWarning(
+            f"Local backups are fresh, but the newest off-host copy, {newest.name}, is {hours:.1f} hours old (limit {limit:g}).{why}"
+        )
 
 
 def nearest_existing(path: Path) -> Path:

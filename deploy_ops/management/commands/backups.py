@@ -11,7 +11,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from deploy_ops import backups
+from deploy_ops import backups, encryption, retention, storage
 from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
@@ -50,6 +50,14 @@ def summary(backup: backups.Backup) -> dict:
     }
 
 
+def local_verification_note(backup: backups.Backup) -> str:
+    if backup.metadata is None:
+        return " (legacy: no checksum to compare, decompressed and format-checked only)"
+    if backup.encrypted and not encryption.can_decrypt():
+        return " (encrypted: checksum only; set BACKUP_AGE_IDENTITY_FILE to decompress and format-check too)"
+    return ""
+
+
 class Command(BaseCommand):
     help = "Database backups: create, list, verify, prune, restore."
     requires_system_checks = []
@@ -60,16 +68,28 @@ class Command(BaseCommand):
         create = actions.add_parser("create", help="Back up the database now; prints the new file's path.")
         create.add_argument("--database", metavar="ALIAS", help="The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE']).")
         create.add_argument("--compress", choices=CHOICES, help="Compression (default: DEPLOY_OPS['BACKUP_COMPRESSION']).")
+        create.add_argument(
+            "--prune", action="store_true",
+            help="Then prune old backups by the retention rules, local and off-host (the one command a scheduler runs).",
+        )
+        create.add_argument(
+            "--wait", type=float, default=0, metavar="SECONDS",
+            help="When a deploy or rollback holds the lock, wait this long for it; then skip, saying so (exit 3). Default: skip at once.",
+        )
 
         listing = actions.add_parser("list", help="Backups, newest first.")
         listing.add_argument("--json", action="store_true", help="Machine-readable output.")
+        listing.add_argument("--remote", action="store_true", help="The copies in DEPLOY_OPS['BACKUP_STORAGE'] instead of the local ones.")
 
         verify = actions.add_parser("verify", help="Checksum, full decompress and format check.")
         which = verify.add_mutually_exclusive_group(required=True)
         which.add_argument("name", nargs="?", metavar="NAME|PATH")
         which.add_argument("--all", action="store_true", help="Verify every backup.")
+        which.add_argument("--remote", action="store_true", help="Read back every copy in DEPLOY_OPS['BACKUP_STORAGE'] and compare its sha256.")
 
-        prune = actions.add_parser("prune", help="Delete old backups, always keeping the newest valid ones.")
+        prune = actions.add_parser(
+            "prune", help="Delete old backups (local and off-host), keeping the newest valid ones and those recent releases need."
+        )
         prune.add_argument("--days", type=int, help="Delete backups older than this (default: DEPLOY_OPS['BACKUP_RETENTION_DAYS']).")
         prune.add_argument("--keep", type=int, help="Always keep this many newest valid backups (default: DEPLOY_OPS['BACKUP_KEEP']).")
         prune.add_argument("--dry-run", action="store_true", help="Say what would be deleted; delete nothing.")
@@ -91,14 +111,25 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=error.exit_code)
 
     def handle_create(self, options):
-        backup = backups.create_backup(database=options["database"], compression=options["compress"])
+        with retention.lock_for_backup(options["wait"]):
+            backup = backups.create_backup(database=options["database"], compression=options["compress"])
+            cleanup = retention.apply_retention() if options["prune"] and ops_settings.BACKUP_AUTO_CLEANUP else None
         if options["verbosity"] >= 2:
             self.stderr.write(f"{backup.size} bytes, sha256 {backup.sha256}")
         for blocker in backup.metadata.get("restore_blockers", []):
             self.stderr.write(self.style.WARNING(f"deploy_ops cannot restore this backup as things stand: {blocker}."))
+        copy_error = (backup.metadata.get("off_host") or {}).get("error")
+        if copy_error:
+            self.stderr.write(self.style.WARNING(f"Not copied off the host: {copy_error}"))
+        if cleanup is not None:
+            self.stderr.write(cleanup.describe())
+        elif options["prune"]:
+            self.stderr.write("Not pruned: DEPLOY_OPS['BACKUP_AUTO_CLEANUP'] is off.")
         self.stdout.write(str(backup.path))
 
     def handle_list(self, options):
+        if options["remote"]:
+            return self.list_remote(options)
         found = backups.list_backups()
         if options["json"]:
             self.stdout.write(json.dumps([summary(backup) for backup in found], indent=2))
@@ -114,30 +145,54 @@ class Command(BaseCommand):
                 f"{backup.engine or '?'}  {backup.database or '-'}  {backup.commit[:12] or '-'}  {state}"
             )
 
+    def list_remote(self, options):
+        copies = storage.list_remote()
+        if options["json"]:
+            rows = [{"name": c.name, "complete": c.complete, "created_at": c.created_at and c.created_at.isoformat(), "size": c.size, "sha256": c.sha256} for c in copies]
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        if not copies:
+            self.stdout.write(f"No backups in {storage.describe_storage()}.")
+            return
+        for copy in copies:
+            if not copy.complete:
+                self.stdout.write(f"{copy.name}  unfinished copy (no metadata)")
+                continue
+            self.stdout.write(f"{copy.name}  {describe_age(copy.created_at):>5} ago  {describe_size(copy.size or 0):>9}  sha256 {copy.sha256[:12]}")
+
     def handle_verify(self, options):
+        if options["remote"]:
+            copies = storage.list_remote()
+            return self.verify_each(copies, storage.verify_remote, lambda copy: " (off-host copy, sha256 read back)", "off-host copies", storage.describe_storage())
         targets = backups.list_backups() if options["all"] else [backups.find_backup(options["name"])]
+        self.verify_each(targets, backups.verify_backup, local_verification_note, "backups", str(ops_settings.backup_dir))
+
+    def verify_each(self, targets, verify, note, kind: str, where: str) -> None:
         if not targets:
-            self.stdout.write(f"No backups in {ops_settings.backup_dir}.")
+            self.stdout.write(f"No backups in {where}.")
             return
         failed = []
-        for backup in targets:
+        for target in targets:
             try:
-                backups.verify_backup(backup)
+                verify(target)
             except BackupCorrupt as error:
-                failed.append(backup.name)
+                failed.append(target.name)
                 self.stderr.write(self.style.ERROR(f"FAILED {error}"))
                 continue
-            note = " (legacy: no checksum to compare, decompressed and format-checked only)" if backup.metadata is None else ""
-            self.stdout.write(self.style.SUCCESS(f"OK {backup.name}") + note)
+            self.stdout.write(self.style.SUCCESS(f"OK {target.name}") + note(target))
         if failed:
-            raise CommandError(f"{len(failed)} of {len(targets)} backups failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
+            raise CommandError(f"{len(failed)} of {len(targets)} {kind} failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
 
     def handle_prune(self, options):
-        doomed = backups.prune_backups(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
+        cleanup = retention.apply_retention(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
         verb = "Would delete" if options["dry_run"] else "Deleted"
-        for backup in doomed:
-            self.stdout.write(f"{verb} {backup.name}")
-        self.stdout.write(f"{verb} {len(doomed)} backup(s).")
+        for name in cleanup.local:
+            self.stdout.write(f"{verb} {name}")
+        for name in cleanup.remote:
+            self.stdout.write(f"{verb} the off-host copy of {name}")
+        for warning in cleanup.warnings:
+            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+        self.stdout.write(f"{verb} {len(cleanup.local)} backup(s)" + (f" and {len(cleanup.remote)} off-host cop(y/ies)." if storage.configured() else "."))
 
     def handle_restore(self, options):
         backup = backups.find_backup(options["name"])

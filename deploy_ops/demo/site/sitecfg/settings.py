@@ -3,8 +3,10 @@
 DATABASE_URL      postgres://user@host:port/name, mysql://user@host:port/name or sqlite:///path (default: db.sqlite3 here)
 EXTRA_PYTHONPATH  a folder put on sys.path: a deploy_ops checkout that is not pip-installed
 DEPLOY_OPS_<KEY>  deploy_ops settings (JSON for lists and dicts)
+OFFSITE_STORAGE   a STORAGES entry (JSON) added as STORAGES["offsite"], for DEPLOY_OPS_BACKUP_STORAGE=offsite
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -114,6 +116,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "sitecfg.storage.BrokenStorage" if flags.COLLECTSTATIC_FAIL else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if os.environ.get("OFFSITE_STORAGE"):  # where deploy_ops copies backups (DEPLOY_OPS_BACKUP_STORAGE=offsite), as JSON
+    STORAGES["offsite"] = json.loads(os.environ["OFFSITE_STORAGE"])
 
 LOGGING = {
     "version": 1,
