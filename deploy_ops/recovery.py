@@ -8,18 +8,20 @@ started, and its health verified.  A manual rollback picks the same steps by han
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 from .audit import Recorder
 from .backups import Backup, create_backup, restore_backup
 from .conf import ops_settings
-from .exceptions import DeployOpsError, HealthCheckFailed
+from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .runtimes import ServiceRuntime
@@ -63,6 +65,8 @@ class Operation:
     previous_sha: str = ""
     target_sha: str = ""
     backup: Backup | None = None
+    # The sha256 a record holds for ``backup`` when the backup was chosen from that record.
+    recorded_sha256: str = ""
     # (app label, migration to go back to, or "zero") for a code-only rollback past migrations.
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
@@ -151,6 +155,9 @@ def safety_backup(operation: Operation) -> Backup:
 
 
 def restore_database(operation: Operation, backup: Backup) -> str:
+    if operation.recorded_sha256 and file_sha256(backup.path) != operation.recorded_sha256:
+        # Checked again here: the file may have been swapped while the operator read the plan.
+        raise BackupCorrupt(f"{backup.name} is not the backup on record: its sha256 changed since the plan was made.")
     result = restore_backup(backup, safety_backup=False)
     operation.warnings.extend(result.warnings)
     return f"restored {backup.name}"
@@ -174,6 +181,14 @@ def collect_static(operation: Operation) -> str:
 
 def verify_health(operation: Operation) -> str:
     return wait_until_healthy(operation)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe_failure(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from . import signals
 from .audit import Recorder
 from .backups import Backup, find_backup, list_backups, verify_backup
 from .conf import ops_settings
-from .exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, BackupIncompatible, DeployOpsError, LockHeld, PreflightFailed
+from .exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, BackupCorrupt, BackupIncompatible, DeployOpsError, LockHeld, PreflightFailed
 from .gitrepo import Checkout
 from .lock import DeployLock, inspect_lock
 from .models import DeploymentRecord
@@ -34,6 +34,7 @@ from .recovery import (
     VERIFY_HEALTH,
     Operation,
     describe_failure,
+    file_sha256,
     notify,
     recover,
 )
@@ -56,6 +57,8 @@ class RollbackPlan:
     # For a code-only rollback past migrations: what to unapply, and the migrate targets.
     unapplied: list[str] = field(default_factory=list)
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
+    # Set when the backup was chosen from a record: the file must still be the one that record took.
+    recorded_sha256: str = ""
 
     def describe(self) -> list[str]:
         lines = []
@@ -68,6 +71,10 @@ class RollbackPlan:
             )
         if self.backup:
             lines.append(f"database: take a safety backup, then restore {self.backup.name}")
+            lines.append(
+                f"  {self.backup.name} is {_age(self.backup.created_at)} old (taken {self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}): "
+                "every write made since then will be replaced (the safety backup keeps them)"
+            )
         if self.reason:
             lines.append(f"why: {self.reason}")
         lines.append("then: start the services and verify their health")
@@ -151,41 +158,79 @@ def _successful_deploys():
     ).order_by("-started_at")
 
 
-def plan_quick() -> RollbackPlan:
-    """The last release that deployed successfully before the current one, and the backup
-    taken by the deploy that moved past it (its database as that release left it)."""
-    head = _checkout().head().sha
-    deploys = list(_successful_deploys())
-    # Only deploys older than the one that brought the current commit count: after an earlier
-    # rollback, newer deploys are releases *ahead* of the current one, not behind it.
-    current = next((index for index, record in enumerate(deploys) if record.to_commit == head), None)
-    earlier = deploys if current is None else deploys[current + 1 :]
-    target = next((record for record in earlier if record.to_commit != head), None)
-    if target is None:
-        raise PreflightFailed(
-            f"No successful deploy before the current {head[:12]} is on record, so there is no "
-            "previous release to go back to. Use --commit SHA and/or --backup NAME."
-        )
-    mover = (
-        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, started_at__gt=target.started_at, from_commit=target.to_commit)
+# A deploy in these states did not take its code back, so it may be what brought the current commit.
+BROUGHT_ITS_COMMIT = [
+    DeploymentRecord.Status.SUCCEEDED,
+    DeploymentRecord.Status.SUCCEEDED_WITH_WARNINGS,
+    DeploymentRecord.Status.INTERRUPTED,
+    DeploymentRecord.Status.FAILED,
+    DeploymentRecord.Status.ROLLBACK_FAILED,
+]
+
+
+def quick_target(head: str) -> DeploymentRecord:
+    """The deploy that brought ``head``; its ``from_commit`` is the release that served before.
+
+    Records are read newest first.  A rollback that brought ``head`` back means the release it
+    left was rolled back away from: it is never a target, and the search goes on to the deploy
+    that brought ``head`` in the first place.
+    """
+    rolled_away: set[str] = set()
+    brought_head = DeploymentRecord.objects.filter(to_commit=head).exclude(from_commit=head).order_by("-started_at")
+    for record in brought_head:
+        if record.kind == DeploymentRecord.Kind.ROLLBACK:
+            rolled_away.add(record.from_commit)
+        elif record.kind == DeploymentRecord.Kind.DEPLOY and record.status in BROUGHT_ITS_COMMIT:
+            if record.from_commit and record.from_commit not in rolled_away:
+                return record
+    raise PreflightFailed(
+        f"No deploy on record brought the current {head[:12]} over an earlier release, so there is no "
+        "previous release to go back to. Use --commit SHA and/or --backup NAME."
+    )
+
+
+def newest_backup_of(commit: str) -> DeploymentRecord:
+    """The newest deploy (whatever its outcome) that backed up the database while ``commit`` served."""
+    taker = (
+        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, from_commit=commit)
         .exclude(backup_name="")
-        .order_by("started_at")
+        .order_by("-started_at")
         .first()
     )
-    if mover is None:
+    if taker is None:
         raise PreflightFailed(
-            f"The last good release is {target.to_commit[:12]} (deployed {target.started_at:%Y-%m-%d %H:%M}), but no later "
-            "deploy recorded a backup of its database. Use --commit for the code alone, or --full with a backup you choose."
+            f"No deploy on record backed up the database while {commit[:12]} was serving. "
+            "Use --commit for the code alone, or --full with a backup you choose."
         )
-    backup = usable_backup(mover.backup_name)
+    return taker
+
+
+def plan_quick() -> RollbackPlan:
+    """Back to the release that served before the current one, with the newest backup taken while it served."""
+    head = _checkout().head().sha
+    bringer = quick_target(head)
+    target = bringer.from_commit
+    taker = newest_backup_of(target)
+    backup = usable_backup(taker.backup_name)
+    check_recorded_checksum(backup, taker)
     reason = (
-        f"{target.to_commit[:12]} is the last release that deployed successfully before the current {head[:12]} "
-        f"(deployed {target.started_at:%Y-%m-%d %H:%M}); {backup.name} was taken by the deploy that moved past it "
-        f"(started {mover.started_at:%Y-%m-%d %H:%M}, {mover.status})."
+        f"{target[:12]} was serving when the current {head[:12]} was deployed (deploy of "
+        f"{bringer.started_at:%Y-%m-%d %H:%M}, {bringer.status}); {backup.name} is the newest backup taken while it served "
+        f"(by the deploy of {taker.started_at:%Y-%m-%d %H:%M}, {taker.status})."
     )
     return RollbackPlan(
-        commit=target.to_commit, commit_summary=target.to_summary, backup=backup, steps=CODE_STEPS | DATABASE_STEPS, reason=reason
+        commit=target, commit_summary=bringer.from_summary or _checkout().summary(target), backup=backup,
+        steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
     )
+
+
+def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
+    """A backup chosen from a record must be the file that record took, not only match its own metadata."""
+    if record.backup_sha256 and file_sha256(backup.path) != record.backup_sha256:
+        raise BackupCorrupt(
+            f"{backup.name} is not the backup the {record.kind} {record.id} took: its sha256 differs from the one "
+            "on record (the file and its metadata were replaced). Nothing was changed; choose a backup with --full."
+        )
 
 
 def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
@@ -227,6 +272,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             previous_sha=head.sha,
             target_sha=target_sha,
             backup=plan.backup,
+            recorded_sha256=plan.recorded_sha256,
             migration_targets=plan.migration_targets,
         )
         try:
