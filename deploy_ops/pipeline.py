@@ -27,6 +27,7 @@ from .exceptions import (
     EXIT_ROLLED_BACK,
     DeployOpsError,
     HealthCheckFailed,
+    HealthUnverified,
     LockHeld,
     PreflightFailed,
 )
@@ -108,6 +109,7 @@ class Deployer:
     def run(self) -> int:
         """Deploy; returns the exit code. Raises DeployOpsError (exit 3) when refused before any change."""
         try:
+            ops_settings.validate()  # first: a malformed value must be named, not met halfway through
             checkout = Checkout(ops_settings.project_dir)
             runtime = get_runtime()
         except DeployOpsError as error:
@@ -161,12 +163,7 @@ class Deployer:
         missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
         if missing:
             raise PreflightFailed(f"Missing on this host: {', '.join(missing)}. Install them, or run `manage.py check --deploy` for details.")
-        dirty = checkout.dirty_files()
-        if dirty:
-            raise PreflightFailed(
-                f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
-                "Commit or discard them: a deploy must be able to restore this exact tree."
-            )
+        checkout.refuse_if_dirty("a deploy must be able to restore this exact tree")
         _check_disk_room()
         previous = checkout.head()
         checkout.fetch(ops_settings.GIT_REMOTE)
@@ -215,20 +212,28 @@ class Deployer:
         self.report(f"Stage {stage.name} failed: {message}", 0)
         signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
+        steps = set().union(*(begun_stage.undo for begun_stage in begun))
+        if not steps:
+            # Nothing had changed (the backup could not be written, say): a refusal, which
+            # LastDeployment does not hold against the site.
+            recorder.finish(Status.REFUSED, rollback_reason="Nothing had changed yet; nothing to undo.")
+            self.report("Nothing had changed yet; nothing to undo.", 0)
+            return EXIT_REFUSED
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
             why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
             self.report(f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.", 0)
             return EXIT_NEEDS_HUMAN
-        steps = set().union(*(begun_stage.undo for begun_stage in begun))
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
-        if not steps:
-            recorder.finish(Status.FAILED, rollback_reason="Nothing had changed yet; nothing to undo.")
-            self.report("Nothing had changed yet; nothing to undo.", 0)
-            return EXIT_REFUSED
         self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}", 0)
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
+        except HealthUnverified as unverified:
+            recorder.finish(Status.ROLLBACK_UNVERIFIED, warnings="\n".join(operation.warnings), error=f"{message}\n\n{unverified}")
+            self.report(f"ROLLBACK NOT VERIFIED: {unverified}", 0)
+            signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
+            notify(Level.ROLLBACK_FAILED, recorder)
+            return EXIT_NEEDS_HUMAN
         except Exception as rollback_error:
             recorder.finish(Status.ROLLBACK_FAILED, warnings="\n".join(operation.warnings), error=f"{message}\n\nThe rollback failed too: {rollback_error}")
             self.report(f"ROLLBACK FAILED: {rollback_error}", 0)

@@ -21,7 +21,7 @@ from typing import Callable
 from .audit import Recorder
 from .backups import Backup, create_backup, restore_backup
 from .conf import ops_settings
-from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed
+from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .runtimes import ServiceRuntime
@@ -180,7 +180,28 @@ def collect_static(operation: Operation) -> str:
 
 
 def verify_health(operation: Operation) -> str:
-    return wait_until_healthy(operation)
+    try:
+        return wait_until_healthy(operation)
+    except HealthCheckFailed as error:
+        if not _only_the_url_is_silent(operation):
+            raise
+        raise HealthUnverified(
+            f"Every rollback step ran and every service reports running, but {ops_settings.HEALTH_CHECK_URL} never "
+            f"answered, so the previous release could not be verified (not known to be down). Check the site and "
+            f"DEPLOY_OPS['HEALTH_CHECK_URL'].\n{error}"
+        ) from None
+
+
+def _only_the_url_is_silent(operation: Operation) -> bool:
+    """"Could not verify" rather than "verified down": no HTTP answer at all, and services that are known to run."""
+    status, _ = probe_health(ops_settings.HEALTH_CHECK_URL, ops_settings.HEALTH_CHECK_TIMEOUT)
+    if status != 0:
+        return False
+    try:
+        states = operation.runtime.service_states()
+    except DeployOpsError:
+        return False
+    return bool(states) and all(state.ok for state in states)
 
 
 def file_sha256(path: Path) -> str:

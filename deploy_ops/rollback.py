@@ -16,7 +16,16 @@ from . import signals
 from .audit import Recorder
 from .backups import Backup, find_backup, list_backups, verify_backup
 from .conf import ops_settings
-from .exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, BackupCorrupt, BackupIncompatible, DeployOpsError, LockHeld, PreflightFailed
+from .exceptions import (
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    BackupCorrupt,
+    BackupIncompatible,
+    DeployOpsError,
+    HealthUnverified,
+    LockHeld,
+    PreflightFailed,
+)
 from .gitrepo import Checkout
 from .lock import DeployLock, inspect_lock
 from .models import DeploymentRecord
@@ -86,7 +95,9 @@ def _checkout() -> Checkout:
 
 
 def resolve_commit(ref: str) -> tuple[str, str]:
-    info = _checkout().resolve(ref, ops_settings.GIT_REMOTE)
+    checkout = _checkout()
+    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    info = checkout.resolve(ref, ops_settings.GIT_REMOTE)
     return info.sha, info.summary
 
 
@@ -106,6 +117,7 @@ def usable_backup(name_or_path: str) -> Backup:
 
 def plan_commit(ref: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
+    refuse_forward_migrations(sha, ref)
     plan = RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=f"code back to {ref}")
     plan.unapplied, plan.migration_targets = migrations_to_unapply(sha)
     if plan.migration_targets:
@@ -139,6 +151,30 @@ def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, s
         kept = sorted(name[:-3] for name in checkout.file_names(target_sha, folder) if re.match(r"^\d{4}\w*\.py$", name))
         targets.append((app, kept[-1] if kept else "zero"))
     return sorted(unapplied), targets
+
+
+def refuse_forward_migrations(target_sha: str, ref: str) -> None:
+    """A rollback never migrates forward: a commit with migrations this database lacks is a deploy's job.
+
+    ``deploy --ref`` applies them after its backup and rolls back by itself when they fail; a
+    rollback that did the same would need its own undo for a half-applied forward migration.
+    """
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    checkout = _checkout()
+    applied = MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations()
+    missing = sorted(
+        f"{found['app']}.{found['name']}"
+        for found in map(MIGRATION_FILE.match, checkout.added_files(checkout.head().sha, target_sha))
+        if found and (found["app"], found["name"]) not in applied
+    )
+    if missing:
+        raise PreflightFailed(
+            f"{target_sha[:12]} has migrations this database has not applied ({', '.join(missing)}): going there is a "
+            f"deploy, not a rollback. Use `manage.py deploy --ref {ref}`, which applies them after a backup and rolls "
+            "back by itself if they fail."
+        )
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:
@@ -207,7 +243,9 @@ def newest_backup_of(commit: str) -> DeploymentRecord:
 
 def plan_quick() -> RollbackPlan:
     """Back to the release that served before the current one, with the newest backup taken while it served."""
-    head = _checkout().head().sha
+    checkout = _checkout()
+    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    head = checkout.head().sha
     bringer = quick_target(head)
     target = bringer.from_commit
     taker = newest_backup_of(target)
@@ -219,7 +257,7 @@ def plan_quick() -> RollbackPlan:
         f"(by the deploy of {taker.started_at:%Y-%m-%d %H:%M}, {taker.status})."
     )
     return RollbackPlan(
-        commit=target, commit_summary=bringer.from_summary or _checkout().summary(target), backup=backup,
+        commit=target, commit_summary=bringer.from_summary or checkout.summary(target), backup=backup,
         steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
     )
 
@@ -282,8 +320,14 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             failed = next((stage.name for stage in reversed(recorder.stages) if stage.status == "failed"), "")
             if failed == SAFETY_BACKUP:
                 # It runs first: nothing has changed, so this is a refusal, not a failed rollback.
-                recorder.finish(DeploymentRecord.Status.FAILED, failed_stage=failed, error=message)
+                recorder.finish(DeploymentRecord.Status.REFUSED, failed_stage=failed, error=message)
                 raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
+            if isinstance(error, HealthUnverified):
+                recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
+                report(f"ROLLBACK NOT VERIFIED: {message}", 0)
+                signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
+                notify(Level.ROLLBACK_FAILED, recorder)
+                raise  # exit 2, saying what is known: not verified, rather than "failed"
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
             report(f"ROLLBACK FAILED at {failed}: {message}", 0)
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
