@@ -58,6 +58,10 @@ class Checkout:
         changed |= {item.a_path for item in self.repo.index.diff("HEAD")}
         return sorted(changed)
 
+    def forget_git_processes(self) -> None:
+        """Drop GitPython's persistent ``git cat-file`` children (a Ctrl-C may have killed them); new ones start when needed."""
+        self.repo.git.clear_cache()
+
     def refuse_if_dirty(self, why: str) -> None:
         """PreflightFailed (exit 3, nothing changed) while tracked files have uncommitted changes."""
         dirty = self.dirty_files()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from . import signals
+from . import children, signals
 from .audit import Recorder, append_to_journal, read_journal, write_snapshot
 from .backups import create_backup, list_backups
 from .conf import ops_settings
@@ -130,7 +130,8 @@ class Deployer:
         try:
             if self.confirm and not self.confirm(self.summary()):
                 raise PreflightFailed("Cancelled at the confirmation prompt.")
-            return self.deploy()
+            with children.tracking(str(self.recorder.record.id)):
+                return self.deploy()
         except BaseException as error:
             # A second Ctrl-C during the rollback, say: the record must not stay "running".
             if self.recorder.record.status == Status.RUNNING and self.recorder.stages:
@@ -149,10 +150,9 @@ class Deployer:
                 self.lock.acquire()
             except LockHeld as held:
                 raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
-            if self.lock.broken:
-                mark_interrupted(self.lock.broken)
-                self.report(f"Broke the stale lock: {self.lock.broken.describe()}", 0)
         try:
+            if take_lock:
+                take_over(self.lock.broken, self.operation.runtime, self.report)
             self._check_ready(checkout)
         except DeployOpsError as error:
             if take_lock:
@@ -385,7 +385,33 @@ def describe_lock_refusal(held: LockHeld) -> str:
             f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
             f"started {record['started_at']}."
         )
+    if held.stale:
+        still = work_left_behind()
+        if still:
+            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
+                f"  {line}" for line in still
+            )
     return message
+
+
+def work_left_behind() -> list[str]:
+    """What a run that died still has running: host processes, and one-off containers where the runtime has them."""
+    found = [child.describe() for child in children.left_behind()]
+    try:
+        found += get_runtime().one_off_work()
+    except DeployOpsError as error:
+        found.append(f"(one-off work could not be listed: {error})")
+    return found
+
+
+def take_over(broken: LockState | None, runtime, report) -> None:
+    """Just after the lock is taken and before anything changes: stop what a run that died left
+    running (its host process groups, its one-off containers), then close its record."""
+    for line in children.stop_left_behind() + runtime.stop_one_off_work():
+        report(f"Stopped, left running by a run that died: {line}", 0)
+    if broken:
+        mark_interrupted(broken)
+        report(f"Took over the stale lock: {broken.describe()}", 0)
 
 
 def mark_interrupted(state: LockState) -> None:
@@ -395,7 +421,13 @@ def mark_interrupted(state: LockState) -> None:
     if not snapshot or snapshot["record"]["status"] != Status.RUNNING:
         return
     now = timezone.now().isoformat()
-    snapshot["record"].update(status=Status.INTERRUPTED, finished_at=now, error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.")
+    running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
+    snapshot["record"].update(
+        status=Status.INTERRUPTED,
+        finished_at=now,
+        failed_stage=running[-1] if running else snapshot["record"].get("failed_stage", ""),
+        error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.",
+    )
     for stage in snapshot["stages"]:
         if stage["status"] == DeploymentStage.Status.RUNNING:
             stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")

@@ -259,6 +259,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),
     }
+    end_own_work(operation)
     for name in planned_steps(steps):
         if name == SAFETY_BACKUP and not safety_backup_required:
             _try_safety_backup(operation, actions[name])
@@ -266,6 +267,21 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         result = run_step(operation, name, actions[name])
         if name == SAFETY_BACKUP:
             operation.report(f"    safety backup: {result.path}", 1)
+
+
+def end_own_work(operation: Operation) -> None:
+    """What an interrupted step may have left behind, before anything else runs.
+
+    A Ctrl-C reaches the whole foreground process group, so GitPython's long-lived ``git
+    cat-file`` may be dead (the next read would fail with a broken pipe): start afresh.  A
+    one-off container (``compose run`` of migrate) goes on after its client was stopped: end it.
+    """
+    operation.checkout.forget_git_processes()
+    try:
+        for line in operation.runtime.stop_one_off_work():
+            operation.report(f"    stopped {line}", 1)
+    except DeployOpsError as error:
+        operation.warnings.append(f"Could not look for one-off containers still running: {error}")
 
 
 def _try_safety_backup(operation: Operation, action) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from . import signals
+from . import children, signals
 from .audit import Recorder
 from .backups import Backup, find_backup, list_backups, verify_backup
 from .conf import ops_settings
@@ -30,7 +30,7 @@ from .gitrepo import Checkout
 from .lock import DeployLock, inspect_lock
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import describe_lock_refusal, mark_interrupted
+from .pipeline import describe_lock_refusal, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
     REBUILD_SERVICES,
@@ -43,6 +43,7 @@ from .recovery import (
     VERIFY_HEALTH,
     Operation,
     describe_failure,
+    end_own_work,
     file_sha256,
     notify,
     recover,
@@ -284,9 +285,8 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
     except LockHeld as held:
         raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
     try:
-        if lock.broken:
-            mark_interrupted(lock.broken)
-            report(f"Took over the stale lock: {lock.broken.describe()}", 0)
+        runtime = get_runtime()
+        take_over(lock.broken, runtime, report)
         head = checkout.head()
         target_sha = plan.commit or head.sha
         recorder.update(
@@ -302,7 +302,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
         recorder.save()
         operation = Operation(
             checkout=checkout,
-            runtime=get_runtime(),
+            runtime=runtime,
             recorder=recorder,
             report=report,
             health_retries=ops_settings.HEALTH_CHECK_RETRIES,
@@ -314,8 +314,10 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             migration_targets=plan.migration_targets,
         )
         try:
-            recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
+            with children.tracking(str(recorder.record.id)):
+                recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
         except (Exception, KeyboardInterrupt) as error:
+            end_own_work(operation)
             message = describe_failure(error)
             failed = next((stage.name for stage in reversed(recorder.stages) if stage.status == "failed"), "")
             if failed == SAFETY_BACKUP:
@@ -394,6 +396,8 @@ def status() -> dict:
     except DeployOpsError as error:
         services, services_error = [], str(error)
     lock = inspect_lock()
+    # A live holder's children are its own business; after a run died, they are what it left running.
+    left_behind = work_left_behind() if not lock.held or lock.stale else []
     return {
         "project": ops_settings.project_name,
         "environment": ops_settings.ENVIRONMENT,
@@ -404,6 +408,7 @@ def status() -> dict:
         "services_error": services_error,
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],
         "lock": {"state": "free" if not lock.held else ("stale" if lock.stale else "held"), "holder": lock.holder, "description": lock.describe()},
+        "work_left_behind": left_behind,
         "recent_records": [record_summary(record) for record in DeploymentRecord.objects.order_by("-started_at")[:5]],
     }
 

@@ -124,6 +124,10 @@ class Command(OpsCommand):
         for backup in found["backups"]:
             self.stdout.write(f"  {backup['name']}  {backup['age']} old  {backup['size']} bytes  verified: {VERIFIED[backup['verified']]}")
         self.stdout.write(f"Lock: {found['lock']['description']}")
+        if found["work_left_behind"]:
+            self.stdout.write(self.style.ERROR("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
+            for line in found["work_left_behind"]:
+                self.stdout.write(f"  {line}")
         self.stdout.write("Recent records:")
         for record in found["recent_records"]:
             failed = f" (failed at {record['failed_stage']})" if record["failed_stage"] else ""
