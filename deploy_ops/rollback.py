@@ -195,8 +195,10 @@ def _successful_deploys():
     ).order_by("-started_at")
 
 
-# A deploy in these states did not take its code back, so it may be what brought the current commit.
+# A deploy in these states did not take its code back, so it may be what brought the current commit
+# ("running" is one whose process died: were it alive, the lock would stop this rollback).
 BROUGHT_ITS_COMMIT = [
+    DeploymentRecord.Status.RUNNING,
     DeploymentRecord.Status.SUCCEEDED,
     DeploymentRecord.Status.SUCCEEDED_WITH_WARNINGS,
     DeploymentRecord.Status.INTERRUPTED,
