@@ -1,0 +1,74 @@
+"""Ctrl-C rolls back cleanly (issue 9, item 3): ``deploy`` on a real pseudo-terminal, SIGINT to the
+whole foreground process group (``sendintr``) during a stage, must end in a finished rollback,
+exit 1, and the services it started must outlive the terminal."""
+
+import subprocess
+import sys
+import time
+
+import pexpect
+import pytest
+
+from tests.e2e.helpers import last_record, records, wait_for
+from tests.e2e.test_deploy_commands_runtime import serving_release_1 as serving_release_1_on_the_host
+from tests.fixtures.sample_site import health_fails, postgres_url, slow_data_changing_migration
+
+pytestmark = pytest.mark.slow
+
+
+def interrupt_the_deploy_during(site, stage: str, *arguments: str) -> str:
+    """Deploy on a pseudo-terminal, Ctrl-C once ``stage`` runs, close the terminal; returns what it printed."""
+    terminal = pexpect.spawn(sys.executable, ["manage.py", "deploy", "--noinput", *arguments], cwd=str(site.production),
+                             encoding="utf-8", timeout=300)
+    try:
+        wait_for(lambda: any(s["name"] == stage and s["status"] == "running" for s in records(site)[-1]["stages"]) if records(site) else False,
+                 timeout=300, interval=0.2)
+        time.sleep(1)
+        terminal.sendintr()
+        terminal.expect(pexpect.EOF)
+        output = terminal.before
+    finally:
+        terminal.close(force=True)  # the terminal goes away: SIGHUP to its session
+    assert terminal.exitstatus == 1, f"exit {terminal.exitstatus} / signal {terminal.signalstatus}\n{output}"
+    return output
+
+
+def assert_rolled_back_by_ctrl_c(site, output: str, stage: str) -> None:
+    assert "Broken pipe" not in output and "ROLLBACK FAILED" not in output, output
+    snapshot = last_record(site)
+    assert (snapshot["record"]["status"], snapshot["record"]["failed_stage"]) == ("rolled_back", stage)
+    assert snapshot["record"]["error"] == "Interrupted by the operator (Ctrl-C)."
+    assert site.production_head() == site.initial_sha
+    time.sleep(2)  # the terminal is gone; the services deploy_ops started must still serve
+    status, body = site.get("/")
+    assert status == 200 and body.startswith("release 1"), body
+    assert site.notes() == ["first", "second"]
+
+
+@pytest.mark.parametrize("stage", ["migrate", "health"])
+def test_ctrl_c_on_the_commands_runtime_rolls_back_and_exits_1(sample_site, stage):
+    serving_release_1_on_the_host(sample_site)
+    change = slow_data_changing_migration(20) if stage == "migrate" else health_fails()
+    sample_site.commit_change(change, f"Release 2: slow at {stage}")
+
+    output = interrupt_the_deploy_during(sample_site, stage, "--health-retries", "100", "--health-delay", "0.5")
+
+    assert_rolled_back_by_ctrl_c(sample_site, output, stage)
+
+
+@pytest.mark.docker
+@pytest.mark.postgres
+def test_ctrl_c_on_compose_during_a_migration_rolls_back_and_exits_1(sample_site, docker_engine, postgres_database):
+    sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
+    started = subprocess.run([*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
+                             cwd=sample_site.production, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    sample_site.manage("migrate", "--verbosity", "0")
+    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
+    sample_site.commit_change(slow_data_changing_migration(20), "Release 2: a slow data migration")
+
+    output = interrupt_the_deploy_during(sample_site, "migrate")
+
+    assert_rolled_back_by_ctrl_c(sample_site, output, "migrate")
+    time.sleep(20)  # the migration's container was removed, not left to commit later
+    assert sample_site.notes() == ["first", "second"]
