@@ -2,6 +2,7 @@
 item 2).  Commands runtime, real git, SQLite (and PostgreSQL where the engine matters)."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,6 +33,23 @@ def test_a_rollback_refused_because_its_safety_backup_cannot_be_written_leaves_n
     record = last_record(sample_site)["record"]
     assert (record["kind"], record["status"], record["failed_stage"]) == ("rollback", "refused", "safety backup")
     assert "LastDeployment ok" in sample_site.manage("shell", "-c", LAST_DEPLOYMENT_PASSES)
+
+
+def test_a_rollback_refused_because_pg_dump_is_missing_leaves_no_alarm(sample_site, postgres_database, tmp_path):
+    serving_release_1(sample_site, postgres_url(postgres_database))
+    backup = a_backup(sample_site)
+    only_git = tmp_path / "bin"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git"))
+
+    finished = subprocess.run([sys.executable, "manage.py", "rollback", "--backup", backup, "--noinput"],
+                              cwd=sample_site.production, env={**os.environ, "PATH": str(only_git)}, capture_output=True, text=True, timeout=300)
+
+    assert finished.returncode == 3, failure_text(finished)
+    assert "'pg_dump' was not found" in finished.stderr
+    assert last_record(sample_site)["record"]["status"] == "refused"
+    assert "LastDeployment ok" in sample_site.manage("shell", "-c", LAST_DEPLOYMENT_PASSES)
+    assert sample_site.notes() == ["first", "second"]
 
 
 def test_rollback_to_a_commit_on_a_dirty_tree_is_refused_before_anything_changes(sample_site):
