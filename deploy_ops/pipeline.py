@@ -228,15 +228,14 @@ class Deployer:
         self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}", 0)
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
-        except HealthUnverified as unverified:
-            recorder.finish(Status.ROLLBACK_UNVERIFIED, warnings="\n".join(operation.warnings), error=f"{message}\n\n{unverified}")
-            self.report(f"ROLLBACK NOT VERIFIED: {unverified}", 0)
-            signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
-            notify(Level.ROLLBACK_FAILED, recorder)
-            return EXIT_NEEDS_HUMAN
         except Exception as rollback_error:
-            recorder.finish(Status.ROLLBACK_FAILED, warnings="\n".join(operation.warnings), error=f"{message}\n\nThe rollback failed too: {rollback_error}")
-            self.report(f"ROLLBACK FAILED: {rollback_error}", 0)
+            # Not verified (the health URL never answered, the services run) is not "the site is down".
+            if isinstance(rollback_error, HealthUnverified):
+                status, headline, cause = Status.ROLLBACK_UNVERIFIED, "ROLLBACK NOT VERIFIED", f"{rollback_error}"
+            else:
+                status, headline, cause = Status.ROLLBACK_FAILED, "ROLLBACK FAILED", f"The rollback failed too: {rollback_error}"
+            recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
+            self.report(f"{headline}: {rollback_error}", 0)
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
@@ -250,6 +249,8 @@ class Deployer:
     def stage_backup(self) -> str:
         backup = create_backup()
         self.operation.backup = backup
+        # The rollback restores only this exact file: its sha256 is checked against the record's.
+        self.operation.recorded_sha256 = backup.sha256 or ""
         self.recorder.update(backup_name=backup.name, backup_sha256=backup.sha256 or "")
         return f"{backup.path} ({backup.size} bytes)"
 

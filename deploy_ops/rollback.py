@@ -217,7 +217,7 @@ def quick_target(head: str) -> DeploymentRecord:
     rolled_away: set[str] = set()
     brought_head = DeploymentRecord.objects.filter(to_commit=head).exclude(from_commit=head).order_by("-started_at")
     for record in brought_head:
-        if record.kind == DeploymentRecord.Kind.ROLLBACK:
+        if record.kind == DeploymentRecord.Kind.ROLLBACK and record.status != DeploymentRecord.Status.REFUSED:
             rolled_away.add(record.from_commit)
         elif record.kind == DeploymentRecord.Kind.DEPLOY and record.status in BROUGHT_ITS_COMMIT:
             if record.from_commit and record.from_commit not in rolled_away:

@@ -2,14 +2,13 @@
 whole foreground process group (``sendintr``) during a stage, must end in a finished rollback,
 exit 1, and the services it started must outlive the terminal."""
 
-import subprocess
 import sys
 import time
 
 import pexpect
 import pytest
 
-from tests.e2e.helpers import last_record, records, wait_for
+from tests.e2e.helpers import last_record, records, serve_release_1_on_compose, wait_for
 from tests.e2e.test_deploy_commands_runtime import serving_release_1 as serving_release_1_on_the_host
 from tests.fixtures.sample_site import health_fails, postgres_url, slow_data_changing_migration
 
@@ -59,12 +58,7 @@ def test_ctrl_c_on_the_commands_runtime_rolls_back_and_exits_1(sample_site, stag
 @pytest.mark.docker
 @pytest.mark.postgres
 def test_ctrl_c_on_compose_during_a_migration_rolls_back_and_exits_1(sample_site, docker_engine, postgres_database):
-    sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
-    started = subprocess.run([*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-                             cwd=sample_site.production, capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    sample_site.manage("migrate", "--verbosity", "0")
-    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
+    serve_release_1_on_compose(sample_site, docker_engine, postgres_url(postgres_database))
     sample_site.commit_change(slow_data_changing_migration(20), "Release 2: a slow data migration")
 
     output = interrupt_the_deploy_during(sample_site, "migrate")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import failure_text, manage, records, wait_for
+from tests.e2e.helpers import deploy, failure_text, manage, records, serve_release_1_on_compose, wait_for
 from tests.e2e.test_deploy_commands_runtime import serving_release_1 as serving_release_1_on_the_host
 from tests.fixtures.sample_site import postgres_url, slow_data_changing_migration
 
@@ -36,6 +36,9 @@ def assert_the_orphan_was_stopped_before_the_rollback_changed_anything(site, dea
     status = manage(site, "rollback", "--status")
     assert status.returncode == 0, failure_text(status)
     assert "Work of a run that died is still going on" in status.stdout and "migrate" in status.stdout, status.stdout
+    refused = deploy(site)
+    assert refused.returncode == 3, failure_text(refused)
+    assert "Work of the run that died is still going on" in refused.stderr and "migrate" in refused.stderr
 
     finished = manage(site, "rollback", "--quick", "--noinput")
 
@@ -59,12 +62,7 @@ def test_a_host_migration_left_by_a_killed_deploy_is_stopped_by_the_next_run_fir
 @pytest.mark.docker
 @pytest.mark.postgres
 def test_a_container_migration_left_by_a_killed_deploy_is_stopped_by_the_next_run_first(sample_site, docker_engine, postgres_database):
-    sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
-    started = subprocess.run([*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-                             cwd=sample_site.production, capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
-    sample_site.manage("migrate", "--verbosity", "0")
-    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
+    serve_release_1_on_compose(sample_site, docker_engine, postgres_url(postgres_database))
 
     dead_record = kill_the_deploy_during_its_migration(sample_site)
 
