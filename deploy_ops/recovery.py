@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,15 +195,25 @@ def verify_health(operation: Operation) -> str:
 
 
 def _only_the_url_is_silent(operation: Operation) -> bool:
-    """"Could not verify" rather than "verified down": no HTTP answer at all, and services that are known to run."""
-    status, _ = probe_health(ops_settings.HEALTH_CHECK_URL, ops_settings.HEALTH_CHECK_TIMEOUT)
-    if status != 0:
+    """"Could not verify" rather than "verified down": nothing listens where the URL points, and
+    services that are known to run (an HTTP error answer is a verdict; silence is not)."""
+    if _something_listens(ops_settings.HEALTH_CHECK_URL, ops_settings.HEALTH_CHECK_TIMEOUT):
         return False
     try:
         states = operation.runtime.service_states()
     except DeployOpsError:
         return False
     return bool(states) and all(state.ok for state in states)
+
+
+def _something_listens(url: str, timeout: float) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def file_sha256(path: Path) -> str:
