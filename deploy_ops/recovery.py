@@ -13,12 +13,12 @@ import json
 import socket
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from .audit import Recorder
 from .backups import Backup, create_backup, restore_backup
@@ -207,7 +207,7 @@ def _only_the_url_is_silent(operation: Operation) -> bool:
 
 
 def _something_listens(url: str, timeout: float) -> bool:
-    parts = urllib.parse.urlsplit(url)
+    parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         with socket.create_connection((parts.hostname or "", port), timeout=timeout):
