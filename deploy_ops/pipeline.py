@@ -413,7 +413,7 @@ def take_over(broken: LockState | None, runtime, report) -> None:
         report(f"Stopped, left running by a run that died: {line}", 0)
     if broken:
         mark_interrupted(broken)
-        report(f"Took over the stale lock: {broken.describe()}", 0)
+        report(f"Broke the stale lock: {broken.describe()}", 0)
 
 
 def mark_interrupted(state: LockState) -> None:

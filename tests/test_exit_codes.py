@@ -26,9 +26,11 @@ def test_a_usage_error_exits_with_its_own_code(arguments):
     assert "error:" in finished.stderr
 
 
-def test_an_unexpected_error_exits_with_its_own_code_and_one_short_message():
+def test_an_unexpected_error_exits_with_its_own_code_and_one_short_message(tmp_path):
+    for arguments in (["init", "--quiet"], ["-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "--quiet", "--allow-empty", "-m", "one"]):
+        subprocess.run(["git", *arguments], cwd=tmp_path, check=True, capture_output=True)
     # Nothing listens on port 1: the database query in --status fails with a driver error deploy_ops does not expect.
-    finished = manage("rollback", "--status", DATABASE_URL="postgres://postgres@127.0.0.1:1/none")
+    finished = manage("rollback", "--status", DATABASE_URL="postgres://postgres@127.0.0.1:1/none", DEPLOY_OPS_PROJECT_DIR=str(tmp_path))
     assert finished.returncode == EXIT_UNEXPECTED == 4, finished.stderr
     assert finished.stderr.startswith("CommandError: Unexpected error: OperationalError")
     assert "Traceback" not in finished.stderr

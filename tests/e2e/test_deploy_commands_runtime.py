@@ -197,7 +197,7 @@ def test_a_deploy_killed_mid_stage_is_reported_and_not_run_over(sample_site):
     sample_site.commit_change({**flags(), **release("3")}, "Release 3, healthy again")
     forced = deploy(sample_site, "--break-lock")
     assert forced.returncode == 0, failure_text(forced)
-    assert "Took over the stale lock" in forced.stdout
+    assert "Broke the stale lock" in forced.stdout
     statuses = [snapshot["record"]["status"] for snapshot in records(sample_site)]
     assert statuses == ["interrupted", "succeeded"]
 
