@@ -4,7 +4,8 @@ Builders elsewhere return a :class:`Command` (argv, env, cwd, secrets) and do no
 :func:`run` and :func:`open_process` execute it.  The command line is logged before it
 runs, with every secret replaced by ``***``; a missing executable raises
 :class:`ToolMissing`; a failure raises :class:`CommandFailed` carrying the redacted argv,
-the exit code, the stderr tail and the duration.
+the exit code, the stderr tail and the duration.  Every child runs in a process group of its
+own and, while a run holds the lock, is written down until it ends (see :mod:`deploy_ops.children`).
 """
 
 from __future__ import annotations
