@@ -30,7 +30,7 @@ from . import __version__, encryption, signals, storage
 from . import compression as codec
 from .audit import replay_journal
 from .conf import ops_settings
-from .databases import COMPLETION_MARKERS, contents, engine_for, sniff_vendor
+from .databases import COMPLETION_MARKERS, contents, engine_for, restore_blockers, sniff_vendor
 from .databases.sqlite import check_database_file
 from .exceptions import (
     BackupCorrupt,
@@ -556,14 +556,29 @@ def _remove_abandoned_partials() -> None:
 
 
 # -- restore ----------------------------------------------------------------------------------
-def refuse_restore_blockers(backup: Backup, alias: str) -> None:
-    """RestoreRefused (exit 3) while the database holds what a restore could not bring back safely."""
-    blockers = engine_for(alias).restore_blockers()
+def refuse_restore_blockers(alias: str, what: str) -> None:
+    """RestoreRefused (exit 3) while the database holds what a restore could not bring back safely.
+
+    ``what`` says what was refused ("backup_x was not restored", "The deploy was refused").
+    """
+    blockers = restore_blockers(alias)
     if blockers:
         raise RestoreRefused(
-            f"{backup.name} was not restored and nothing changed: the database {alias!r} cannot be restored safely: "
-            f"{'; '.join(blockers)}. See docs/BACKUPS.md."
+            f"{what} and nothing changed: the database {alias!r} cannot be restored safely: "
+            f"{'; '.join(blockers)}. See docs/BACKUPS.md (`check --deploy` reports it as deploy_ops.E011)."
         )
+
+
+def check_restorable(backup: Backup, alias: str) -> None:
+    """Before any restore changes anything: the backup verifies, is of this engine, and nothing blocks it.
+
+    Raises a refusal (exit 3) and writes nothing, not even verification metadata.
+    """
+    verify_backup(backup, record=False)
+    vendor = engine_for(alias).vendor
+    if backup.engine and backup.engine != vendor:
+        raise BackupIncompatible(f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {vendor}; nothing was changed.")
+    refuse_restore_blockers(alias, f"{backup.name} was not restored")
 
 
 def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True) -> RestoreResult:
@@ -599,7 +614,7 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         encryption.check_key(backup)
     for warning in warnings:
         logger.warning(warning)
-    refuse_restore_blockers(backup, alias)
+    refuse_restore_blockers(alias, f"{backup.name} was not restored")
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
     # Django's own connections would hold locks (and SQLite pages) the restore must replace.

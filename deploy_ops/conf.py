@@ -167,9 +167,26 @@ OPTIONS: dict[str, Option] = {
 LEGACY_ENVIRONMENT_NAMES = ("ROLLBACK_ENABLED", "AUTO_ROLLBACK", "HEALTH_CHECK_RETRIES", "HEALTH_CHECK_DELAY")
 
 
+@dataclass(frozen=True)
+class MalformedEnvironmentValue:
+    """What ``from_environment`` keeps for a variable it cannot parse, so that settings still import.
+
+    Validation (the E001 system check, ``deploy``'s preflight, reading the key) reports it by
+    the variable's name; the value itself is not repeated, as a JSON value may hold a webhook URL.
+    """
+
+    variable: str
+    problem: str
+
+
 def problems(raw: dict) -> list[str]:
     """Every problem with a raw DEPLOY_OPS dict, one sentence each."""
-    found = []
+    found = [
+        f"The environment variable {value.variable} {value.problem}."
+        for value in raw.values()
+        if isinstance(value, MalformedEnvironmentValue)
+    ]
+    raw = {key: value for key, value in raw.items() if not isinstance(value, MalformedEnvironmentValue)}
     for key in raw:
         if key not in OPTIONS:
             close = difflib.get_close_matches(key, OPTIONS, n=1)
@@ -258,6 +275,7 @@ ops_settings = OpsSettings()
 
 
 def _parse_environment_value(key: str, name: str, text: str):
+    """The typed value of one variable, or a MalformedEnvironmentValue saying what is wrong with it."""
     option = OPTIONS[key]
     kinds = option.kind if isinstance(option.kind, tuple) else (option.kind,)
     if bool in kinds:
@@ -266,19 +284,19 @@ def _parse_environment_value(key: str, name: str, text: str):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        raise ConfigurationError(f"{name}={text!r} is not a boolean; use true or false.")
+        return MalformedEnvironmentValue(name, f"is {text!r}, not a boolean; use true or false")
     if list in kinds or dict in kinds:
         try:
             return json.loads(text)
         except json.JSONDecodeError as error:
-            raise ConfigurationError(f"{name} must be JSON ({error.msg} at character {error.pos}).") from None
+            return MalformedEnvironmentValue(name, f"must be JSON ({error.msg} at character {error.pos})")
     if type(None) in kinds and text.strip() == "":
         return None
     if int in kinds or float in kinds:
         try:
             number = float(text)
         except ValueError:
-            raise ConfigurationError(f"{name}={text!r} is not a number.") from None
+            return MalformedEnvironmentValue(name, f"is {text!r}, not a number")
         return int(number) if number.is_integer() and int in kinds else number
     return text
 

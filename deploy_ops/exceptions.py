@@ -1,7 +1,9 @@
 """One error hierarchy.  Management commands turn these into ``CommandError`` with ``exit_code``.
 
 Exit codes (the deploy's, reused by rollback and backups):
-0 done; 1 failed and rolled back; 2 failed and a human is needed; 3 refused before anything changed.
+0 done; 1 failed and rolled back, the previous release serves; 2 failed and a human is needed;
+3 refused before anything changed; 4 an unexpected error (a bug, a full disk): a human should look;
+5 the command line was wrong, nothing was done.  Only the pipeline's finished rollback returns 1.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
 EXIT_NEEDS_HUMAN = 2
 EXIT_REFUSED = 3
+EXIT_UNEXPECTED = 4
+EXIT_USAGE = 5
 
 
 class DeployOpsError(Exception):
@@ -125,3 +129,7 @@ class ServiceError(DeployOpsError):
 
 class HealthCheckFailed(DeployOpsError):
     """The release did not become healthy or failed integrity verification."""
+
+
+class HealthUnverified(HealthCheckFailed):
+    """The health URL never answered while every service reports running: not known to be down."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import git
 
-from .exceptions import GitError, UnknownRef
+from .exceptions import GitError, PreflightFailed, UnknownRef
 from .runner import Command, run
 
 
@@ -57,6 +57,19 @@ class Checkout:
         changed = {item.a_path for item in self.repo.index.diff(None)}
         changed |= {item.a_path for item in self.repo.index.diff("HEAD")}
         return sorted(changed)
+
+    def forget_git_processes(self) -> None:
+        """Drop GitPython's persistent ``git cat-file`` children (a Ctrl-C may have killed them); new ones start when needed."""
+        self.repo.git.clear_cache()
+
+    def refuse_if_dirty(self, why: str) -> None:
+        """PreflightFailed (exit 3, nothing changed) while tracked files have uncommitted changes."""
+        dirty = self.dirty_files()
+        if dirty:
+            raise PreflightFailed(
+                f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
+                f"Commit or discard them: {why}."
+            )
 
     def fetch(self, remote: str) -> None:
         if remote not in [existing.name for existing in self.repo.remotes]:

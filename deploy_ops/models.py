@@ -24,6 +24,10 @@ class DeploymentRecord(models.Model):
         ROLLBACK_FAILED = "rollback_failed", "rollback failed"
         # The process died mid-stage (kill -9, power loss); found by the next deploy or rollback.
         INTERRUPTED = "interrupted", "interrupted"
+        # Stopped before anything changed (a backup that could not be written, say): exit 3, no alarm.
+        REFUSED = "refused", "refused, nothing changed"
+        # The rollback ran every step, but its health URL never answered: not known to be down.
+        ROLLBACK_UNVERIFIED = "rollback_unverified", "rolled back, not verified"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DEPLOY)

@@ -6,6 +6,7 @@ failure rolls back with the recovery steps the begun stages ask for (see recover
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -16,9 +17,9 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from . import signals
+from . import children, signals
 from .audit import Recorder, append_to_journal, read_journal, write_snapshot
-from .backups import create_backup, list_backups
+from .backups import create_backup, list_backups, refuse_restore_blockers
 from .conf import ops_settings
 from .exceptions import (
     EXIT_NEEDS_HUMAN,
@@ -27,6 +28,7 @@ from .exceptions import (
     EXIT_ROLLED_BACK,
     DeployOpsError,
     HealthCheckFailed,
+    HealthUnverified,
     LockHeld,
     PreflightFailed,
 )
@@ -114,6 +116,7 @@ class Deployer:
     def run(self) -> int:
         """Deploy; returns the exit code. Raises DeployOpsError (exit 3) when refused before any change."""
         try:
+            ops_settings.validate()  # first: a malformed value must be named, not met halfway through
             checkout = Checkout(ops_settings.project_dir)
             runtime = get_runtime()
         except DeployOpsError as error:
@@ -134,7 +137,8 @@ class Deployer:
         try:
             if self.confirm and not self.confirm(self.summary()):
                 raise PreflightFailed("Cancelled at the confirmation prompt.")
-            return self.deploy()
+            with children.tracking(str(self.recorder.record.id)):
+                return self.deploy()
         except BaseException as error:
             # A second Ctrl-C during the rollback, say: the record must not stay "running".
             if self.recorder.record.status == Status.RUNNING and self.recorder.stages:
@@ -153,10 +157,9 @@ class Deployer:
                 self.lock.acquire()
             except LockHeld as held:
                 raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
-            if self.lock.broken:
-                mark_interrupted(self.lock.broken)
-                self.report(f"Broke the stale lock: {self.lock.broken.describe()}", 0)
         try:
+            if take_lock:
+                take_over(self.lock.broken, self.operation.runtime, self.report)
             self._check_ready(checkout)
         except DeployOpsError as error:
             if take_lock:
@@ -167,12 +170,9 @@ class Deployer:
         missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
         if missing:
             raise PreflightFailed(f"Missing on this host: {', '.join(missing)}. Install them, or run `manage.py check --deploy` for details.")
-        dirty = checkout.dirty_files()
-        if dirty:
-            raise PreflightFailed(
-                f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
-                "Commit or discard them: a deploy must be able to restore this exact tree."
-            )
+        checkout.refuse_if_dirty("a deploy must be able to restore this exact tree")
+        # Its rollback restores the backup it takes: a database that cannot be restored is refused now.
+        refuse_restore_blockers(ops_settings.BACKUP_DATABASE, "The deploy was refused")
         refuse_if_unready(self.operation.runtime, self.options.force, self.report)
         _check_disk_room()
         previous = checkout.head()
@@ -224,23 +224,30 @@ class Deployer:
         self.report(f"Stage {stage.name} failed: {message}", 0)
         signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
+        steps = set().union(*(begun_stage.undo for begun_stage in begun))
+        if not steps:
+            # Nothing had changed (the backup could not be written, say): a refusal, which
+            # LastDeployment does not hold against the site.
+            recorder.finish(Status.REFUSED, rollback_reason="Nothing had changed yet; nothing to undo.")
+            self.report("Nothing had changed yet; nothing to undo.", 0)
+            return EXIT_REFUSED
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
             why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
             self.report(f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.", 0)
             return EXIT_NEEDS_HUMAN
-        steps = set().union(*(begun_stage.undo for begun_stage in begun))
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
-        if not steps:
-            recorder.finish(Status.FAILED, rollback_reason="Nothing had changed yet; nothing to undo.")
-            self.report("Nothing had changed yet; nothing to undo.", 0)
-            return EXIT_REFUSED
         self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}", 0)
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:
-            recorder.finish(Status.ROLLBACK_FAILED, warnings="\n".join(operation.warnings), error=f"{message}\n\nThe rollback failed too: {rollback_error}")
-            self.report(f"ROLLBACK FAILED: {rollback_error}", 0)
+            # Not verified (the health URL never answered, the services run) is not "the site is down".
+            if isinstance(rollback_error, HealthUnverified):
+                status, headline, cause = Status.ROLLBACK_UNVERIFIED, "ROLLBACK NOT VERIFIED", f"{rollback_error}"
+            else:
+                status, headline, cause = Status.ROLLBACK_FAILED, "ROLLBACK FAILED", f"The rollback failed too: {rollback_error}"
+            recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
+            self.report(f"{headline}: {rollback_error}", 0)
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
@@ -254,6 +261,8 @@ class Deployer:
     def stage_backup(self) -> str:
         backup = create_backup()
         self.operation.backup = backup
+        # The rollback restores only this exact file: its sha256 is checked against the record's.
+        self.operation.recorded_sha256 = backup.sha256 or ""
         self.recorder.update(backup_name=backup.name, backup_sha256=backup.sha256 or "")
         return f"{backup.path} ({backup.size} bytes)"
 
@@ -433,7 +442,33 @@ def describe_lock_refusal(held: LockHeld) -> str:
             f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
             f"started {record['started_at']}."
         )
+    if held.stale:
+        still = work_left_behind()
+        if still:
+            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
+                f"  {line}" for line in still
+            )
     return message
+
+
+def work_left_behind() -> list[str]:
+    """What a run that died still has running: host processes, and one-off containers where the runtime has them."""
+    found = [child.describe() for child in children.left_behind()]
+    # An unreachable engine is reported where the services are (`--status`'s services error); the
+    # takeover, which must stop that work, fails loudly on it instead.
+    with contextlib.suppress(DeployOpsError):
+        found += get_runtime().one_off_work()
+    return found
+
+
+def take_over(broken: LockState | None, runtime, report) -> None:
+    """Just after the lock is taken and before anything changes: stop what a run that died left
+    running (its host process groups, its one-off containers), then close its record."""
+    for line in children.stop_left_behind() + runtime.stop_one_off_work():
+        report(f"Stopped, left running by a run that died: {line}", 0)
+    if broken:
+        mark_interrupted(broken)
+        report(f"Broke the stale lock: {broken.describe()}", 0)
 
 
 def mark_interrupted(state: LockState) -> None:
@@ -443,7 +478,13 @@ def mark_interrupted(state: LockState) -> None:
     if not snapshot or snapshot["record"]["status"] != Status.RUNNING:
         return
     now = timezone.now().isoformat()
-    snapshot["record"].update(status=Status.INTERRUPTED, finished_at=now, error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.")
+    running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
+    snapshot["record"].update(
+        status=Status.INTERRUPTED,
+        finished_at=now,
+        failed_stage=running[-1] if running else snapshot["record"].get("failed_stage", ""),
+        error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.",
+    )
     for stage in snapshot["stages"]:
         if stage["status"] == DeploymentStage.Status.RUNNING:
             stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")

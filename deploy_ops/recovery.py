@@ -8,16 +8,20 @@ started, and its health verified.  A manual rollback picks the same steps by han
 
 from __future__ import annotations
 
+import hashlib
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 from .audit import Recorder
 from .backups import Backup, create_backup, restore_backup
 from .conf import ops_settings
-from .exceptions import DeployOpsError, HealthCheckFailed
+from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .probe import probe_health
@@ -63,6 +67,8 @@ class Operation:
     previous_sha: str = ""
     target_sha: str = ""
     backup: Backup | None = None
+    # The sha256 a record holds for ``backup`` when the backup was chosen from that record.
+    recorded_sha256: str = ""
     # (app label, migration to go back to, or "zero") for a code-only rollback past migrations.
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
@@ -128,6 +134,9 @@ def safety_backup(operation: Operation) -> Backup:
 
 
 def restore_database(operation: Operation, backup: Backup) -> str:
+    if operation.recorded_sha256 and file_sha256(backup.path) != operation.recorded_sha256:
+        # Checked again here: the file may have been swapped while the operator read the plan.
+        raise BackupCorrupt(f"{backup.name} is not the backup on record: its sha256 changed since the plan was made.")
     result = restore_backup(backup, safety_backup=False)
     operation.warnings.extend(result.warnings)
     return f"restored {backup.name}"
@@ -155,7 +164,46 @@ def collect_static(operation: Operation) -> str:
 
 
 def verify_health(operation: Operation) -> str:
-    return wait_until_healthy(operation)
+    try:
+        return wait_until_healthy(operation)
+    except HealthCheckFailed as error:
+        if not _only_the_url_is_silent(operation):
+            raise
+        raise HealthUnverified(
+            f"Every rollback step ran and every service reports running, but {ops_settings.HEALTH_CHECK_URL} never "
+            f"answered, so the previous release could not be verified (not known to be down). Check the site and "
+            f"DEPLOY_OPS['HEALTH_CHECK_URL'].\n{error}"
+        ) from None
+
+
+def _only_the_url_is_silent(operation: Operation) -> bool:
+    """"Could not verify" rather than "verified down": nothing listens where the URL points, and
+    services that are known to run (an HTTP error answer is a verdict; silence is not)."""
+    if _something_listens(ops_settings.HEALTH_CHECK_URL, ops_settings.HEALTH_CHECK_TIMEOUT):
+        return False
+    try:
+        states = operation.runtime.service_states()
+    except DeployOpsError:
+        return False
+    return bool(states) and all(state.ok for state in states)
+
+
+def _something_listens(url: str, timeout: float) -> bool:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def describe_failure(error: BaseException) -> str:
@@ -206,6 +254,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),
     }
+    end_own_work(operation)
     for name in planned_steps(steps):
         if name == SAFETY_BACKUP and not safety_backup_required:
             _try_safety_backup(operation, actions[name])
@@ -213,6 +262,21 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         result = run_step(operation, name, actions[name])
         if name == SAFETY_BACKUP:
             operation.report(f"    safety backup: {result.path}", 1)
+
+
+def end_own_work(operation: Operation) -> None:
+    """What an interrupted step may have left behind, before anything else runs.
+
+    A Ctrl-C reaches the whole foreground process group, so GitPython's long-lived ``git
+    cat-file`` may be dead (the next read would fail with a broken pipe): start afresh.  A
+    one-off container (``compose run`` of migrate) goes on after its client was stopped: end it.
+    """
+    operation.checkout.forget_git_processes()
+    try:
+        for line in operation.runtime.stop_one_off_work():
+            operation.report(f"    stopped {line}", 1)
+    except DeployOpsError as error:
+        operation.warnings.append(f"Could not look for one-off containers still running: {error}")
 
 
 def _try_safety_backup(operation: Operation, action) -> None:

@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .audit import Recorder
-from .backups import Backup, RestoreResult, create_backup, refuse_restore_blockers, restore_backup, verify_backup
+from .backups import Backup, RestoreResult, check_restorable, create_backup, restore_backup
 from .conf import ops_settings
-from .databases import engine_for
-from .exceptions import BackupIncompatible, DeployOpsError, GitError, LockHeld, PreflightFailed
+from .exceptions import DeployOpsError, GitError, LockHeld, PreflightFailed
 from .gitrepo import Checkout
 from .lock import DeployLock
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import describe_lock_refusal, mark_interrupted
+from .pipeline import describe_lock_refusal, take_over
 from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, notify, run_step
+from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status
 
@@ -34,16 +34,6 @@ class _Steps:
     report: Callable[[str, int], None]
 
 
-def check_restorable(backup: Backup, database: str | None = None) -> None:
-    """Refuse (exit 3) a backup that does not verify, is of another engine, or cannot be restored safely; writes nothing."""
-    alias = database or ops_settings.BACKUP_DATABASE
-    verify_backup(backup, record=False)
-    vendor = engine_for(alias).vendor
-    if backup.engine and backup.engine != vendor:
-        raise BackupIncompatible(f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {vendor}; nothing was changed.")
-    refuse_restore_blockers(backup, alias)
-
-
 def _current_commit() -> str:
     try:
         return Checkout(ops_settings.project_dir).head().sha
@@ -53,8 +43,8 @@ def _current_commit() -> str:
 
 def restore_as_recovery(backup: Backup, database: str | None = None, safety_backup: bool = True, report=lambda line, level=1: None) -> RestoreResult:
     """Restore ``backup`` as a recorded recovery; raises DeployOpsError (exit 3 when nothing changed)."""
-    check_restorable(backup, database)
     alias = database or ops_settings.BACKUP_DATABASE
+    check_restorable(backup, alias)
     recorder = Recorder(DeploymentRecord.Kind.RESTORE, requested_ref=backup.name)
     lock = DeployLock("restore", str(recorder.record.id), break_stale=True)
     try:
@@ -62,9 +52,7 @@ def restore_as_recovery(backup: Backup, database: str | None = None, safety_back
     except LockHeld as held:
         raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
     try:
-        if lock.broken:
-            mark_interrupted(lock.broken)
-            report(f"Took over the stale lock: {lock.broken.describe()}", 0)
+        take_over(lock.broken, get_runtime(), report)
         commit = _current_commit()
         recorder.update(
             from_commit=commit,
@@ -80,7 +68,7 @@ def restore_as_recovery(backup: Backup, database: str | None = None, safety_back
                 safety = run_step(steps, SAFETY_BACKUP, lambda: create_backup(alias))
             except DeployOpsError as error:
                 message = describe_failure(error)
-                recorder.finish(Status.FAILED, failed_stage=SAFETY_BACKUP, error=message)
+                recorder.finish(Status.REFUSED, failed_stage=SAFETY_BACKUP, error=message)
                 raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
         try:
             result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False))

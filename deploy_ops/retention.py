@@ -23,7 +23,7 @@ from django.utils import timezone
 from . import storage
 from .backups import Backup, prune_backups
 from .conf import ops_settings
-from .exceptions import DeployOpsError, GitError, LockHeld
+from .exceptions import DeployOpsError, GitError, LockHeld, PreflightFailed
 from .lock import DeployLock
 from .models import DeploymentRecord
 
@@ -51,27 +51,16 @@ class Cleanup:
 
 
 def quick_rollback_backup() -> str | None:
-    """The name of the backup ``rollback --quick`` would restore now (rollback.plan_quick's choice,
-    without its verification, which a cleanup does not need: it only must not delete it)."""
+    """The name of the backup ``rollback --quick`` would restore now: its own rule (rollback.py),
+    without its verification, which a cleanup does not need: it only must not delete it."""
     from .gitrepo import Checkout
+    from .rollback import newest_backup_of, quick_target
 
     try:
         head = Checkout(ops_settings.project_dir).head().sha
-    except GitError:
+        return newest_backup_of(quick_target(head).from_commit).backup_name
+    except (GitError, PreflightFailed):
         return None
-    deploys = list(DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, status__in=SUCCEEDED).order_by("-started_at"))
-    current = next((index for index, record in enumerate(deploys) if record.to_commit == head), None)
-    earlier = deploys if current is None else deploys[current + 1 :]
-    target = next((record for record in earlier if record.to_commit != head), None)
-    if target is None:
-        return None
-    mover = (
-        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, started_at__gt=target.started_at, from_commit=target.to_commit)
-        .exclude(backup_name="")
-        .order_by("started_at")
-        .first()
-    )
-    return mover.backup_name if mover else None
 
 
 def protected_backups() -> set[str]:

@@ -12,16 +12,24 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from . import signals
+from . import children, signals
 from .audit import Recorder
-from .backups import Backup, find_backup, list_backups, verify_backup
+from .backups import Backup, check_restorable, find_backup, list_backups
 from .conf import ops_settings
-from .exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, BackupIncompatible, DeployOpsError, LockHeld, PreflightFailed
+from .exceptions import (
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    BackupCorrupt,
+    DeployOpsError,
+    HealthUnverified,
+    LockHeld,
+    PreflightFailed,
+)
 from .gitrepo import Checkout
 from .lock import DeployLock, inspect_lock
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import describe_lock_refusal, mark_interrupted
+from .pipeline import describe_lock_refusal, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
     REBUILD_SERVICES,
@@ -34,6 +42,8 @@ from .recovery import (
     VERIFY_HEALTH,
     Operation,
     describe_failure,
+    end_own_work,
+    file_sha256,
     notify,
     recover,
 )
@@ -56,6 +66,8 @@ class RollbackPlan:
     # For a code-only rollback past migrations: what to unapply, and the migrate targets.
     unapplied: list[str] = field(default_factory=list)
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
+    # Set when the backup was chosen from a record: the file must still be the one that record took.
+    recorded_sha256: str = ""
 
     def describe(self) -> list[str]:
         lines = []
@@ -68,6 +80,10 @@ class RollbackPlan:
             )
         if self.backup:
             lines.append(f"database: take a safety backup, then restore {self.backup.name}")
+            lines.append(
+                f"  {self.backup.name} is {_age(self.backup.created_at)} old (taken {self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}): "
+                "every write made since then will be replaced (the safety backup keeps them)"
+            )
         if self.reason:
             lines.append(f"why: {self.reason}")
         lines.append("then: start the services and verify their health")
@@ -79,26 +95,22 @@ def _checkout() -> Checkout:
 
 
 def resolve_commit(ref: str) -> tuple[str, str]:
-    info = _checkout().resolve(ref, ops_settings.GIT_REMOTE)
+    checkout = _checkout()
+    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    info = checkout.resolve(ref, ops_settings.GIT_REMOTE)
     return info.sha, info.summary
 
 
 def usable_backup(name_or_path: str) -> Backup:
-    """The backup, verified and of this database's engine; a refusal (exit 3) otherwise."""
-    from .databases import engine_for
-
+    """The backup, verified, of this database's engine, restorable as things stand; a refusal (exit 3) otherwise."""
     backup = find_backup(name_or_path)
-    verify_backup(backup, record=False)  # a check before anything changes writes nothing, not even metadata
-    engine = engine_for(ops_settings.BACKUP_DATABASE)
-    if backup.engine and backup.engine != engine.vendor:
-        raise BackupIncompatible(
-            f"{backup.name} is a {backup.engine} backup, but the database {ops_settings.BACKUP_DATABASE!r} is {engine.vendor}."
-        )
+    check_restorable(backup, ops_settings.BACKUP_DATABASE)
     return backup
 
 
 def plan_commit(ref: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
+    refuse_forward_migrations(sha, ref)
     plan = RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=f"code back to {ref}")
     plan.unapplied, plan.migration_targets = migrations_to_unapply(sha)
     if plan.migration_targets:
@@ -134,6 +146,30 @@ def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, s
     return sorted(unapplied), targets
 
 
+def refuse_forward_migrations(target_sha: str, ref: str) -> None:
+    """A rollback never migrates forward: a commit with migrations this database lacks is a deploy's job.
+
+    ``deploy --ref`` applies them after its backup and rolls back by itself when they fail; a
+    rollback that did the same would need its own undo for a half-applied forward migration.
+    """
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    checkout = _checkout()
+    applied = MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations()
+    missing = sorted(
+        f"{found['app']}.{found['name']}"
+        for found in map(MIGRATION_FILE.match, checkout.added_files(checkout.head().sha, target_sha))
+        if found and (found["app"], found["name"]) not in applied
+    )
+    if missing:
+        raise PreflightFailed(
+            f"{target_sha[:12]} has migrations this database has not applied ({', '.join(missing)}): going there is a "
+            f"deploy, not a rollback. Use `manage.py deploy --ref {ref}`, which applies them after a backup and rolls "
+            "back by itself if they fail."
+        )
+
+
 def plan_backup(name_or_path: str) -> RollbackPlan:
     return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=f"database back to {name_or_path}")
 
@@ -151,41 +187,83 @@ def _successful_deploys():
     ).order_by("-started_at")
 
 
-def plan_quick() -> RollbackPlan:
-    """The last release that deployed successfully before the current one, and the backup
-    taken by the deploy that moved past it (its database as that release left it)."""
-    head = _checkout().head().sha
-    deploys = list(_successful_deploys())
-    # Only deploys older than the one that brought the current commit count: after an earlier
-    # rollback, newer deploys are releases *ahead* of the current one, not behind it.
-    current = next((index for index, record in enumerate(deploys) if record.to_commit == head), None)
-    earlier = deploys if current is None else deploys[current + 1 :]
-    target = next((record for record in earlier if record.to_commit != head), None)
-    if target is None:
-        raise PreflightFailed(
-            f"No successful deploy before the current {head[:12]} is on record, so there is no "
-            "previous release to go back to. Use --commit SHA and/or --backup NAME."
-        )
-    mover = (
-        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, started_at__gt=target.started_at, from_commit=target.to_commit)
+# A deploy in these states did not take its code back, so it may be what brought the current commit
+# ("running" is one whose process died: were it alive, the lock would stop this rollback).
+BROUGHT_ITS_COMMIT = [
+    DeploymentRecord.Status.RUNNING,
+    DeploymentRecord.Status.SUCCEEDED,
+    DeploymentRecord.Status.SUCCEEDED_WITH_WARNINGS,
+    DeploymentRecord.Status.INTERRUPTED,
+    DeploymentRecord.Status.FAILED,
+    DeploymentRecord.Status.ROLLBACK_FAILED,
+]
+
+
+def quick_target(head: str) -> DeploymentRecord:
+    """The deploy that brought ``head``; its ``from_commit`` is the release that served before.
+
+    Records are read newest first.  A rollback that brought ``head`` back means the release it
+    left was rolled back away from: it is never a target, and the search goes on to the deploy
+    that brought ``head`` in the first place.
+    """
+    rolled_away: set[str] = set()
+    brought_head = DeploymentRecord.objects.filter(to_commit=head).exclude(from_commit=head).order_by("-started_at")
+    for record in brought_head:
+        if record.kind == DeploymentRecord.Kind.ROLLBACK and record.status != DeploymentRecord.Status.REFUSED:
+            rolled_away.add(record.from_commit)
+        elif record.kind == DeploymentRecord.Kind.DEPLOY and record.status in BROUGHT_ITS_COMMIT:
+            if record.from_commit and record.from_commit not in rolled_away:
+                return record
+    raise PreflightFailed(
+        f"No deploy on record brought the current {head[:12]} over an earlier release, so there is no "
+        "previous release to go back to. Use --commit SHA and/or --backup NAME."
+    )
+
+
+def newest_backup_of(commit: str) -> DeploymentRecord:
+    """The newest deploy (whatever its outcome) that backed up the database while ``commit`` served."""
+    taker = (
+        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, from_commit=commit)
         .exclude(backup_name="")
-        .order_by("started_at")
+        .order_by("-started_at")
         .first()
     )
-    if mover is None:
+    if taker is None:
         raise PreflightFailed(
-            f"The last good release is {target.to_commit[:12]} (deployed {target.started_at:%Y-%m-%d %H:%M}), but no later "
-            "deploy recorded a backup of its database. Use --commit for the code alone, or --full with a backup you choose."
+            f"No deploy on record backed up the database while {commit[:12]} was serving. "
+            "Use --commit for the code alone, or --full with a backup you choose."
         )
-    backup = usable_backup(mover.backup_name)
+    return taker
+
+
+def plan_quick() -> RollbackPlan:
+    """Back to the release that served before the current one, with the newest backup taken while it served."""
+    checkout = _checkout()
+    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    head = checkout.head().sha
+    bringer = quick_target(head)
+    target = bringer.from_commit
+    taker = newest_backup_of(target)
+    backup = usable_backup(taker.backup_name)
+    check_recorded_checksum(backup, taker)
     reason = (
-        f"{target.to_commit[:12]} is the last release that deployed successfully before the current {head[:12]} "
-        f"(deployed {target.started_at:%Y-%m-%d %H:%M}); {backup.name} was taken by the deploy that moved past it "
-        f"(started {mover.started_at:%Y-%m-%d %H:%M}, {mover.status})."
+        f"{target[:12]} was serving when the current {head[:12]} was deployed (deploy of "
+        f"{bringer.started_at:%Y-%m-%d %H:%M}, {bringer.status}); {backup.name} is the newest backup taken while it served "
+        f"(by the deploy of {taker.started_at:%Y-%m-%d %H:%M}, {taker.status})."
     )
     return RollbackPlan(
-        commit=target.to_commit, commit_summary=target.to_summary, backup=backup, steps=CODE_STEPS | DATABASE_STEPS, reason=reason
+        commit=target, commit_summary=bringer.from_summary or checkout.summary(target), backup=backup,
+        steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
     )
+
+
+def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
+    """A backup chosen from a record must be the file that record took, not only match its own metadata."""
+    if record.backup_sha256 and file_sha256(backup.path) != record.backup_sha256:
+        raise BackupCorrupt(
+            f"{backup.name} is not the backup the {record.kind} {record.id} took: its sha256 differs from the one "
+            "on record (the file and its metadata were replaced). Nothing was changed; choose a backup with --full."
+        )
 
 
 def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
@@ -201,9 +279,8 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
     except LockHeld as held:
         raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
     try:
-        if lock.broken:
-            mark_interrupted(lock.broken)
-            report(f"Took over the stale lock: {lock.broken.describe()}", 0)
+        runtime = get_runtime()
+        take_over(lock.broken, runtime, report)
         head = checkout.head()
         target_sha = plan.commit or head.sha
         recorder.update(
@@ -219,7 +296,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
         recorder.save()
         operation = Operation(
             checkout=checkout,
-            runtime=get_runtime(),
+            runtime=runtime,
             recorder=recorder,
             report=report,
             health_retries=ops_settings.HEALTH_CHECK_RETRIES,
@@ -227,17 +304,26 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             previous_sha=head.sha,
             target_sha=target_sha,
             backup=plan.backup,
+            recorded_sha256=plan.recorded_sha256,
             migration_targets=plan.migration_targets,
         )
         try:
-            recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
+            with children.tracking(str(recorder.record.id)):
+                recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
         except (Exception, KeyboardInterrupt) as error:
+            end_own_work(operation)
             message = describe_failure(error)
             failed = next((stage.name for stage in reversed(recorder.stages) if stage.status == "failed"), "")
             if failed == SAFETY_BACKUP:
                 # It runs first: nothing has changed, so this is a refusal, not a failed rollback.
-                recorder.finish(DeploymentRecord.Status.FAILED, failed_stage=failed, error=message)
+                recorder.finish(DeploymentRecord.Status.REFUSED, failed_stage=failed, error=message)
                 raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
+            if isinstance(error, HealthUnverified):
+                recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
+                report(f"ROLLBACK NOT VERIFIED: {message}", 0)
+                signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
+                notify(Level.ROLLBACK_FAILED, recorder)
+                raise  # exit 2, saying what is known: not verified, rather than "failed"
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
             report(f"ROLLBACK FAILED at {failed}: {message}", 0)
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
@@ -304,6 +390,8 @@ def status() -> dict:
     except DeployOpsError as error:
         services, services_error = [], str(error)
     lock = inspect_lock()
+    # A live holder's children are its own business; after a run died, they are what it left running.
+    left_behind = work_left_behind() if not lock.held or lock.stale else []
     return {
         "project": ops_settings.project_name,
         "environment": ops_settings.ENVIRONMENT,
@@ -314,6 +402,7 @@ def status() -> dict:
         "services_error": services_error,
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],
         "lock": {"state": "free" if not lock.held else ("stale" if lock.stale else "held"), "holder": lock.holder, "description": lock.describe()},
+        "work_left_behind": left_behind,
         "recent_records": [record_summary(record) for record in DeploymentRecord.objects.order_by("-started_at")[:5]],
     }
 

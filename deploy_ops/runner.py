@@ -4,7 +4,8 @@ Builders elsewhere return a :class:`Command` (argv, env, cwd, secrets) and do no
 :func:`run` and :func:`open_process` execute it.  The command line is logged before it
 runs, with every secret replaced by ``***``; a missing executable raises
 :class:`ToolMissing`; a failure raises :class:`CommandFailed` carrying the redacted argv,
-the exit code, the stderr tail and the duration.
+the exit code, the stderr tail and the duration.  Every child runs in a process group of its
+own and, while a run holds the lock, is written down until it ends (see :mod:`deploy_ops.children`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,21 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import IO, Iterator, Mapping, Sequence
 
+from . import children
 from .exceptions import CommandFailed, ToolMissing
 
 logger = logging.getLogger("deploy_ops.runner")
 
 TAIL_CHARS = 4000
+# How long an interrupted or timed-out child's group gets to end before it is killed.
+GROUP_END_SECONDS = 5
 REDACTED = "***"
 
 
@@ -119,6 +124,50 @@ def _failure(command: Command, returncode, stdout, stderr, duration, timed_out=F
     )
 
 
+def _own_group() -> dict:
+    """Popen options that put a child in a process group of its own.
+
+    The operator's Ctrl-C (SIGINT to the terminal's foreground group) and a closed terminal then
+    reach deploy_ops alone, which ends the child's whole group itself (:func:`_end_group`), and
+    the services a start command launches do not die with the terminal.
+    """
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """End the child and everything it started (its group), and reap it."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=GROUP_END_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever ignored SIGTERM, grandchildren too
+    process.kill()
+    process.wait()
+
+
+@contextlib.contextmanager
+def _supervised(command: Command, argv: list[str], **options) -> Iterator[subprocess.Popen]:
+    """Start the child in its own group, written down while the run holds the lock; on any
+    exception in the body (a timeout, a Ctrl-C), end its whole group before re-raising."""
+    process = subprocess.Popen(argv, cwd=command.cwd, env=_environment(command), **_own_group(), **options)
+    entry = children.register(process.pid, command.display())
+    try:
+        yield process
+    except BaseException:
+        _end_group(process)
+        raise
+    finally:
+        children.unregister(entry)
+
+
 def run(
     command: Command,
     *,
@@ -130,24 +179,18 @@ def run(
     argv = _resolved_argv(command)
     logger.info("run: %s", command.display())
     started = time.monotonic()
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
     try:
-        finished = subprocess.run(
-            argv,
-            cwd=command.cwd,
-            env=_environment(command),
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-        )
+        with _supervised(command, argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+            out, err = process.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired as expired:
         duration = time.monotonic() - started
         raise _failure(command, None, _text(expired.stdout), _text(expired.stderr), duration, timed_out=True) from None
     duration = time.monotonic() - started
-    stdout, stderr = _text(finished.stdout), _text(finished.stderr)
-    if check and finished.returncode != 0:
-        raise _failure(command, finished.returncode, stdout, stderr, duration)
-    return Completed(tuple(command.argv), finished.returncode, stdout, stderr, duration)
+    stdout, stderr = _text(out), _text(err)
+    if check and process.returncode != 0:
+        raise _failure(command, process.returncode, stdout, stderr, duration)
+    return Completed(tuple(command.argv), process.returncode, stdout, stderr, duration)
 
 
 def _text(data) -> str:
@@ -167,15 +210,13 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
     argv = _resolved_argv(command)
     logger.info("run: %s", command.display())
     started = time.monotonic()
-    with tempfile.TemporaryFile() as stderr_file:
-        process = subprocess.Popen(
-            argv,
-            cwd=command.cwd,
-            env=_environment(command),
-            stdin=subprocess.DEVNULL if reading else subprocess.PIPE,
-            stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
-            stderr=stderr_file,
-        )
+    with tempfile.TemporaryFile() as stderr_file, _supervised(
+        command,
+        argv,
+        stdin=subprocess.DEVNULL if reading else subprocess.PIPE,
+        stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
+        stderr=stderr_file,
+    ) as process:
         pipe = process.stdout if reading else process.stdin
         broken_pipe = False
         try:
@@ -184,10 +225,6 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
             # The process stopped reading (psql hit an SQL error, say): its exit code
             # and stderr below say why, which the broken pipe itself does not.
             broken_pipe = True
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
         finally:
             with contextlib.suppress(BrokenPipeError):
                 pipe.close()

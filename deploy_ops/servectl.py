@@ -117,6 +117,33 @@ def _signal_group(pid: int, signum: int) -> None:
         pass
 
 
+def group_alive(pid: int) -> bool:
+    """Whether the process group led by ``pid`` still has a member (its leader may be gone)."""
+    if os.name == "nt":
+        return is_alive(pid)
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def end_process_group(pid: int, timeout: float) -> bool:
+    """Ask the group led by ``pid`` to end, kill it after ``timeout``; False if something survived."""
+    _ask_to_end(pid)
+    deadline = time.monotonic() + timeout
+    while group_alive(pid) and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
+    if group_alive(pid):
+        _kill(pid)
+        deadline = time.monotonic() + KILL_WAIT_SECONDS
+        while group_alive(pid) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+    return not group_alive(pid)
+
+
 def start(pidfile: Path, logfile: Path, argv: list[str], grace: float) -> int:
     running = read_pid(pidfile)
     if running and is_alive(running):

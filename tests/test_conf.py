@@ -1,11 +1,18 @@
 """The DEPLOY_OPS dict: defaults, validation with hints, environment variables, system checks."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from deploy_ops.conf import from_environment, ops_settings, problems
 from deploy_ops.exceptions import ConfigurationError
+
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_apply_when_the_dict_is_empty(settings):
@@ -78,9 +85,37 @@ def test_a_misspelt_environment_variable_is_kept_so_validation_names_it():
     assert problems(found) == ["DEPLOY_OPS has an unknown key 'HEALTH_CHECK_DELAYS'. Did you mean 'HEALTH_CHECK_DELAY'?"]
 
 
-def test_bad_json_in_the_environment_is_a_clear_error():
-    with pytest.raises(ConfigurationError, match="DEPLOY_OPS_COMMANDS must be JSON"):
-        from_environment({"DEPLOY_OPS_COMMANDS": "{start: run}"})
+@pytest.mark.parametrize(
+    "variable, text, says",
+    [
+        ("DEPLOY_OPS_COMMANDS", "{start: run}", "The environment variable DEPLOY_OPS_COMMANDS must be JSON (Expecting property name"),
+        ("DEPLOY_OPS_HEALTH_CHECK_RETRIES", "abc", "The environment variable DEPLOY_OPS_HEALTH_CHECK_RETRIES is 'abc', not a number."),
+        ("AUTO_ROLLBACK", "maybe", "The environment variable AUTO_ROLLBACK is 'maybe', not a boolean; use true or false."),
+    ],
+)
+def test_a_malformed_environment_value_does_not_raise_at_import_but_is_named_by_validation(settings, variable, text, says):
+    found = from_environment({variable: text})
+    assert problems(found)[0].startswith(says)
+    settings.DEPLOY_OPS = found
+    with pytest.raises(SystemCheckError, match=f"deploy_ops.E001.*{variable}"):
+        call_command("check")
+    with pytest.raises(ConfigurationError, match=variable):
+        getattr(ops_settings, next(iter(found)))
+
+
+def test_a_json_value_that_does_not_parse_is_not_repeated_in_the_message():
+    found = from_environment({"DEPLOY_OPS_NOTIFICATIONS": "https://hooks.example.org/secret-token"})
+    assert "secret-token" not in problems(found)[0]
+
+
+def test_deploy_with_a_malformed_environment_value_is_refused_with_exit_3_and_no_traceback():
+    environment = {**os.environ, "DEPLOY_OPS_HEALTH_CHECK_RETRIES": "abc", "DEPLOY_OPS_PROJECT_DIR": "/nonexistent-deploy-ops-project"}
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "deploy", "--noinput"], cwd=REPOSITORY, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 3, finished.stderr
+    assert "DEPLOY_OPS_HEALTH_CHECK_RETRIES is 'abc', not a number" in finished.stderr
+    assert "Traceback" not in finished.stderr
 
 
 def test_system_check_reports_wrong_settings_with_their_id(settings):

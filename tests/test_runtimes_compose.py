@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from deploy_ops import children
 from deploy_ops.exceptions import CommandFailed, ServiceError
 from deploy_ops.runner import Command
 from deploy_ops.runtimes import get_runtime
@@ -59,8 +60,18 @@ def test_stop_names_only_the_app_services_so_the_database_keeps_running(compose_
 
 def test_manage_runs_python_manage_py_inside_the_web_service(compose_settings, settings):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "WEB_SERVICE": "app"}
-    command = ComposeRuntime(compose_settings).manage_command("migrate", "--noinput")
-    assert command == Command((*COMPOSE, "exec", "-T", "app", "python", "manage.py", "migrate", "--noinput"), cwd=str(compose_settings))
+    command = ComposeRuntime(compose_settings).manage_command("collectstatic", "--noinput")
+    assert command == Command((*COMPOSE, "exec", "-T", "app", "python", "manage.py", "collectstatic", "--noinput"), cwd=str(compose_settings))
+
+
+def test_migrate_runs_in_a_one_off_container_labelled_with_the_run_that_started_it(compose_settings, settings):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "WEB_SERVICE": "app"}
+    with children.tracking("0123-record"):
+        command = ComposeRuntime(compose_settings).manage_command("migrate", "--noinput")
+    assert command == Command(
+        (*COMPOSE, "run", "--rm", "--no-deps", "-T", "--label", "deploy_ops.record=0123-record", "app", "python", "manage.py", "migrate", "--noinput"),
+        cwd=str(compose_settings),
+    )
 
 
 def test_manage_on_host_runs_manage_py_with_this_python_in_the_checkout(compose_settings, settings):

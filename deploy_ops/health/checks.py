@@ -169,7 +169,8 @@ def _migration_folders() -> tuple:
 
 
 def latest_deployment() -> DeploymentRecord | None:
-    return DeploymentRecord.objects.filter(kind__in=DEPLOY_KINDS).order_by("-started_at").first()
+    """The newest deploy or rollback that did something: a refusal changed nothing, so it says nothing about the site."""
+    return DeploymentRecord.objects.filter(kind__in=DEPLOY_KINDS).exclude(status=Status.REFUSED).order_by("-started_at").first()
 
 
 @dataclasses.dataclass
@@ -212,6 +213,12 @@ class LastDeployment(HealthCheck):
                     f"Check process {record.pid} on {record.host or 'the host'}, then `manage.py rollback --status`."
                 )
             return
+        if status == Status.ROLLBACK_UNVERIFIED:
+            # This check runs inside the site, so the site answers: the health URL itself is what failed.
+            raise ServiceWarning(
+                f"{what} failed{stage}; its rollback ran every step but HEALTH_CHECK_URL never answered to verify it. "
+                "Check DEPLOY_OPS['HEALTH_CHECK_URL']."
+            )
         if status == Status.ROLLED_BACK:
             back_to = f" to {record.from_commit[:12]}" if record.from_commit else ""
             raise ServiceWarning(f"{what} failed{stage} and was rolled back{back_to}; the previous release is serving.")

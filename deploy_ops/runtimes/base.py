@@ -56,6 +56,14 @@ class ServiceRuntime(abc.ABC):
     def logs_since(self, since: datetime) -> str:
         """What the services logged since ``since`` (for the error-pattern scan); '' where unknown."""
 
+    def one_off_work(self) -> list[str]:
+        """Work this runtime runs apart from the services (one-off containers) that is still going on."""
+        return []
+
+    def stop_one_off_work(self) -> list[str]:
+        """Stop that work (of a run that died, found by the next one); returns what was stopped."""
+        return []
+
     # The actions run the builders' commands through the one runner; a runtime may refine them.
     def build(self) -> str:
         return self._run_all(self.build_commands())

@@ -9,12 +9,13 @@ from datetime import datetime
 import docker
 from docker.errors import DockerException, NotFound
 
+from .. import children
 from ..conf import ops_settings
 from ..exceptions import ServiceError
 from ..runner import Command, run
 from .base import ServiceRuntime, ServiceState
 from .commands import host_manage_command
-from .compose_cli import compose_argv, exec_command
+from .compose_cli import compose_argv, exec_command, one_off_command
 
 # An image build may download and compile packages: generous, but a hung build still ends.
 BUILD_TIMEOUT = 3600
@@ -24,6 +25,8 @@ MARGIN = 60
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 ONE_OFF_LABEL = "com.docker.compose.oneoff"
+# On the one-off containers deploy_ops runs: the record id of the run that started them.
+RUN_LABEL = "deploy_ops.record"
 
 
 class ComposeRuntime(ServiceRuntime):
@@ -50,7 +53,27 @@ class ComposeRuntime(ServiceRuntime):
     def manage_command(self, *arguments: str) -> Command:
         if ops_settings.MANAGE_ON_HOST:
             return host_manage_command(self.project_dir, arguments)
-        return exec_command(ops_settings.WEB_SERVICE, ["python", "manage.py", *arguments])
+        argv = ["python", "manage.py", *arguments]
+        if arguments[:1] == ("migrate",):
+            # The one that changes the database and may run for minutes gets a one-off container
+            # labelled with the run's record: if the run dies, the process inside would go on
+            # (a `compose exec` does), so the next run finds it by label and kills it first.
+            # collectstatic stays an exec: it writes into the serving container's files.
+            return one_off_command(ops_settings.WEB_SERVICE, argv, {RUN_LABEL: children.active_record() or "none"})
+        return exec_command(ops_settings.WEB_SERVICE, argv)
+
+    def one_off_work(self) -> list[str]:
+        with docker_client() as client:
+            return [_describe_one_off(container) for container in _one_off_containers(client, self.project()[0])]
+
+    def stop_one_off_work(self) -> list[str]:
+        stopped = []
+        with docker_client() as client:
+            for container in _one_off_containers(client, self.project()[0]):
+                stopped.append(_describe_one_off(container))
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)  # SIGKILL, then gone: --rm's client may be dead too
+        return stopped
 
     def timeout_for(self, command: Command) -> float | None:
         verb_at = len(compose_argv())
@@ -129,6 +152,19 @@ def _project_containers(client, project: str) -> list:
     # `compose run` leaves one-off containers that are not services.
     services = [container for container in containers if container.labels.get(ONE_OFF_LABEL) != "True"]
     return sorted(services, key=lambda container: container.name)
+
+
+def _one_off_containers(client, project: str) -> list:
+    """The running one-off containers deploy_ops started for this project (RUN_LABEL)."""
+    try:
+        return client.containers.list(filters={"label": [f"{PROJECT_LABEL}={project}", RUN_LABEL]})
+    except DockerException as error:
+        raise ServiceError(f"Could not list the one-off containers of Compose project {project!r}: {error}") from None
+
+
+def _describe_one_off(container) -> str:
+    command = " ".join(container.attrs.get("Config", {}).get("Cmd") or [])
+    return f"container {container.name} ({command}) of record {container.labels.get(RUN_LABEL)}"
 
 
 def _describe(name: str, state: dict) -> str:

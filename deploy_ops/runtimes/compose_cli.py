@@ -30,3 +30,14 @@ def exec_command(service: str, argv: Sequence[str], env: Mapping[str, str] | Non
         cwd=str(ops_settings.project_dir),
         secrets=tuple(secrets),
     )
+
+
+def one_off_command(service: str, argv: Sequence[str], labels: Mapping[str, str]) -> Command:
+    """``compose run --rm --no-deps -T --label K=V SERVICE argv``: a container of its own, found again by its labels."""
+    label_options = []
+    for name in sorted(labels):
+        label_options += ["--label", f"{name}={labels[name]}"]
+    return Command(
+        tuple(compose_argv("run", "--rm", "--no-deps", "-T", *label_options, service, *argv)),
+        cwd=str(ops_settings.project_dir),
+    )

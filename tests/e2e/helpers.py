@@ -90,3 +90,16 @@ def assert_rollback_failed(site, finished, release_a: str) -> list[str]:
     assert site.production_head() == release_a
     assert events(site)[-2:] == ["ERROR", "ROLLBACK_FAILED"]
     return [stage["name"] for stage in snapshot["stages"] if stage["status"] == "failed"]
+
+
+def serve_release_1_on_compose(site, compose_command: list[str], database_url: str) -> dict:
+    """Production at release 1 under Compose, migrated, serving, with two notes; returns DEPLOY_OPS."""
+    ops = site.use_compose(compose_command, database_url, HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
+    started = subprocess.run(
+        [*compose_command, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
+        cwd=site.production, capture_output=True, text=True,
+    )
+    assert started.returncode == 0, started.stderr
+    site.manage("migrate", "--verbosity", "0")
+    site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
+    return ops

@@ -230,6 +230,9 @@ def test_a_backup_that_cannot_be_written_refuses_the_deploy_and_changes_nothing(
     assert records(sample_site) == []
     assert events(sample_site) == []
     assert "release 1" in sample_site.get("/")[1]
+    # A refusal is not an alarm: /health/'s LastDeployment does not hold it against the site.
+    last_deployment = "from deploy_ops.health.checks import LastDeployment; LastDeployment().check_record(); print('ok')"
+    assert sample_site.manage("shell", "--verbosity", "0", "-c", last_deployment).strip() == "ok"
 
 
 def test_a_checkout_without_the_configured_remote_is_refused_with_exit_3(sample_site):

@@ -14,6 +14,7 @@ from tests.e2e.helpers import (
     events,
     failure_text,
     last_record,
+    serve_release_1_on_compose,
 )
 from tests.fixtures.sample_site import (
     broken_dockerfile,
@@ -33,14 +34,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
 @pytest.fixture
 def serving_release_1(sample_site, docker_engine, postgres_database):
     """Production at release 1 under Compose, migrated, serving, with two notes: the state before each deploy."""
-    ops = sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
-    started = subprocess.run(
-        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-        cwd=sample_site.production, capture_output=True, text=True,
-    )
-    assert started.returncode == 0, started.stderr
-    sample_site.manage("migrate", "--verbosity", "0")
-    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
+    ops = serve_release_1_on_compose(sample_site, docker_engine, postgres_url(postgres_database))
     assert sample_site.get("/") == (200, "release 1\nnotes 2\n")
     return ops
 

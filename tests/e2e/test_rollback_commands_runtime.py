@@ -121,8 +121,8 @@ def test_quick_dry_run_names_its_pick_and_why_then_quick_rolls_back_to_it(sample
     assert dry.returncode == 0, failure_text(dry)
     assert f"check out {release_2[:12]} (Release 2)" in dry.stdout
     assert f"restore {backup_of_release_2}" in dry.stdout
-    assert f"{release_2[:12]} is the last release that deployed successfully before the current {release_3[:12]}" in dry.stdout
-    assert f"{backup_of_release_2} was taken by the deploy that moved past it" in dry.stdout
+    assert f"{release_2[:12]} was serving when the current {release_3[:12]} was deployed" in dry.stdout
+    assert f"{backup_of_release_2} is the newest backup taken while it served" in dry.stdout
     assert "Dry run: nothing was changed." in dry.stdout
     assert sample_site.production_head() == release_3
     assert sample_site.notes() == ["first", "second", "third", "fourth"]
@@ -138,10 +138,10 @@ def test_quick_dry_run_names_its_pick_and_why_then_quick_rolls_back_to_it(sample
     assert_rollback_recorded(sample_site, FULL_STAGES, release_2, backup_of_release_2)
     assert_safety_backup_restores(sample_site, before, ["first", "second", "third", "fourth"])
 
-    # Release 3 is now ahead of the current commit, not behind it: quick must not "go back" to it.
+    # Release 3 was rolled back away from: quick never "goes back" to it, but to what served before release 2.
     again = manage(sample_site, "rollback", "--quick", "--dry-run")
-    assert again.returncode == 3, failure_text(again)
-    assert f"No successful deploy before the current {release_2[:12]}" in again.stderr
+    assert again.returncode == 0, failure_text(again)
+    assert f"check out {sample_site.initial_sha[:12]}" in again.stdout and release_3[:12] not in again.stdout.split("why:")[0]
 
 
 # -- refusals: exit 3, nothing changed --------------------------------------------------------------

@@ -1,14 +1,17 @@
 """``manage.py deploy``: the staged deploy with automatic rollback.
 
-Exit codes: 0 deployed; 1 failed and rolled back; 2 failed and the rollback failed or was
-disabled (a human is needed); 3 refused before anything changed.
+Exit codes: 0 deployed; 1 failed and rolled back; 2 failed and the rollback failed, could not be
+verified, or was disabled (a human is needed); 3 refused before anything changed; 4 an unexpected
+error; 5 a usage error (see deploy_ops.management.base).
 """
 
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
+from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK
+from deploy_ops.management.base import OpsCommand
+from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
 
 OUTCOMES = {
@@ -16,9 +19,13 @@ OUTCOMES = {
     2: "The deploy failed and the site was NOT brought back: a human is needed (see `manage.py rollback --status`).",
     3: "The deploy stopped before anything changed: the previous release is serving, untouched.",
 }
+UNVERIFIED = (
+    "The deploy failed and was rolled back, but the health URL never answered, so it could not be verified that the "
+    "previous release serves: a human is needed to look (see `manage.py rollback --status`)."
+)
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure."
     requires_system_checks = []  # preflight validates what a deploy needs; a broken check must not block a fix.
 
@@ -56,10 +63,9 @@ class Command(BaseCommand):
         )
         if options["interactive"] and sys.stdin.isatty() and not options["dry_run"]:
             deployer.confirm = self.confirm
-        try:
-            exit_code = deployer.run()
-        except DeployOpsError as error:
-            raise CommandError(f"Refused, nothing was changed: {error}" if error.exit_code == EXIT_REFUSED else str(error), returncode=error.exit_code)
+        exit_code = deployer.run()
+        if exit_code == EXIT_NEEDS_HUMAN and deployer.recorder.record.status == DeploymentRecord.Status.ROLLBACK_UNVERIFIED:
+            raise CommandError(UNVERIFIED, returncode=exit_code)
         if exit_code != EXIT_OK:
             raise CommandError(OUTCOMES[exit_code], returncode=exit_code)
 

@@ -1,16 +1,18 @@
 """``manage.py rollback``: manual recovery, by flags or through an interactive menu.
 
-Exit codes as for deploy: 0 done; 2 failed and a human is needed; 3 refused before anything changed.
+Exit codes as for deploy: 0 done; 2 failed (or not verified) and a human is needed; 3 refused before
+anything changed; 4 an unexpected error; 5 a usage error.  Never 1, which only a deploy's rollback means.
 """
 
 import json
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from deploy_ops import rollback
 from deploy_ops.backups import list_backups
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
+from deploy_ops.management.base import OpsCommand
 
 VERIFIED = {True: "yes", False: "FAILED", None: "not yet"}
 
@@ -26,7 +28,7 @@ MENU = [
 ]
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Roll back code and/or database; without options on a terminal, an interactive menu."
     requires_system_checks = []
 
@@ -46,13 +48,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         self.options = options
-        try:
-            return self.dispatch(options)
-        except DeployOpsError as error:
-            prefix = "Refused, nothing was changed: " if error.exit_code == EXIT_REFUSED else ""
-            raise CommandError(prefix + str(error), returncode=error.exit_code)
-
-    def dispatch(self, options):
         if options["status"]:
             return self.show_status()
         if options["list_commits"]:
@@ -129,6 +124,10 @@ class Command(BaseCommand):
         for backup in found["backups"]:
             self.stdout.write(f"  {backup['name']}  {backup['age']} old  {backup['size']} bytes  verified: {VERIFIED[backup['verified']]}")
         self.stdout.write(f"Lock: {found['lock']['description']}")
+        if found["work_left_behind"]:
+            self.stdout.write(self.style.ERROR("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
+            for line in found["work_left_behind"]:
+                self.stdout.write(f"  {line}")
         self.stdout.write("Recent records:")
         for record in found["recent_records"]:
             failed = f" (failed at {record['failed_stage']})" if record["failed_stage"] else ""
