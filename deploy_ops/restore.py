@@ -52,7 +52,9 @@ def restore_as_recovery(backup: Backup, database: str | None = None, safety_back
     except LockHeld as held:
         raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
     try:
-        take_over(lock.broken, get_runtime(), report)
+        if lock.broken:
+            # A run died holding the lock: what it left running goes first (a restore may run without Compose).
+            take_over(lock.broken, get_runtime(), report)
         commit = _current_commit()
         recorder.update(
             from_commit=commit,
