@@ -7,9 +7,12 @@ disabled (a human is needed); 3 refused before anything changed.
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
+from deploy_ops.cli import dumps, refuse_without_terminal
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.pipeline import Deployer, DeployOptions
+from deploy_ops.rollback import record_summary
 
 OUTCOMES = {
     1: "The deploy failed and was rolled back: the previous release is serving.",
@@ -36,12 +39,17 @@ class Command(BaseCommand):
             "Never a lock whose process is alive.",
         )
         parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
+        parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
         parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         if options["notify_test"]:
             return self.notify_test()
+        if options["interactive"] and not options["dry_run"]:
+            # The one policy (deploy_ops.cli): without a terminal to ask on, only --noinput goes ahead.
+            refuse_without_terminal(_("deploy"))
+        self.json = options["json"]
         deployer = Deployer(
             DeployOptions(
                 ref=options["ref"],
@@ -54,20 +62,35 @@ class Command(BaseCommand):
             ),
             report=self.report,
         )
-        if options["interactive"] and sys.stdin.isatty() and not options["dry_run"]:
+        if options["interactive"] and not options["dry_run"]:
             deployer.confirm = self.confirm
         try:
             exit_code = deployer.run()
         except DeployOpsError as error:
+            self.print_result(deployer, error.exit_code, str(error))
             raise CommandError(f"Refused, nothing was changed: {error}" if error.exit_code == EXIT_REFUSED else str(error), returncode=error.exit_code)
+        self.print_result(deployer, exit_code, OUTCOMES.get(exit_code, ""))
         if exit_code != EXIT_OK:
             raise CommandError(OUTCOMES[exit_code], returncode=exit_code)
+
+    def print_result(self, deployer, exit_code: int, message: str) -> None:
+        """--json: the exit code, what it means, and the deploy's record (as rollback --status shows records)."""
+        if not self.json:
+            return
+        record = deployer.recorder.record
+        self.stdout.write(dumps({
+            "exit_code": exit_code,
+            "message": message,
+            "dry_run": deployer.options.dry_run,
+            "record": record_summary(record) if record.finished_at else None,
+        }))
 
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity < level:
             return
         style = self.style.ERROR if ("FAILED" in line or "failed" in line.split(":")[0]) else (lambda text: text)
-        self.stdout.write(style(line))
+        # With --json, stdout carries only the result.
+        (self.stderr if self.json else self.stdout).write(style(line))
 
     def confirm(self, summary: str) -> bool:
         answer = input(f"{summary}\nDeploy? [y/N] ")
