@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
-from . import humanize
+from . import humanize, progress
 from .backups import Backup
 from .exceptions import EXIT_REFUSED
 
@@ -113,6 +114,18 @@ class BackupListing:
 
 def backup_listing(backups: list[Backup]) -> list[BackupListing]:
     return [BackupListing.of(backup) for backup in backups]
+
+
+@contextlib.contextmanager
+def shown_work(command, verbosity: int):
+    """What a command shows while it works: nothing extra at -v 0 (not even progress), every
+    external command as it starts at -v 3 (on stderr, secrets masked)."""
+    with contextlib.ExitStack() as stack:
+        if verbosity == 0:
+            stack.enter_context(progress.silenced())
+        if verbosity >= 3:
+            stack.enter_context(progress.echo_commands(command.stderr.write))
+        yield
 
 
 def dumps(data) -> str:

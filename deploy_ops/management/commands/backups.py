@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
 from deploy_ops import backups, encryption, humanize, retention, storage
-from deploy_ops.cli import accept_common_options, backup_listing, confirm_or_refuse, dumps
+from deploy_ops.cli import accept_common_options, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
@@ -76,7 +76,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         try:
-            getattr(self, "handle_" + options["action"])(options)
+            with shown_work(self, self.verbosity):
+                getattr(self, "handle_" + options["action"])(options)
         except DeployOpsError as error:
             raise CommandError(str(error), returncode=error.exit_code)
 

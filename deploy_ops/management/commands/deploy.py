@@ -9,7 +9,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from deploy_ops.cli import dumps, refuse_without_terminal
+from deploy_ops.cli import dumps, refuse_without_terminal, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.pipeline import Deployer, DeployOptions
 from deploy_ops.rollback import record_summary
@@ -65,7 +65,8 @@ class Command(BaseCommand):
         if options["interactive"] and not options["dry_run"]:
             deployer.confirm = self.confirm
         try:
-            exit_code = deployer.run()
+            with shown_work(self, self.verbosity):
+                exit_code = deployer.run()
         except DeployOpsError as error:
             self.print_result(deployer, error.exit_code, str(error))
             raise CommandError(f"Refused, nothing was changed: {error}" if error.exit_code == EXIT_REFUSED else str(error), returncode=error.exit_code)

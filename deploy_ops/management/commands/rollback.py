@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 
 from deploy_ops import rollback
 from deploy_ops.backups import list_backups
-from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps
+from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 
 MENU = [
@@ -46,7 +46,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.options = options
         try:
-            return self.dispatch(options)
+            with shown_work(self, options["verbosity"]):
+                return self.dispatch(options)
         except DeployOpsError as error:
             prefix = "Refused, nothing was changed: " if error.exit_code == EXIT_REFUSED else ""
             raise CommandError(prefix + str(error), returncode=error.exit_code)
