@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -175,6 +176,10 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
 @admin.register(DeliveryDashboard)
 class DeliveryDashboardAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The admin index's "Delivery dashboard" entry: its list page is the dashboard."""
+
+    def get_urls(self):
+        # Only the dashboard: the records themselves are DeploymentRecordAdmin's.
+        return [path("", self.admin_site.admin_view(self.changelist_view), name="deploy_ops_deliverydashboard_changelist")]
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("deploy_ops.view_deploymentrecord")

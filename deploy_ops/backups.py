@@ -269,11 +269,13 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     try:
         with os.fdopen(descriptor, "wb") as raw:
             hashing = _HashingWriter(raw)
-            meter = progress.ByteProgress(_("Backing up %(alias)r") % {"alias": alias}, lambda: progress.database_size(engine))
-            with encryption.sealed(hashing, recipients) as sealed, codec.writer(sealed, method) as stream:
+            with (
+                progress.ByteProgress(_("Backing up %(alias)r") % {"alias": alias}, lambda: progress.database_size(engine)) as meter,
+                encryption.sealed(hashing, recipients) as sealed,
+                codec.writer(sealed, method) as stream,
+            ):
                 dumped = _HeadKeeper(progress.MeteredWriter(_ContentsReading(stream, reader) if reader else stream, meter))
                 engine.dump(dumped)
-            meter.finish()
             raw.flush()
             os.fsync(raw.fileno())
         tables = reader.tables if reader else engine.dumped_tables
@@ -612,7 +614,8 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
     if safety:
         logger.info("safety backup before the restore: %s", safety.path)
     try:
-        engine.restore(codec.read_ahead(meter.chunks(_checked_chunks(backup, backup.engine))))
+        with meter:
+            engine.restore(codec.read_ahead(meter.chunks(_checked_chunks(backup, backup.engine))))
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     logger.info("restored %s into %r", backup.path, alias)

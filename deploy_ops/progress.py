@@ -62,10 +62,17 @@ class ByteProgress:
             self.stream.write("\r\033[K" + self.render())
             self.stream.flush()
 
-    def finish(self) -> None:
+    def finish(self, succeeded: bool = True) -> None:
+        """The final line on success; on failure only a line break, so the error starts on its own line."""
         if self.active:
-            self.stream.write("\r\033[K" + self.render(finished=True) + "\n")
+            self.stream.write(("\r\033[K" + self.render(finished=True) if succeeded else "") + "\n")
             self.stream.flush()
+
+    def __enter__(self) -> ByteProgress:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        self.finish(succeeded=error_type is None)
 
     def render(self, finished: bool = False) -> str:
         elapsed = max(self.clock() - self.started, 1e-6)
@@ -87,7 +94,6 @@ class ByteProgress:
         for chunk in source:
             self.advance(len(chunk))
             yield chunk
-        self.finish()
 
 
 class MeteredWriter:

@@ -147,3 +147,14 @@ def test_last_line_draws_a_long_commands_newest_line_over_the_previous_one(termi
     run(Command(("sh", "-c", "echo Step 1/3; echo Step 2/3")), on_line=last)
     last.close()
     assert terminal.read() == "\r\x1b[K  Step 1/3\r\x1b[K  Step 2/3\r\x1b[K"
+
+
+def test_a_failure_leaves_the_progress_line_and_starts_a_new_one_for_the_error(terminal):
+    clock = Clock()
+    with pytest.raises(OSError):
+        with progress.ByteProgress("Restoring", expected=None, stream=terminal.stream, clock=clock) as meter:
+            clock.now += 1
+            meter.advance(1024)
+            raise OSError("disk gone")
+    shown = terminal.read()
+    assert shown.endswith("Restoring: 1.0\xa0KB, 1.0\xa0KB/s\r\n") and ", in " not in shown
