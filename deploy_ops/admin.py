@@ -112,7 +112,7 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def change(self, record):
         return format_html(
             '<code title="{}">{}</code> <span class="do-summary">{}</span>',
-            record.to_commit, record.to_commit[:8] or record.requested_ref, Truncator(record.to_summary).chars(60),
+            record.to_commit, record.to_commit[:8] or record.requested_ref or record.backup_name, Truncator(record.to_summary).chars(60),
         )
 
     @admin.display(description=gettext_lazy("outcome"), ordering="status")
