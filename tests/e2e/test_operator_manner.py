@@ -1,10 +1,13 @@
 """The one CLI manner end to end, on the sample site with the commands runtime (no Docker):
 `deploy --json` reports the result of a real deploy on stdout alone, and a deploy run from a
-script without --noinput refuses before anything changes."""
+script without --noinput refuses before anything changes, as does a no (or Ctrl-D) at the prompt."""
 
 import json
+import os
 import subprocess
+import sys
 
+import pexpect
 import pytest
 
 from tests.e2e.helpers import deploy, failure_text, manage, records
@@ -38,3 +41,20 @@ def test_a_deploy_from_a_script_without_noinput_refuses_and_changes_nothing(samp
     assert "Refusing to deploy without confirmation: stdin is not a terminal. Pass --noinput" in finished.stderr
     assert sample_site.production_head() == sample_site.initial_sha
     assert records(sample_site) == []
+
+
+@pytest.mark.parametrize("answer", ["n", "EOF"])
+def test_a_deploy_on_a_terminal_asks_and_a_no_or_ctrl_d_changes_nothing(sample_site, answer):
+    serving_release_1(sample_site)
+    sample_site.commit_change(release("2"), "Release 2")
+    command = pexpect.spawn(sys.executable, ["manage.py", "deploy"], cwd=str(sample_site.production), env=dict(os.environ),
+                            encoding="utf-8", timeout=120, dimensions=(50, 200))
+
+    command.expect_exact("Deploy? [y/N] ")
+    command.sendeof() if answer == "EOF" else command.sendline(answer)
+    command.expect(pexpect.EOF)
+    command.close()
+
+    assert command.exitstatus == 3, command.before
+    assert "Cancelled at the confirmation prompt" in command.before and "Traceback" not in command.before
+    assert sample_site.production_head() == sample_site.initial_sha

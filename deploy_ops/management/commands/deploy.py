@@ -9,7 +9,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from deploy_ops.cli import dumps, refuse_without_terminal, shown_work
+from deploy_ops.cli import ask, dumps, refuse_without_terminal, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.pipeline import Deployer, DeployOptions
 from deploy_ops.rollback import record_summary
@@ -94,8 +94,7 @@ class Command(BaseCommand):
         (self.stderr if self.json else self.stdout).write(style(line))
 
     def confirm(self, summary: str) -> bool:
-        answer = input(f"{summary}\nDeploy? [y/N] ")
-        return answer.strip().lower() in ("y", "yes")
+        return ask(f"{summary}\n" + _("Deploy?"))
 
     def confirm_foreign_lock(self, break_lock):
         """On a terminal, --break-lock over a lock left by another host asks for that host's name."""
