@@ -25,8 +25,9 @@ from typing import BinaryIO, Iterator
 
 from django.db import connections
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from . import __version__, encryption, signals, storage
+from . import __version__, encryption, progress, signals, storage
 from . import compression as codec
 from .audit import replay_journal
 from .conf import ops_settings
@@ -268,8 +269,12 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     try:
         with os.fdopen(descriptor, "wb") as raw:
             hashing = _HashingWriter(raw)
-            with encryption.sealed(hashing, recipients) as sealed, codec.writer(sealed, method) as stream:
-                dumped = _HeadKeeper(_ContentsReading(stream, reader) if reader else stream)
+            with (
+                progress.ByteProgress(_("Backing up %(alias)r") % {"alias": alias}, lambda: progress.database_size(engine)) as meter,
+                encryption.sealed(hashing, recipients) as sealed,
+                codec.writer(sealed, method) as stream,
+            ):
+                dumped = _HeadKeeper(progress.MeteredWriter(_ContentsReading(stream, reader) if reader else stream, meter))
                 engine.dump(dumped)
             raw.flush()
             os.fsync(raw.fileno())
@@ -617,12 +622,15 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
     refuse_restore_blockers(alias, f"{backup.name} was not restored")
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
+    # The database's size now estimates what the dump restores; asked before the connections close.
+    meter = progress.ByteProgress(_("Restoring %(backup)s") % {"backup": backup.name}, lambda: progress.database_size(engine))
     # Django's own connections would hold locks (and SQLite pages) the restore must replace.
     connections.close_all()
     if safety:
         logger.info("safety backup before the restore: %s", safety.path)
     try:
-        engine.restore(codec.read_ahead(_checked_chunks(backup, backup.engine)))
+        with meter:
+            engine.restore(codec.read_ahead(meter.chunks(_checked_chunks(backup, backup.engine))))
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     logger.info("restored %s into %r", backup.path, alias)

@@ -87,3 +87,11 @@ class DeploymentStage(models.Model):
 
     def __str__(self):
         return f"{self.position}. {self.name} ({self.status})"
+
+
+class DeliveryDashboard(DeploymentRecord):
+    """No data of its own: it gives the admin's index a link to the delivery dashboard (deploy_ops.admin)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = verbose_name_plural = "delivery dashboard"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from django.utils import timezone
+from django.utils.timesince import timesince
 
 from . import children, signals
 from .audit import Recorder
 from .backups import Backup, check_restorable, find_backup, list_backups
+from .cli import BackupListing
 from .conf import ops_settings
 from .exceptions import (
     EXIT_NEEDS_HUMAN,
@@ -81,7 +81,7 @@ class RollbackPlan:
         if self.backup:
             lines.append(f"database: take a safety backup, then restore {self.backup.name}")
             lines.append(
-                f"  {self.backup.name} is {_age(self.backup.created_at)} old (taken {self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}): "
+                f"  {self.backup.name} is {timesince(self.backup.created_at)} old (taken {self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}): "
                 "every write made since then will be replaced (the safety backup keeps them)"
             )
         if self.reason:
@@ -339,16 +339,6 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
 
 
 # -- what the operator looks at -------------------------------------------------------------------
-def _age(moment: datetime | None) -> str:
-    if moment is None:
-        return "?"
-    seconds = int((timezone.now() - moment).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def record_summary(record: DeploymentRecord) -> dict:
     return {
         "id": str(record.id),
@@ -365,16 +355,8 @@ def record_summary(record: DeploymentRecord) -> dict:
 
 
 def backup_summary(backup: Backup) -> dict:
-    return {
-        "name": backup.name,
-        "path": str(backup.path),
-        "created_at": backup.created_at.isoformat() if backup.created_at else None,
-        "age": _age(backup.created_at),
-        "size": backup.size,
-        "engine": backup.engine,
-        "commit": backup.commit,
-        "verified": backup.verified,
-    }
+    """The one JSON shape of a listed backup (deploy_ops.cli.BackupListing)."""
+    return BackupListing.of(backup).as_json()
 
 
 def status() -> dict:

@@ -6,6 +6,10 @@ runs, with every secret replaced by ``***``; a missing executable raises
 :class:`ToolMissing`; a failure raises :class:`CommandFailed` carrying the redacted argv,
 the exit code, the stderr tail and the duration.  Every child runs in a process group of its
 own and, while a run holds the lock, is written down until it ends (see :mod:`deploy_ops.children`).
+
+Two hooks let a command show work as it happens (see :mod:`deploy_ops.progress`):
+:func:`observe_commands` sees every command as it starts (``-v 3`` echoes them), and ``run``'s
+``on_line`` receives a long command's output line by line while it runs (``-v 2``).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Iterator, Mapping, Sequence
+from typing import IO, Callable, Iterator, Mapping, Sequence
 
 from . import children
 from .exceptions import CommandFailed, ToolMissing
@@ -31,6 +36,8 @@ TAIL_CHARS = 4000
 # How long an interrupted or timed-out child's group gets to end before it is killed.
 GROUP_END_SECONDS = 5
 REDACTED = "***"
+# Called with each Command as it starts (after the log line); see observe_commands.
+_observers: list[Callable[[Command], None]] = []
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,22 @@ def _install_hint(name: str) -> str:
         "docker-compose": "Install Compose v2, or set DEPLOY_OPS['COMPOSE_COMMAND'] = ['docker', 'compose'].",
     }
     return hints.get(name, "Install it, or put it on PATH.")
+
+
+@contextlib.contextmanager
+def observe_commands(observer: Callable[[Command], None]) -> Iterator[None]:
+    """While inside, ``observer`` sees every command as it starts (it must mask what it shows)."""
+    _observers.append(observer)
+    try:
+        yield
+    finally:
+        _observers.remove(observer)
+
+
+def _announce(command: Command) -> None:
+    logger.info("run: %s", command.display())
+    for observer in list(_observers):
+        observer(command)
 
 
 def _environment(command: Command) -> dict[str, str]:
@@ -174,11 +197,18 @@ def run(
     check: bool = True,
     timeout: float | None = None,
     input: bytes | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> Completed:
-    """Run to completion, capturing stdout and stderr (for commands with small output)."""
+    """Run to completion, capturing stdout and stderr (for commands with small output).
+
+    ``on_line``, for long commands (a build, the migrations): called with each line of output,
+    stdout or stderr, secrets redacted, as the command prints it (from a reader thread).
+    """
     argv = _resolved_argv(command)
-    logger.info("run: %s", command.display())
+    _announce(command)
     started = time.monotonic()
+    if on_line is not None:
+        return _run_streaming(command, argv, started, check, timeout, input, on_line)
     stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
     try:
         with _supervised(command, argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
@@ -191,6 +221,40 @@ def run(
     if check and process.returncode != 0:
         raise _failure(command, process.returncode, stdout, stderr, duration)
     return Completed(tuple(command.argv), process.returncode, stdout, stderr, duration)
+
+
+def _run_streaming(command: Command, argv, started: float, check: bool, timeout, input, on_line) -> Completed:
+    captured: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+
+    def pump(pipe, lines: list[bytes]) -> None:
+        for line in iter(pipe.readline, b""):
+            lines.append(line)
+            on_line(redact(_text(line), command.secrets).rstrip("\r\n"))
+        pipe.close()
+
+    stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+    with _supervised(command, argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        readers = [threading.Thread(target=pump, args=(getattr(process, name), captured[name]), daemon=True) for name in captured]
+        for reader in readers:
+            reader.start()
+        if input is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(input)
+                process.stdin.close()
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(process)
+            returncode = None
+        for reader in readers:
+            reader.join()
+    duration = time.monotonic() - started
+    stdout, stderr = (_text(b"".join(captured[name])) for name in ("stdout", "stderr"))
+    if returncode is None:
+        raise _failure(command, None, stdout, stderr, duration, timed_out=True)
+    if check and returncode != 0:
+        raise _failure(command, returncode, stdout, stderr, duration)
+    return Completed(tuple(command.argv), returncode, stdout, stderr, duration)
 
 
 def _text(data) -> str:
@@ -208,7 +272,7 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
     If the body raises, the process is killed and the body's error propagates.
     """
     argv = _resolved_argv(command)
-    logger.info("run: %s", command.display())
+    _announce(command)
     started = time.monotonic()
     with tempfile.TemporaryFile() as stderr_file, _supervised(
         command,

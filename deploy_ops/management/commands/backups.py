@@ -5,49 +5,15 @@ Exit codes: 0 done; 2 failed (the database is unchanged); 3 refused before anyth
 ``restore`` is a recovery like a rollback: it takes the deploy lock and leaves a ``restore`` record.
 """
 
-import json
-import sys
-
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from deploy_ops import backups, encryption, retention, storage
+from deploy_ops import backups, encryption, humanize, retention, storage
+from deploy_ops.cli import accept_common_options, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
 from deploy_ops.restore import restore_as_recovery
-
-
-def describe_age(moment) -> str:
-    seconds = max(0, int((timezone.now() - moment).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def describe_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
-
-
-def summary(backup: backups.Backup) -> dict:
-    return {
-        "name": backup.name,
-        "path": str(backup.path),
-        "created_at": backup.created_at.isoformat(),
-        "size": backup.size,
-        "engine": backup.engine,
-        "database": backup.database,
-        "commit": backup.commit,
-        "compression": backup.compression,
-        "sha256": backup.sha256,
-        "verified": backup.verified,
-        "legacy": backup.metadata is None,
-    }
 
 
 def local_verification_note(backup: backups.Backup) -> str:
@@ -102,11 +68,16 @@ class Command(BaseCommand):
             "--no-safety-backup", action="store_false", dest="safety_backup",
             help="Skip the safety backup of the current database (only when you have just made one).",
         )
+        verify.add_argument("--json", action="store_true", help=_("Machine-readable output: one object per backup checked."))
+        prune.add_argument("--json", action="store_true", help=_("Machine-readable output: what was (or would be) deleted."))
+        for subparser in (create, listing, verify, prune, restore):
+            accept_common_options(subparser)
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         try:
-            getattr(self, "handle_" + options["action"])(options)
+            with shown_work(self, self.verbosity):
+                getattr(self, "handle_" + options["action"])(options)
         except DeployOpsError as error:
             raise CommandError(str(error), returncode=error.exit_code)
 
@@ -115,7 +86,7 @@ class Command(BaseCommand):
             backup = backups.create_backup(database=options["database"], compression=options["compress"])
             cleanup = retention.apply_retention() if options["prune"] and ops_settings.BACKUP_AUTO_CLEANUP else None
         if options["verbosity"] >= 2:
-            self.stderr.write(f"{backup.size} bytes, sha256 {backup.sha256}")
+            self.stderr.write(f"{humanize.size(backup.size)}, sha256 {backup.sha256}")
         for blocker in backup.metadata.get("restore_blockers", []):
             self.stderr.write(self.style.WARNING(f"deploy_ops cannot restore this backup as things stand: {blocker}."))
         copy_error = (backup.metadata.get("off_host") or {}).get("error")
@@ -130,61 +101,69 @@ class Command(BaseCommand):
     def handle_list(self, options):
         if options["remote"]:
             return self.list_remote(options)
-        found = backups.list_backups()
+        found = backup_listing(backups.list_backups())
         if options["json"]:
-            self.stdout.write(json.dumps([summary(backup) for backup in found], indent=2))
+            self.stdout.write(dumps([listing.as_json() for listing in found]))
             return
         if not found:
-            self.stdout.write(f"No backups in {ops_settings.backup_dir}.")
+            self.stdout.write(_("No backups in %(where)s.") % {"where": ops_settings.backup_dir})
             return
-        states = {True: "verified", False: "FAILED", None: "unverified"}
-        for backup in found:
-            state = states[backup.verified] + (" (legacy, no checksum)" if backup.metadata is None else "")
-            self.stdout.write(
-                f"{backup.name}  {describe_age(backup.created_at):>5} ago  {describe_size(backup.size):>9}  "
-                f"{backup.engine or '?'}  {backup.database or '-'}  {backup.commit[:12] or '-'}  {state}"
-            )
+        for listing in found:
+            self.stdout.write(listing.line())
 
     def list_remote(self, options):
         copies = storage.list_remote()
         if options["json"]:
             rows = [{"name": c.name, "complete": c.complete, "created_at": c.created_at and c.created_at.isoformat(), "size": c.size, "sha256": c.sha256} for c in copies]
-            self.stdout.write(json.dumps(rows, indent=2))
+            self.stdout.write(dumps(rows))
             return
         if not copies:
-            self.stdout.write(f"No backups in {storage.describe_storage()}.")
+            self.stdout.write(_("No backups in %(where)s.") % {"where": storage.describe_storage()})
             return
         for copy in copies:
             if not copy.complete:
-                self.stdout.write(f"{copy.name}  unfinished copy (no metadata)")
+                self.stdout.write(f"{copy.name}  " + _("unfinished copy (no metadata)"))
                 continue
-            self.stdout.write(f"{copy.name}  {describe_age(copy.created_at):>5} ago  {describe_size(copy.size or 0):>9}  sha256 {copy.sha256[:12]}")
+            age = _("%(age)s ago") % {"age": humanize.age(copy.created_at)}
+            self.stdout.write(f"{copy.name}  {age:<22}  {humanize.size(copy.size or 0):>9}  sha256 {copy.sha256[:12]}")
 
     def handle_verify(self, options):
         if options["remote"]:
             copies = storage.list_remote()
-            return self.verify_each(copies, storage.verify_remote, lambda copy: " (off-host copy, sha256 read back)", "off-host copies", storage.describe_storage())
+            return self.verify_each(copies, storage.verify_remote, lambda copy: " (off-host copy, sha256 read back)", "off-host copies", storage.describe_storage(), options)
         targets = backups.list_backups() if options["all"] else [backups.find_backup(options["name"])]
-        self.verify_each(targets, backups.verify_backup, local_verification_note, "backups", str(ops_settings.backup_dir))
+        self.verify_each(targets, backups.verify_backup, local_verification_note, "backups", str(ops_settings.backup_dir), options)
 
-    def verify_each(self, targets, verify, note, kind: str, where: str) -> None:
-        if not targets:
-            self.stdout.write(f"No backups in {where}.")
+    def verify_each(self, targets, verify, note, kind: str, where: str, options) -> None:
+        if not targets and not options["json"]:
+            self.stdout.write(_("No backups in %(where)s.") % {"where": where})
             return
-        failed = []
+        failed, results = [], []
         for target in targets:
             try:
                 verify(target)
             except BackupCorrupt as error:
                 failed.append(target.name)
-                self.stderr.write(self.style.ERROR(f"FAILED {error}"))
+                results.append({"name": target.name, "ok": False, "error": str(error), "note": ""})
+                if not options["json"]:
+                    self.stderr.write(self.style.ERROR(f"FAILED {error}"))
                 continue
-            self.stdout.write(self.style.SUCCESS(f"OK {target.name}") + note(target))
+            results.append({"name": target.name, "ok": True, "error": "", "note": note(target).strip(" ()")})
+            if not options["json"]:
+                self.stdout.write(self.style.SUCCESS(f"OK {target.name}") + note(target))
+        if options["json"]:
+            self.stdout.write(dumps(results))
         if failed:
             raise CommandError(f"{len(failed)} of {len(targets)} {kind} failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
 
     def handle_prune(self, options):
         cleanup = retention.apply_retention(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
+        if options["json"]:
+            self.stdout.write(dumps({
+                "dry_run": options["dry_run"], "deleted": cleanup.local, "deleted_off_host": cleanup.remote,
+                "kept_for_recent_releases": sorted(cleanup.protected), "warnings": cleanup.warnings,
+            }))
+            return
         verb = "Would delete" if options["dry_run"] else "Deleted"
         for name in cleanup.local:
             self.stdout.write(f"{verb} {name}")
@@ -197,8 +176,11 @@ class Command(BaseCommand):
     def handle_restore(self, options):
         backup = backups.find_backup(options["name"])
         alias = options["database"] or ops_settings.BACKUP_DATABASE
-        if options["interactive"]:
-            self.confirm(f"This replaces the database {alias!r} with {backup.name} (a safety backup is taken first). Type 'yes' to continue: ")
+        confirm_or_refuse(
+            options["interactive"],
+            _("This replaces the database %(alias)r with %(backup)s (a safety backup is taken first). Restore?") % {"alias": alias, "backup": backup.name},
+            _("restore"),
+        )
         # A recovery like a rollback: under the deploy lock (exit 3 while a deploy runs), recorded and notified.
         result = restore_as_recovery(backup, database=options["database"], safety_backup=options["safety_backup"], report=self.report)
         for warning in result.warnings:
@@ -210,9 +192,3 @@ class Command(BaseCommand):
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity >= level:
             self.stdout.write(line)
-
-    def confirm(self, question: str) -> None:
-        if not sys.stdin.isatty():
-            raise CommandError("Refusing to restore without confirmation: stdin is not a terminal. Pass --noinput to restore anyway.", returncode=EXIT_REFUSED)
-        if input(question).strip().lower() != "yes":
-            raise CommandError("Restore cancelled; nothing was changed.", returncode=EXIT_REFUSED)

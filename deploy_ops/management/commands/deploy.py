@@ -8,11 +8,14 @@ error; 5 a usage error (see deploy_ops.management.base).
 import sys
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
 
-from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK
+from deploy_ops.cli import ask, dumps, refuse_without_terminal, shown_work
+from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, DeployOpsError
 from deploy_ops.management.base import OpsCommand
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
+from deploy_ops.rollback import record_summary
 
 OUTCOMES = {
     1: "The deploy failed and was rolled back: the previous release is serving.",
@@ -43,12 +46,17 @@ class Command(OpsCommand):
             "Never a lock whose process is alive.",
         )
         parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
+        parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
         parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         if options["notify_test"]:
             return self.notify_test()
+        if options["interactive"] and not options["dry_run"]:
+            # The one policy (deploy_ops.cli): without a terminal to ask on, only --noinput goes ahead.
+            refuse_without_terminal(_("deploy"))
+        self.json = options["json"]
         deployer = Deployer(
             DeployOptions(
                 ref=options["ref"],
@@ -61,23 +69,41 @@ class Command(OpsCommand):
             ),
             report=self.report,
         )
-        if options["interactive"] and sys.stdin.isatty() and not options["dry_run"]:
+        if options["interactive"] and not options["dry_run"]:
             deployer.confirm = self.confirm
-        exit_code = deployer.run()
-        if exit_code == EXIT_NEEDS_HUMAN and deployer.recorder.record.status == DeploymentRecord.Status.ROLLBACK_UNVERIFIED:
-            raise CommandError(UNVERIFIED, returncode=exit_code)
+        try:
+            with shown_work(self, self.verbosity):
+                exit_code = deployer.run()
+        except DeployOpsError as error:
+            self.print_result(deployer, error.exit_code, str(error))
+            raise  # OpsCommand gives it its exit code
+        unverified = exit_code == EXIT_NEEDS_HUMAN and deployer.recorder.record.status == DeploymentRecord.Status.ROLLBACK_UNVERIFIED
+        outcome = UNVERIFIED if unverified else OUTCOMES.get(exit_code, "")
+        self.print_result(deployer, exit_code, outcome)
         if exit_code != EXIT_OK:
-            raise CommandError(OUTCOMES[exit_code], returncode=exit_code)
+            raise CommandError(outcome, returncode=exit_code)
+
+    def print_result(self, deployer, exit_code: int, message: str) -> None:
+        """--json: the exit code, what it means, and the deploy's record (as rollback --status shows records)."""
+        if not self.json:
+            return
+        record = deployer.recorder.record
+        self.stdout.write(dumps({
+            "exit_code": exit_code,
+            "message": message,
+            "dry_run": deployer.options.dry_run,
+            "record": record_summary(record) if record.finished_at else None,
+        }))
 
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity < level:
             return
         style = self.style.ERROR if ("FAILED" in line or "failed" in line.split(":")[0]) else (lambda text: text)
-        self.stdout.write(style(line))
+        # With --json, stdout carries only the result.
+        (self.stderr if self.json else self.stdout).write(style(line))
 
     def confirm(self, summary: str) -> bool:
-        answer = input(f"{summary}\nDeploy? [y/N] ")
-        return answer.strip().lower() in ("y", "yes")
+        return ask(f"{summary}\n" + _("Deploy?"))
 
     def confirm_foreign_lock(self, break_lock):
         """On a terminal, --break-lock over a lock left by another host asks for that host's name."""

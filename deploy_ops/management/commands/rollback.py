@@ -4,17 +4,16 @@ Exit codes as for deploy: 0 done; 2 failed (or not verified) and a human is need
 anything changed; 4 an unexpected error; 5 a usage error.  Never 1, which only a deploy's rollback means.
 """
 
-import json
 import sys
 
 from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
 
 from deploy_ops import rollback
 from deploy_ops.backups import list_backups
+from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
-
-VERIFIED = {True: "yes", False: "FAILED", None: "not yet"}
 
 MENU = [
     ("1", "List recent commits"),
@@ -48,6 +47,10 @@ class Command(OpsCommand):
 
     def handle(self, *args, **options):
         self.options = options
+        with shown_work(self, options["verbosity"]):
+            return self.dispatch(options)
+
+    def dispatch(self, options):
         if options["status"]:
             return self.show_status()
         if options["list_commits"]:
@@ -80,13 +83,13 @@ class Command(OpsCommand):
         if self.options["dry_run"]:
             self.stdout.write("Dry run: nothing was changed.")
             return
-        ask = in_menu or (self.options["interactive"] and sys.stdin.isatty())
-        if ask and not self.confirm("Go ahead?"):
-            if in_menu:
+        if in_menu:
+            if not ask("Go ahead?"):
                 self.stdout.write("Cancelled; nothing was changed.")
                 return
-            # As for deploy: a cancelled run is a refusal before anything changed (exit 3).
-            raise CommandError("Cancelled at the confirmation prompt; nothing was changed.", returncode=EXIT_REFUSED)
+        else:
+            # The one policy (deploy_ops.cli): ask on a terminal, refuse without one unless --noinput.
+            confirm_or_refuse(self.options["interactive"], _("Go ahead?"), _("roll back"))
         exit_code = rollback.execute(plan, report=self.report)
         if exit_code != EXIT_OK:
             raise CommandError("The rollback failed: a human is needed. See `manage.py rollback --status`.", returncode=exit_code)
@@ -95,18 +98,11 @@ class Command(OpsCommand):
         if self.options["verbosity"] >= level:
             self.stdout.write(self.style.ERROR(line) if "FAILED" in line else line)
 
-    def confirm(self, question):
-        try:
-            return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-        except EOFError:  # Ctrl-D: no answer is a no
-            self.stdout.write("")
-            return False
-
     # -- looking -----------------------------------------------------------------------------
     def show_status(self):
         found = rollback.status()
         if self.options["json"]:
-            self.stdout.write(json.dumps(found, indent=2, default=str))
+            self.stdout.write(dumps(found))
             return
         head = found["current_commit"]
         self.stdout.write(f"Project {found['project']} ({found['environment']})")
@@ -122,7 +118,7 @@ class Command(OpsCommand):
             self.stdout.write(f"  {service['name']}: {service['state']}{' / ' + service['health'] if service['health'] else ''}")
         self.stdout.write("Newest backups:" if found["backups"] else "Newest backups: none")
         for backup in found["backups"]:
-            self.stdout.write(f"  {backup['name']}  {backup['age']} old  {backup['size']} bytes  verified: {VERIFIED[backup['verified']]}")
+            self.stdout.write(f"  {BackupListing(**backup).line()}")
         self.stdout.write(f"Lock: {found['lock']['description']}")
         if found["work_left_behind"]:
             self.stdout.write(self.style.ERROR("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
@@ -136,7 +132,7 @@ class Command(OpsCommand):
     def show_commits(self, count):
         commits = rollback.recent_commits(count)
         if self.options["json"]:
-            self.stdout.write(json.dumps(commits, indent=2))
+            self.stdout.write(dumps(commits))
             return
         for commit in commits:
             marks = ", ".join(f"{d['kind']} {d['status']} {d['at'][:16]}" for d in commit["deploys"])
@@ -144,14 +140,14 @@ class Command(OpsCommand):
             self.stdout.write(f"{current}{commit['sha'][:12]}  {commit['summary'][:60]:<60}  {marks}")
 
     def show_backups(self):
-        backups = [rollback.backup_summary(backup) for backup in list_backups()]
+        backups = backup_listing(list_backups())
         if self.options["json"]:
-            self.stdout.write(json.dumps(backups, indent=2))
+            self.stdout.write(dumps([backup.as_json() for backup in backups]))
             return
         if not backups:
-            self.stdout.write("No backups.")
+            self.stdout.write(_("No backups."))
         for backup in backups:
-            self.stdout.write(f"{backup['name']}  {backup['age']:>5} old  {backup['size']:>12} bytes  commit {(backup['commit'] or '?')[:12]}  verified: {VERIFIED[backup['verified']]}")
+            self.stdout.write(backup.line())
 
     # -- the menu ----------------------------------------------------------------------------
     def menu(self):
