@@ -25,7 +25,7 @@ class DeploymentRecord(models.Model):
         # The process died mid-stage (kill -9, power loss); found by the next deploy or rollback.
         INTERRUPTED = "interrupted", "interrupted"
         # Stopped before anything changed (a backup that could not be written, say): exit 3, no alarm.
-        REFUSED = "refused", "refused, nothing changed"
+        REFUSED = "refused", "refused"
         # The rollback ran every step, but its health URL never answered: not known to be down.
         ROLLBACK_UNVERIFIED = "rollback_unverified", "rolled back, not verified"
 

@@ -105,7 +105,7 @@ def test_record_list_tells_each_outcome_by_words_and_fits_1280_px(operator_page)
     page.goto(f"{url}/admin/deploy_ops/deploymentrecord/")
     page.screenshot(path=ARTIFACTS / "record-list.png", full_page=True)
     badges = page.locator("#result_list .do-badge").all_inner_texts()
-    for outcome in ("✓ succeeded", "↺ rolled back", "‼ rollback failed", "⚡ interrupted", "✗ failed"):
+    for outcome in ("✓ succeeded", "↺ rolled back", "‼ rollback failed", "⚡ interrupted", "⊘ refused"):
         assert outcome in badges
     rolled_back = page.get_by_role("row").filter(has_text="Rename the customer table")
     assert "migrate" in rolled_back.inner_text() and 'ProgrammingError: relation "customer" does not exist' in rolled_back.inner_text()

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='deploymentrecord',
             name='status',
-            field=models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('succeeded_with_warnings', 'succeeded with warnings'), ('failed', 'failed'), ('rolled_back', 'rolled back'), ('rollback_failed', 'rollback failed'), ('interrupted', 'interrupted'), ('refused', 'refused, nothing changed'), ('rollback_unverified', 'rolled back, not verified')], default='running', max_length=32),
+            field=models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('succeeded_with_warnings', 'succeeded with warnings'), ('failed', 'failed'), ('rolled_back', 'rolled back'), ('rollback_failed', 'rollback failed'), ('interrupted', 'interrupted'), ('refused', 'refused'), ('rollback_unverified', 'rolled back, not verified')], default='running', max_length=32),
         ),
     ]
