@@ -157,6 +157,35 @@ def test_slack_rate_limited_429_is_retried(failed_record, settings, http_receive
     assert (slack.ok, slack.attempts) == (True, 3)
 
 
+def test_slack_waits_as_long_as_a_429s_retry_after_asks(failed_record, settings, http_receiver):
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
+    http_receiver.answer(429)
+    http_receiver.retry_after = "1"
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
+    assert (slack.ok, slack.attempts) == (True, 2)
+    assert time.monotonic() - started >= 1.0
+
+
+def test_slack_gives_up_at_once_when_retry_after_would_overrun_the_timeout(failed_record, settings, http_receiver):
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 2, **FAST})
+    http_receiver.answer(429)
+    http_receiver.retry_after = "30"
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
+    assert time.monotonic() - started < 1.5
+    assert (slack.ok, slack.attempts) == (False, 1)
+    assert slack.error == "Slack answered 429 (rate limited); gave up after 1 attempts to stay within the 2s TIMEOUT."
+    assert len(http_receiver.requests) == 1
+
+
+def test_slack_retries_a_502_from_a_proxy_in_front_of_it(failed_record, settings, http_receiver):
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
+    http_receiver.answer(502, 504)
+    slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
+    assert (slack.ok, slack.attempts) == (True, 3)
+
+
 def test_slack_refusing_with_a_4xx_fails_at_once_without_retrying(failed_record, settings, http_receiver):
     configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
     http_receiver.answer(403)
