@@ -186,6 +186,18 @@ def test_slack_retries_a_502_from_a_proxy_in_front_of_it(failed_record, settings
     assert (slack.ok, slack.attempts) == (True, 3)
 
 
+def test_a_hanging_slack_gets_shorter_attempts_as_the_budget_runs_out(failed_record, settings, http_receiver):
+    http_receiver.hang = True
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 1.5, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 1})
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.ERROR, failed_record)))["slack"]
+    # Two full attempts would take 2.1 s; the second one gets only what is left of the 1.5 s.
+    assert time.monotonic() - started < 1.9
+    assert (slack.ok, slack.attempts) == (False, 2)
+    assert slack.error.startswith("Slack did not answer within 0.")
+    assert slack.error.endswith("; gave up after 2 attempts to stay within the 1.5s TIMEOUT.")
+
+
 def test_slack_refusing_with_a_4xx_fails_at_once_without_retrying(failed_record, settings, http_receiver):
     configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
     http_receiver.answer(403)

@@ -118,6 +118,7 @@ class _Budget:
         self.intervals = BackoffRetryIntervalCalculator(backoff_factor=channel._number("BACKOFF", 0.5), jitter=_NoJitter())
         self.attempt_limit = channel._number("ATTEMPT_TIMEOUT", 5)
         self.state = None  # the SDK's RetryState of the request, once an attempt failed
+        self.client: WebhookClient | None = None  # its timeout is cut before every retry
         self.out_of_time = False
 
     def attempts(self) -> int:
@@ -154,6 +155,7 @@ class _WithinBudget:
         state.next_attempt_requested = True
         time.sleep(self.budget.pause(state, response))
         state.increment_current_attempt()
+        self.budget.client.timeout = self.budget.attempt_timeout()
 
 
 class _RateLimited(_WithinBudget, RateLimitErrorRetryHandler):
@@ -172,19 +174,6 @@ class _Unreachable(_WithinBudget, ConnectionErrorRetryHandler):
         super().__init__(budget, error_types=[URLError, ConnectionResetError, RemoteDisconnected, TimeoutError])
 
 
-class _BudgetedWebhookClient(WebhookClient):
-    """WebhookClient whose every attempt may take only what the budget has left."""
-
-    def __init__(self, url: str, budget: _Budget):
-        handlers = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
-        super().__init__(url, timeout=budget.attempt_timeout(), retry_handlers=handlers, logger=_sdk_logger)
-        self.budget = budget
-
-    def _perform_http_request_internal(self, url, req):
-        self.timeout = self.budget.attempt_timeout()
-        return super()._perform_http_request_internal(url, req)
-
-
 class SlackChannel(Channel):
     name = "slack"
     secret_options = ("WEBHOOK_URL",)
@@ -196,7 +185,10 @@ class SlackChannel(Channel):
     def deliver(self, payload: dict) -> int:
         """POST with slack-sdk's own retry handlers (429 by Retry-After, 5xx, unreachable), within the budget."""
         budget = _Budget(self)
-        client = _BudgetedWebhookClient(self.options["WEBHOOK_URL"], budget)
+        handlers = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        client = budget.client = WebhookClient(
+            self.options["WEBHOOK_URL"], timeout=budget.attempt_timeout(), retry_handlers=handlers, logger=_sdk_logger
+        )
         try:
             response = client.send_dict(payload)
         except (TimeoutError, URLError) as error:
