@@ -6,7 +6,8 @@ Generates a PostgreSQL database of at least --mb megabytes (generate_series), th
 one run: `pg_dump | gzip` vs `backups create --compress gzip` (target <= 1.05x), `pg_dump > f`
 vs `backups create --compress zstd` (<= 1.15x), `gunzip -c f | psql -1` vs `backups restore`
 (<= 1.1x), the peak RSS of the Python process (< 100 MB), and django-dbbackup's
-`dbbackup -z` / `dbrestore -z` when it is installed.  Then the backup lifecycle: a backup with its
+`dbbackup -z` / `dbrestore -z` on the same database (installed from bench/requirements.txt when
+missing, configured by bench/dbbackup_settings.py).  Then the backup lifecycle: a backup with its
 off-host copy (SFTP, read back and checked) vs `pg_dump | gzip` then `scp` to the same SFTP server
 (a local OpenSSH sshd on a loopback port), and an encrypted backup vs `pg_dump | gzip | age -r`.
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), the client tools, and for the
@@ -147,12 +148,19 @@ def lifecycle_rows(options, work, env, manage, connection, database, row, rows, 
         server.stop()
 
 
+def install_comparisons() -> None:
+    """django-dbbackup in this environment, so its rows always run beside ours."""
+    if importlib.util.find_spec("dbbackup") is None:
+        subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=400, help="Size of the generated database in MB (default 400).")
     parser.add_argument("--repeat", type=int, default=1, help="Run each measurement this many times and keep the fastest.")
     parser.add_argument("--keep", action="store_true", help="Keep the generated databases and files.")
     options = parser.parse_args()
+    install_comparisons()
 
     database = f"bench_backups_{uuid.uuid4().hex[:8]}"
     scratch = database + "_baseline"
@@ -231,11 +239,18 @@ def main():
         with_safety, _ = best(options.repeat, restore())
         row("restore + safety backup", with_safety, base_restore, "the default: a gzip backup of the current data first")
 
-        if importlib.util.find_spec("dbbackup"):
-            row("dbbackup -z", best(options.repeat, lambda: timed([*manage, "dbbackup", "-z"], env=env))[0], base_gzip)
-            row("dbrestore -z", best(options.repeat, lambda: timed([*manage, "dbrestore", "-z", "--noinput"], env=env))[0], base_restore)
-        else:
-            rows.append(("dbbackup -z / dbrestore -z", "skipped", "", "", "django-dbbackup is not installed in this environment"))
+        dbbackup_dir = work / "dbbackup"
+        dbbackup_env = {**env, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "bench.dbbackup_settings", "BENCH_DBBACKUP_DIR": str(dbbackup_dir)}
+
+        def dbbackup():
+            shutil.rmtree(dbbackup_dir, ignore_errors=True)
+            return timed([*manage, "dbbackup", "-z"], env=dbbackup_env)
+
+        dbbackup_time, _ = best(options.repeat, dbbackup)
+        [dumped] = dbbackup_dir.glob("*.gz")
+        row("dbbackup -z", dbbackup_time, base_gzip, f"{dumped.stat().st_size / 1e6:.0f} MB, its default pg_dump -Fc connector, gzipped")
+        dbrestore_time, _ = best(options.repeat, lambda: timed([*manage, "dbrestore", "-z", "--noinput"], env=dbbackup_env))
+        row("dbrestore -z", dbrestore_time, base_restore, "its newest backup, into the same database")
 
         lifecycle_rows(options, work, env, manage, connection, database, row, rows, peaks)
 

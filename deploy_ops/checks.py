@@ -23,17 +23,11 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import ops_settings, problems
-from .databases import restore_blockers, vendor_of
+from .databases import ENGINE_VENDORS, host_tools, restore_blockers, vendor_of
 from .exceptions import DeployOpsError
 from .notifications.channels import check_channels
 
 register(check_channels, Tags.compatibility)
-
-SUPPORTED_ENGINES = {
-    "django.db.backends.postgresql": ("pg_dump", "psql"),
-    "django.db.backends.mysql": ("mysqldump", "mysql"),
-    "django.db.backends.sqlite3": (),
-}
 
 E001 = "deploy_ops.E001"
 E002 = "deploy_ops.E002"
@@ -58,12 +52,11 @@ def check_settings(app_configs, **kwargs):
     alias = ops_settings.BACKUP_DATABASE
     if alias not in settings.DATABASES:
         return [Error(f"DEPLOY_OPS['BACKUP_DATABASE'] is {alias!r}, which is not in DATABASES.", id=E002)]
-    engine = settings.DATABASES[alias]["ENGINE"]
-    if engine not in SUPPORTED_ENGINES:
+    if vendor_of(settings.DATABASES[alias]) is None:
         found.append(
             Error(
-                f"The database {alias!r} uses {engine}, which deploy_ops cannot back up.",
-                hint=f"Supported: {', '.join(sorted(SUPPORTED_ENGINES))}.",
+                f"The database {alias!r} uses {settings.DATABASES[alias].get('ENGINE')}, which deploy_ops cannot back up.",
+                hint=f"Supported: {', '.join(sorted(ENGINE_VENDORS))}, and backends built on them.",
                 id=E003,
             )
         )
@@ -139,9 +132,8 @@ def needed_tools() -> list[str]:
     tools = ["git"]
     if ops_settings.RUNTIME == "compose" or ops_settings.BACKUP_EXEC_SERVICE:
         tools.append(ops_settings.COMPOSE_COMMAND[0])
-    engine = settings.DATABASES.get(ops_settings.BACKUP_DATABASE, {}).get("ENGINE", "")
     if not ops_settings.BACKUP_EXEC_SERVICE:
-        tools.extend(SUPPORTED_ENGINES.get(engine, ()))
+        tools.extend(host_tools(settings.DATABASES.get(ops_settings.BACKUP_DATABASE, {})))
     return tools
 
 

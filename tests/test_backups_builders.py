@@ -19,22 +19,34 @@ MY = {"ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "app", "PASS
 
 def test_pg_dump_command_passes_the_password_by_environment_only():
     command = postgresql.dump_command(PG)
-    assert command.argv == ("pg_dump", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'")
+    assert command.argv == ("pg_dump", "--no-password", "-U", "app", "-h", "db.internal", "-p", "5433", "-d", "dbname='site'")
     assert command.env == {"PGPASSWORD": "pg-secret"}
     assert command.secrets == ("pg-secret",)
 
 
 def test_psql_restore_command_is_one_transaction_stopping_at_the_first_error():
     command = postgresql.restore_command(PG)
-    assert command.argv == ("psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'")
+    assert command.argv == ("psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", "app", "-h", "db.internal", "-p", "5433", "-d", "dbname='site'")
     assert command.env == {"PGPASSWORD": "pg-secret"}
 
 
 def test_postgres_ssl_options_go_to_libpq_environment_variables():
     command = postgresql.version_command({**PG, "PASSWORD": "", "OPTIONS": {"sslmode": "require", "sslrootcert": "/ca.pem"}})
-    assert command.argv == ("psql", "-X", "-A", "-t", "--no-password", "-h", "db.internal", "-p", "5433", "-U", "app", "-d", "dbname='site'", "-c", "SHOW server_version")
+    assert command.argv == ("psql", "-X", "-A", "-t", "--no-password", "-U", "app", "-h", "db.internal", "-p", "5433", "-d", "dbname='site'", "-c", "SHOW server_version")
     assert command.env == {"PGSSLMODE": "require", "PGSSLROOTCERT": "/ca.pem"}
     assert command.secrets == ()
+
+
+def test_postgres_service_passfile_and_client_certificates_reach_libpq_as_dbshell_gives_them():
+    options = {"service": "site", "passfile": "/run/pgpass", "sslmode": "verify-full", "sslcert": "/client.crt", "sslkey": "/client.key"}
+    command = postgresql.dump_command({"ENGINE": "django.db.backends.postgresql", "NAME": "", "PASSWORD": "", "OPTIONS": options})
+    # With a service and no NAME, the service file names the database: no -d overrides it.
+    assert command.argv == ("pg_dump", "--no-password")
+    assert command.env == {"PGSERVICE": "site", "PGPASSFILE": "/run/pgpass", "PGSSLMODE": "verify-full", "PGSSLCERT": "/client.crt", "PGSSLKEY": "/client.key"}
+
+
+def test_postgres_without_name_or_service_connects_to_the_postgres_database():
+    assert postgresql.dump_command({**PG, "NAME": ""}).argv[-2:] == ("-d", "dbname='postgres'")
 
 
 def test_mysqldump_command_is_a_consistent_snapshot_with_routines_and_triggers():

@@ -231,3 +231,22 @@ def test_a_database_name_containing_equals_signs_is_the_database_dumped_and_rest
 
     assert psql_named(name, "SELECT count(*) FROM items") == "500"
     assert psql_named(name, "SELECT count(*) FROM pg_tables WHERE tablename = 'decoy_only'") == "0"
+
+
+# -- connections as Django makes them -------------------------------------------------------------
+def test_a_database_reached_through_a_libpq_service_file_is_dumped_and_restored(postgres_target, settings, tmp_path, monkeypatch):
+    # Without the service the tools would reach the server's default database, which has no items.
+    service_file = tmp_path / "pg_service.conf"
+    service_file.write_text(
+        f"[deploy_ops_site]\nhost={POSTGRES['HOST']}\nport={POSTGRES['PORT']}\nuser={POSTGRES['USER']}\ndbname={postgres_target['NAME']}\n"
+    )
+    monkeypatch.setenv("PGSERVICEFILE", str(service_file))
+    settings.DATABASES = {**settings.DATABASES, TARGET: {"ENGINE": "django.db.backends.postgresql", "NAME": "", "OPTIONS": {"service": "deploy_ops_site"}}}
+    original = postgres_checksum(postgres_target)
+    backup = backups.create_backup()
+    assert backup.metadata["contents"] == {"tables": {"public.items": 500}}
+    change_data(postgres_target)
+
+    backups.restore_backup(backup, safety_backup=False)
+
+    assert postgres_checksum(postgres_target) == original

@@ -150,11 +150,47 @@ def test_slack_answering_500_then_200_is_retried_and_succeeds(failed_record, set
     assert len(http_receiver.requests) == 2 and http_receiver.requests[0].body == http_receiver.requests[1].body
 
 
-def test_slack_rate_limited_429_is_retried(failed_record, settings, http_receiver):
+# 502 and 504 come from a proxy in front of Slack; slack-sdk's own handler retries only 500 and 503.
+@pytest.mark.parametrize("answers", [(429, 429), (502, 504)], ids=["rate-limited", "proxy-errors"])
+def test_slack_rate_limits_and_any_5xx_are_retried(failed_record, settings, http_receiver, answers):
     configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
-    http_receiver.answer(429, 429)
+    http_receiver.answer(*answers)
     slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
     assert (slack.ok, slack.attempts) == (True, 3)
+
+
+def test_slack_waits_as_long_as_a_429s_retry_after_asks(failed_record, settings, http_receiver):
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, **FAST})
+    http_receiver.answer(429)
+    http_receiver.retry_after = "1"
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
+    assert (slack.ok, slack.attempts) == (True, 2)
+    assert time.monotonic() - started >= 1.0
+
+
+def test_slack_gives_up_at_once_when_retry_after_would_overrun_the_timeout(failed_record, settings, http_receiver):
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 2, **FAST})
+    http_receiver.answer(429)
+    http_receiver.retry_after = "30"
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
+    assert time.monotonic() - started < 1.5
+    assert (slack.ok, slack.attempts) == (False, 1)
+    assert slack.error == "Slack answered 429 (rate limited); gave up after 1 attempts to stay within the 2s TIMEOUT."
+    assert len(http_receiver.requests) == 1
+
+
+def test_a_hanging_slack_gets_shorter_attempts_as_the_budget_runs_out(failed_record, settings, http_receiver):
+    http_receiver.hang = True
+    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 1.5, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 1})
+    started = time.monotonic()
+    slack = by_channel(send(build_event(Level.ERROR, failed_record)))["slack"]
+    # Two full attempts would take 2.1 s; the second one gets only what is left of the 1.5 s.
+    assert time.monotonic() - started < 1.9
+    assert (slack.ok, slack.attempts) == (False, 2)
+    assert slack.error.startswith("Slack did not answer within 0.")
+    assert slack.error.endswith("; gave up after 2 attempts to stay within the 1.5s TIMEOUT.")
 
 
 def test_slack_refusing_with_a_4xx_fails_at_once_without_retrying(failed_record, settings, http_receiver):

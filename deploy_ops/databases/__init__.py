@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import abc
 import re
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable
 
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
@@ -90,22 +92,52 @@ def in_service(command: Command, service: str | None) -> Command:
     return exec_command(service, command.argv, command.env, command.secrets)
 
 
+@dataclass(frozen=True)
+class Vendor:
+    """What deploy_ops backs a database vendor up with."""
+
+    engine_class: str  # dotted path of its DatabaseEngine
+    host_tools: tuple[str, ...]  # the client tools a backup and a restore run on the host
+
+
+# The one table of supported databases: the system checks (E003, the tools E010 looks for) and
+# engine_for read it, so they cannot disagree.
 VENDORS = {
+    "postgresql": Vendor("deploy_ops.databases.postgresql.PostgreSQLEngine", ("pg_dump", "psql")),
+    "mysql": Vendor("deploy_ops.databases.mysql.MySQLEngine", ("mysqldump", "mysql")),
+    "sqlite": Vendor("deploy_ops.databases.sqlite.SQLiteEngine", ()),
+}
+# Django's own backends (GeoDjango's are built on them), by ENGINE.
+ENGINE_VENDORS = {
     "django.db.backends.postgresql": "postgresql",
+    "django.contrib.gis.db.backends.postgis": "postgresql",
     "django.db.backends.mysql": "mysql",
+    "django.contrib.gis.db.backends.mysql": "mysql",
     "django.db.backends.sqlite3": "sqlite",
+    "django.contrib.gis.db.backends.spatialite": "sqlite",
 }
 
 
 def vendor_of(settings_dict: dict) -> str | None:
+    """The vendor deploy_ops backs this database up as, or None when it cannot back it up.
+
+    Another backend built on one of Django's (django-prometheus, django-tenants, ...) says which
+    by its DatabaseWrapper's ``vendor``, as ``connection.vendor`` does.
+    """
     engine = settings_dict.get("ENGINE", "")
-    if engine in VENDORS:
-        return VENDORS[engine]
-    # Third-party backends built on Django's (django.contrib.gis, django-prometheus, ...).
-    for vendor in ("postgresql", "postgis", "mysql", "sqlite"):
-        if vendor in engine:
-            return {"postgis": "postgresql"}.get(vendor, vendor)
-    return None
+    if engine in ENGINE_VENDORS:
+        return ENGINE_VENDORS[engine]
+    try:
+        vendor = import_string(f"{engine}.base.DatabaseWrapper").vendor
+    except Exception:  # a backend that cannot be imported here is one Django cannot use either
+        return None
+    return vendor if vendor in VENDORS else None
+
+
+def host_tools(settings_dict: dict) -> tuple[str, ...]:
+    """The client tools backing up and restoring this database runs on the host."""
+    vendor = vendor_of(settings_dict)
+    return VENDORS[vendor].host_tools if vendor else ()
 
 
 def engine_for(alias: str) -> DatabaseEngine:
@@ -122,21 +154,11 @@ def engine_for(alias: str) -> DatabaseEngine:
         )
     settings_dict = databases[alias]
     vendor = vendor_of(settings_dict)
-    if vendor == "postgresql":
-        from .postgresql import PostgreSQLEngine
-
-        return PostgreSQLEngine(alias, settings_dict)
-    if vendor == "mysql":
-        from .mysql import MySQLEngine
-
-        return MySQLEngine(alias, settings_dict)
-    if vendor == "sqlite":
-        from .sqlite import SQLiteEngine
-
-        return SQLiteEngine(alias, settings_dict)
-    raise ConfigurationError(
-        f"DATABASES[{alias!r}] uses {settings_dict.get('ENGINE')!r}; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite."
-    )
+    if vendor is None:
+        raise ConfigurationError(
+            f"DATABASES[{alias!r}] uses {settings_dict.get('ENGINE')!r}; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite."
+        )
+    return import_string(VENDORS[vendor].engine_class)(alias, settings_dict)
 
 
 def restore_blockers(alias: str) -> list[str]:

@@ -9,19 +9,11 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Iterable
 
+from django.db.backends.postgresql.client import DatabaseClient
+
 from ..compression import CHUNK
 from ..runner import Command, open_process, run
 from . import DatabaseEngine, in_service
-
-# Libpq reads these from the environment; OPTIONS keys as Django's own client maps them.
-_OPTION_ENVIRONMENT = {
-    "service": "PGSERVICE",
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "passfile": "PGPASSFILE",
-}
 
 # Clears what a plain dump recreates, so that the restored database equals the backup: every
 # user schema (tables, sequences, views, functions, types and the extensions in them, including
@@ -75,23 +67,24 @@ def dbname_conninfo(name: str) -> str:
 def connection_arguments(settings_dict: dict, service: str | None = None) -> tuple[list[str], dict[str, str], tuple[str, ...]]:
     """(argv options, environment, secrets) shared by pg_dump and psql.
 
-    Inside a Compose service the tools connect through the container's own socket (as the old
-    scripts did), so HOST and PORT, which are as seen from Django, are left out.
+    Django's own ``dbshell`` client derives them (USER, HOST, PORT, and OPTIONS service, passfile,
+    sslmode, sslrootcert, sslcert, sslkey as libpq environment variables), so every connection
+    Django makes, the tools make too; the password goes by PGPASSWORD, never argv.  With a
+    ``service`` and no NAME the service file names the database.  Inside a Compose service the
+    tools connect through the container's own socket (as the old scripts did), so HOST and PORT,
+    which are as seen from Django, are left out.
     """
-    options = settings_dict.get("OPTIONS") or {}
-    argv = ["--no-password"]  # never wait for a password prompt: fail with a message instead
-    if not service:
-        if settings_dict.get("HOST"):
-            argv += ["-h", str(settings_dict["HOST"])]
-        if settings_dict.get("PORT"):
-            argv += ["-p", str(settings_dict["PORT"])]
-    if settings_dict.get("USER"):
-        argv += ["-U", str(settings_dict["USER"])]
-    argv += ["-d", dbname_conninfo(str(settings_dict.get("NAME") or "postgres"))]
-    env = {variable: str(options[key]) for key, variable in _OPTION_ENVIRONMENT.items() if options.get(key)}
-    password = str(settings_dict.get("PASSWORD") or "")
-    if password:
-        env["PGPASSWORD"] = password
+    connection = {"USER": "", "PASSWORD": "", "HOST": "", "PORT": "", "NAME": "", **settings_dict}
+    connection["OPTIONS"] = dict(settings_dict.get("OPTIONS") or {})
+    if service:
+        connection.update(HOST="", PORT="")
+    django_argv, env = DatabaseClient.settings_to_cmd_args_env(connection, [])
+    # Django gives "-U user", "-h host", "-p port" as pairs, then the database name when there is one.
+    options = [str(argument) for argument in django_argv[1:]]  # the executable is ours to choose
+    database = ["-d", dbname_conninfo(options.pop())] if len(options) % 2 else []
+    argv = ["--no-password", *options, *database]  # never wait for a password prompt: fail with a message instead
+    env = {variable: str(value) for variable, value in (env or {}).items()}
+    password = env.get("PGPASSWORD", "")
     return argv, env, (password,) if password else ()
 
 

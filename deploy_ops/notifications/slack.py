@@ -1,18 +1,25 @@
 """Slack through an incoming webhook (slack-sdk's ``WebhookClient``), as a Block Kit message.
 
 Options: WEBHOOK_URL (secret, required), and the common NAME, MIN_LEVEL, TIMEOUT, RETRIES,
-BACKOFF, ATTEMPT_TIMEOUT.  429 and 5xx answers, timeouts and refused connections are retried
-within TIMEOUT (a 429's Retry-After is honoured when it fits); other answers fail at once.
+BACKOFF, ATTEMPT_TIMEOUT.  slack-sdk's own retry handlers retry 429 and 5xx answers, timeouts
+and refused connections, within TIMEOUT (a 429's Retry-After is honoured when it fits); other
+answers fail at once.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from http.client import RemoteDisconnected
+from typing import NoReturn
 from urllib.error import URLError
 
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.webhook import WebhookClient
 
-from .channels import Channel, DeliveryFailed, Retryable, retry_after, unreachable
+from .channels import Channel, DeliveryFailed, retry_after, unreachable
 from .events import Event, Level
 
 # slack-sdk logs the full webhook URL (the token) at DEBUG; its client gets a logger of its own that
@@ -96,6 +103,77 @@ def message(event: Event) -> dict:
     return {"text": fallback_text(event), "blocks": blocks}
 
 
+class _NoJitter(Jitter):
+    # The pauses must add up to what the budget check counted.
+    def recalculate(self, duration: float) -> float:
+        return duration
+
+
+class _Budget:
+    """One delivery's retry budget, shared by its retry handlers: RETRIES, BACKOFF, ATTEMPT_TIMEOUT, TIMEOUT."""
+
+    def __init__(self, channel: Channel):
+        self.channel = channel
+        self.retries = int(channel._number("RETRIES", 3))
+        self.intervals = BackoffRetryIntervalCalculator(backoff_factor=channel._number("BACKOFF", 0.5), jitter=_NoJitter())
+        self.attempt_limit = channel._number("ATTEMPT_TIMEOUT", 5)
+        self.state = None  # the SDK's RetryState of the request, once an attempt failed
+        self.client: WebhookClient | None = None  # its timeout is cut before every retry
+        self.out_of_time = False
+
+    def attempts(self) -> int:
+        return self.state.current_attempt + 1 if self.state else 1
+
+    def attempt_timeout(self) -> float:
+        return max(0.05, min(self.attempt_limit, self.channel.remaining()))
+
+    def pause(self, state, response) -> float:
+        """BACKOFF doubled per retry, or longer when a 429 or 5xx answer asks for it by Retry-After."""
+        asked = retry_after({name: values[0] for name, values in response.headers.items()}) if response is not None else 0.0
+        return max(self.intervals.calculate_sleep_duration(state.current_attempt), asked)
+
+
+class _WithinBudget:
+    """Mixed into slack-sdk's retry handlers: they choose what is worth a retry; a retry happens
+    only while RETRIES last and its pause fits in the channel's TIMEOUT, and the next attempt's
+    timeout is cut to what the budget has left."""
+
+    def __init__(self, budget: _Budget, **options):
+        super().__init__(max_retry_count=budget.retries, interval_calculator=budget.intervals, **options)
+        self.budget = budget
+
+    def can_retry(self, *, state, request, response=None, error=None) -> bool:
+        self.budget.state = state
+        if not super().can_retry(state=state, request=request, response=response, error=error):
+            return False
+        if self.budget.pause(state, response) >= self.budget.channel.remaining():
+            self.budget.out_of_time = True
+            return False
+        return True
+
+    def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
+        state.next_attempt_requested = True
+        time.sleep(self.budget.pause(state, response))
+        state.increment_current_attempt()
+        self.budget.client.timeout = self.budget.attempt_timeout()
+
+
+class _RateLimited(_WithinBudget, RateLimitErrorRetryHandler):
+    pass
+
+
+class _ServerError(_WithinBudget, ServerErrorRetryHandler):
+    def _can_retry(self, *, state, request, response=None, error=None) -> bool:
+        # The SDK retries 500 and 503; a proxy in front of Slack answers 502 and 504 as well.
+        return response is not None and response.status_code >= 500
+
+
+class _Unreachable(_WithinBudget, ConnectionErrorRetryHandler):
+    def __init__(self, budget: _Budget):
+        # The SDK's list, and timeouts (a socket timeout while reading is no URLError).
+        super().__init__(budget, error_types=[URLError, ConnectionResetError, RemoteDisconnected, TimeoutError])
+
+
 class SlackChannel(Channel):
     name = "slack"
     secret_options = ("WEBHOOK_URL",)
@@ -105,20 +183,26 @@ class SlackChannel(Channel):
         return message(event)
 
     def deliver(self, payload: dict) -> int:
-        return self.with_retries(lambda timeout: self._attempt(payload, timeout))
-
-    def _attempt(self, payload: dict, timeout: float) -> None:
-        # The SDK's own retry handlers would sleep outside our budget; with_retries does the retrying.
-        client = WebhookClient(self.options["WEBHOOK_URL"], timeout=timeout, retry_handlers=[], logger=_sdk_logger)
+        """POST with slack-sdk's own retry handlers (429 by Retry-After, 5xx, unreachable), within the budget."""
+        budget = _Budget(self)
+        handlers = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        client = budget.client = WebhookClient(
+            self.options["WEBHOOK_URL"], timeout=budget.attempt_timeout(), retry_handlers=handlers, logger=_sdk_logger
+        )
         try:
             response = client.send_dict(payload)
         except (TimeoutError, URLError) as error:
-            raise unreachable("Slack", error, timeout) from None
+            self._give_up(str(unreachable("Slack", error, client.timeout)), budget)
         status = response.status_code
         if status == 200:
-            return
+            return budget.attempts()
         if status == 429:
-            raise Retryable("Slack answered 429 (rate limited)", retry_after=retry_after(response.headers))
+            self._give_up("Slack answered 429 (rate limited)", budget)
         if status >= 500:
-            raise Retryable(f"Slack answered HTTP {status}")
-        raise DeliveryFailed(f"Slack refused the message with HTTP {status}: {response.body[:200]}")
+            self._give_up(f"Slack answered HTTP {status}", budget)
+        raise DeliveryFailed(f"Slack refused the message with HTTP {status}: {response.body[:200]}", budget.attempts())
+
+    def _give_up(self, problem: str, budget: _Budget) -> NoReturn:
+        attempts = budget.attempts()
+        within = f" to stay within the {self.timeout:g}s TIMEOUT" if budget.out_of_time else ""
+        raise DeliveryFailed(f"{problem}; gave up after {attempts} attempts{within}.", attempts) from None
