@@ -73,6 +73,40 @@ class Operation:
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    # The structured progress callback (stage, event, detail); without one, events become report lines.
+    progress: Progress | None = None
+
+    def emit(self, stage: str, event: str, detail: str = "") -> None:
+        if self.progress is not None:
+            self.progress(stage, event, detail)
+        else:
+            self.report(*progress_line(stage, event, detail))
+
+
+# -- progress ---------------------------------------------------------------------------------
+# Progress is reported as (stage, event, detail): a caller styles and filters by event, never by
+# searching the words of a line.  The whole run's own events use these stage names.
+Progress = Callable[[str, str, str], None]
+DEPLOY_RUN = "deploy"
+ROLLBACK_RUN = "rollback"
+STARTED = "started"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+# --dry-run: one command (or in-process action) the stage would run, as it would run it.
+PLANNED = "planned"
+
+
+def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
+    """The text of a progress event and the verbosity from which it is shown."""
+    if stage in (DEPLOY_RUN, ROLLBACK_RUN):
+        return detail, 0
+    return {
+        STARTED: (f"  {stage} ...", 2),
+        SUCCEEDED: (f"  {stage}: ok ({detail})", 1),
+        FAILED: (f"  {stage}: FAILED after {detail}", 1),
+        PLANNED: (f"  {stage}: {detail}", 0),
+    }.get(event, (f"  {stage}: {event} {detail}".rstrip(), 1))
 
 
 # -- notifications --------------------------------------------------------------------------
@@ -224,15 +258,15 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
     """Run one named step as a recorded stage; report it; re-raise its error after recording."""
     recorder = operation.recorder
     stage = recorder.start_stage(name)
-    operation.report(f"  {name} ...", 2)
+    operation.emit(name, STARTED)
     try:
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        operation.report(f"  {name}: FAILED after {stage.duration:.1f}s", 1)
+        operation.emit(name, FAILED, f"{stage.duration:.1f}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    operation.report(f"  {name}: ok ({stage.duration:.1f}s)", 1)
+    operation.emit(name, SUCCEEDED, f"{stage.duration:.1f}s")
     return result
 
 

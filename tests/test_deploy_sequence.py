@@ -1,0 +1,220 @@
+"""The exact command sequence of a deploy and of its rollback, for each stage that can fail.
+
+In-process and fast, as Kamal tests its CLI: a Deployer runs against the sample site's real git
+repositories and a real SQLite backup, while a recording runner stands in for the Docker engine
+(it answers every ``docker compose`` command and records it; git commands really run).  The
+end-to-end tests under tests/e2e run the same deploys against a real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from deploy_ops import runner
+from deploy_ops.exceptions import EXIT_OK, EXIT_ROLLED_BACK, CommandFailed
+from deploy_ops.pipeline import Deployer, DeployOptions
+from deploy_ops.probe import ProbeResult
+from deploy_ops.recovery import PLANNED
+from deploy_ops.runner import Command, Completed
+from deploy_ops.runtimes import ServiceState
+from deploy_ops.runtimes.compose import ComposeRuntime
+from tests.fixtures.sample_site import git, release
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+COMPOSE = ["docker", "compose", "-p", "seqtest"]
+CONFIG = {"name": "seqtest", "services": {"web": {"build": {"context": "."}}, "db": {"image": "postgres:16"}}}
+
+
+class RecordingRunner:
+    """Runs git for real (the checkout is a real repository); answers and records everything else.
+
+    ``fail_while_at`` makes the commands matching a predicate fail while the production checkout is
+    at a given commit: the new release's build fails, its rollback's build of the previous one does not.
+    """
+
+    def __init__(self, production):
+        self.production = production
+        self.real_run = runner.run
+        self.commands: list[str] = []
+        self.failing = None
+        self.failing_sha = ""
+        self.bad_health_sha = ""
+
+    def fail(self, predicate, while_at: str) -> None:
+        self.failing, self.failing_sha = predicate, while_at
+
+    def head(self) -> str:
+        return git(self.production, "rev-parse", "HEAD")
+
+    def __call__(self, command: Command, *, check=True, timeout=None, input=None) -> Completed:
+        argv = list(command.argv)
+        if argv[:2] == COMPOSE[:2] and "config" in argv:
+            return Completed(command.argv, 0, json.dumps(CONFIG), "", 0.0)  # a read, not a step
+        self.commands.append(command.display())
+        if self.failing and self.failing(argv) and self.head() == self.failing_sha:
+            raise CommandFailed(argv, 1, stderr_tail="failed on purpose")
+        if argv[0] == "git":
+            return self.real_run(command, check=check, timeout=timeout, input=input)
+        return Completed(command.argv, 0, "", "", 0.0)
+
+    def probe(self, url=None, timeout=None) -> ProbeResult:
+        healthy = not self.bad_health_sha or self.head() != self.bad_health_sha
+        return ProbeResult("http://127.0.0.1/health/", 200 if healthy else 500, "{}")
+
+
+@pytest.fixture
+def recorded(sample_site, settings, tmp_path, monkeypatch):
+    database = tmp_path / "site.sqlite3"
+    with sqlite3.connect(database) as connection:
+        connection.execute("CREATE TABLE items (id INTEGER PRIMARY KEY)")
+    connection.close()
+    settings.DATABASES = {**settings.DATABASES, "site": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(database)}}
+    settings.DEPLOY_OPS = {
+        "PROJECT_DIR": str(sample_site.production),
+        "RUNTIME": "compose",
+        "COMPOSE_COMMAND": ["docker", "compose"],
+        "COMPOSE_PROJECT": "seqtest",
+        "BACKUP_DATABASE": "site",
+        "HEALTH_CHECK_URL": "http://127.0.0.1:9/health/",
+        "HEALTH_CHECK_RETRIES": 1,
+        "HEALTH_CHECK_DELAY": 0,
+        "APP_SERVICES": ["web"],
+        "STOP_TIMEOUT": 5,
+        "START_TIMEOUT": 30,
+        "HOST_HEALTH_CHECKS": [],
+    }
+    recording = RecordingRunner(sample_site.production)
+    for module in ("deploy_ops.runner", "deploy_ops.gitrepo", "deploy_ops.runtimes.compose"):
+        monkeypatch.setattr(f"{module}.run", recording)
+    for module in ("deploy_ops.preflight", "deploy_ops.recovery"):
+        monkeypatch.setattr(f"{module}.probe_health", recording.probe)
+    # What the Docker SDK (not the compose command) would report: every service up, quiet logs.
+    monkeypatch.setattr(ComposeRuntime, "service_states", lambda self: [ServiceState("db", "running"), ServiceState("web", "running")])
+    monkeypatch.setattr(ComposeRuntime, "logs_since", lambda self, since: "")
+    monkeypatch.setattr(ComposeRuntime, "one_off_work", lambda self: [])
+    monkeypatch.setattr(ComposeRuntime, "stop_one_off_work", lambda self: [])
+    return sample_site, recording
+
+
+def deploy_sequence(old: str, new: str) -> list[str]:
+    """What a deploy of ``new`` over ``old`` runs, stage by stage."""
+    compose = " ".join(COMPOSE)
+    return {
+        "checkout": ["git fetch --prune --tags --force origin", f"git checkout --quiet --detach {new}"],
+        "build": [f"{compose} build"],
+        "start": [f"{compose} stop --timeout 5 web", f"{compose} up --detach --remove-orphans --wait --wait-timeout 30"],
+        "migrate": [f"{compose} run --rm --no-deps -T --label deploy_ops.record=RECORD web python manage.py migrate --noinput"],
+        "collectstatic": [f"{compose} exec -T web python manage.py collectstatic --noinput"],
+        "verify": [f"{compose} exec -T web python manage.py check", f"{compose} exec -T web python manage.py healthcheck --gate --skip-services"],
+    }
+
+
+def run_deploy(site, recording, **options) -> tuple[int, list[str]]:
+    deployer = Deployer(DeployOptions(**options))
+    exit_code = deployer.run()
+    record_id = str(deployer.recorder.record.id)
+    return exit_code, [line.replace(record_id, "RECORD") for line in recording.commands]
+
+
+def test_a_good_deploy_runs_fetch_checkout_build_stop_start_migrate_collectstatic_and_the_release_checks_in_this_order(recorded):
+    site, recording = recorded
+    new = site.commit_change(release("2"), "Release 2")
+    exit_code, commands = run_deploy(site, recording)
+    assert exit_code == EXIT_OK
+    stages = deploy_sequence(site.initial_sha, new)
+    assert commands == [command for name in ("checkout", "build", "start", "migrate", "collectstatic", "verify") for command in stages[name]]
+
+
+def git_checkout_of(sha):
+    return lambda argv: argv[:2] == ["git", "checkout"] and sha in argv
+
+
+def compose_verb(verb, *words):
+    return lambda argv: argv[:2] == ["docker", "compose"] and argv[4] == verb and all(word in argv for word in words)
+
+
+@pytest.mark.parametrize(
+    ("failing", "stage", "rollback_tail"),
+    [
+        ("build", "build", ["build", "verify"]),
+        ("up", "start", ["stop", "build", "up", "verify"]),
+        ("migrate", "migrate", ["stop", "build", "up", "verify"]),
+        ("collectstatic", "collectstatic", ["stop", "build", "up", "collectstatic", "verify"]),
+        ("healthcheck", "verify", ["stop", "build", "up", "collectstatic", "verify"]),
+    ],
+)
+def test_a_failing_stage_is_followed_by_exactly_its_undo(recorded, failing, stage, rollback_tail):
+    site, recording = recorded
+    old = site.initial_sha
+    new = site.commit_change(release("2"), "Release 2")
+    predicate = {
+        "build": compose_verb("build"),
+        "up": compose_verb("up"),
+        "migrate": compose_verb("run", "migrate"),
+        "collectstatic": compose_verb("exec", "collectstatic"),
+        "healthcheck": compose_verb("exec", "healthcheck"),
+    }[failing]
+    recording.fail(predicate, while_at=new)
+
+    exit_code, commands = run_deploy(site, recording)
+
+    assert exit_code == EXIT_ROLLED_BACK
+    stages = deploy_sequence(old, new)
+    order = ["checkout", "build", "start", "migrate", "collectstatic", "verify"]
+    # Every command up to the failing one, which is its stage's last.
+    ran = [command for name in order[: order.index(stage) + 1] for command in stages[name]]
+    assert commands[: len(ran)] == ran
+    compose = " ".join(COMPOSE)
+    undo = {
+        "stop": f"{compose} stop --timeout 5 web",
+        "build": f"{compose} build",
+        "up": f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
+        "collectstatic": f"{compose} exec -T web python manage.py collectstatic --noinput",
+    }
+    # The rollback: the code back first, then the services (the database restore runs in-process).
+    expected_rollback = [f"git checkout --quiet --detach {old}"] + [undo[step] for step in rollback_tail if step != "verify"]
+    assert commands[len(ran):] == expected_rollback
+    assert git(site.production, "rev-parse", "HEAD") == old
+
+
+def test_a_failed_health_check_rolls_back_without_running_the_release_checks(recorded):
+    site, recording = recorded
+    old = site.initial_sha
+    new = site.commit_change(release("2"), "Release 2")
+    recording.bad_health_sha = new
+
+    exit_code, commands = run_deploy(site, recording)
+
+    assert exit_code == EXIT_ROLLED_BACK
+    stages = deploy_sequence(old, new)
+    compose = " ".join(COMPOSE)
+    assert commands == [
+        *stages["checkout"], *stages["build"], *stages["start"], *stages["migrate"], *stages["collectstatic"],
+        f"git checkout --quiet --detach {old}",
+        f"{compose} stop --timeout 5 web",
+        f"{compose} build",
+        f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
+        f"{compose} exec -T web python manage.py collectstatic --noinput",
+    ]
+
+
+def test_the_dry_run_shows_exactly_the_commands_a_deploy_runs(recorded):
+    site, recording = recorded
+    site.commit_change(release("2"), "Release 2")
+    planned: list[tuple[str, str]] = []
+    dry = Deployer(DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None)
+    assert dry.run() == EXIT_OK
+    recording.commands.clear()
+
+    exit_code, commands = run_deploy(site, recording)
+
+    assert exit_code == EXIT_OK
+    shown_commands = [detail for _, detail in planned if detail.startswith(("git ", "docker "))]
+    ran = [command for command in commands if not command.startswith("git fetch")]
+    # The migrate container's label names the run's record, which a dry run does not have.
+    assert [line.replace("deploy_ops.record=none", "deploy_ops.record=RECORD") for line in shown_commands] == ran
+    assert [stage for stage, _ in planned][:1] == ["backup"]
