@@ -45,8 +45,8 @@ from .recovery import (
     DEPLOY_RUN,
     FAILED,
     PLANNED,
-    REBUILD_SERVICES,
     RESTORE_DATABASE,
+    RESTORE_IMAGES,
     REVERT_CODE,
     ROLLBACK_RUN,
     SKIPPED,
@@ -58,6 +58,7 @@ from .recovery import (
     Operation,
     Progress,
     describe_failure,
+    how_images_come_back,
     notify,
     planned_steps,
     recover,
@@ -69,14 +70,16 @@ from .runner import Command
 from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status
+SUCCEEDED_STATUSES = (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS)
 SENDER = "deploy_ops.pipeline"
+PRUNE_IMAGES = "prune images"
 # As the checkout's own git calls (gitrepo.Checkout): a hung git ends, and the deploy rolls back.
 GIT_TIMEOUT = 300
 
 # What has to be undone once a stage has begun.  Before the new release runs, the database
 # cannot have changed, so fetch/checkout/build failures restore nothing.
 AFTER_CHECKOUT = {REVERT_CODE}
-AFTER_BUILD = AFTER_CHECKOUT | {REBUILD_SERVICES, VERIFY_HEALTH}
+AFTER_BUILD = AFTER_CHECKOUT | {RESTORE_IMAGES, VERIFY_HEALTH}
 AFTER_NEW_RELEASE_RAN = AFTER_BUILD | {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES}
 AFTER_COLLECTSTATIC = AFTER_NEW_RELEASE_RAN | {COLLECT_STATIC}
 
@@ -243,6 +246,11 @@ class Deployer:
                 return self.fail(stage, error, begun)
         # Never raises: a failed off-host copy or cleanup is a warning on a deploy that succeeded.
         run_step(operation, "cleanup", lambda: after_deploy(operation))
+        if operation.runtime.keeps_images:
+            try:
+                run_step(operation, PRUNE_IMAGES, self.prune_images)
+            except Exception as error:  # as the cleanup: a warning on a deploy that succeeded
+                operation.warnings.append(f"Old release images were not pruned: {describe_failure(error)}")
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
         operation.emit(DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
@@ -320,7 +328,17 @@ class Deployer:
         return [Task(checkout_command(self.operation.checkout.project_dir, self.operation.target_sha), timeout=GIT_TIMEOUT)]
 
     def plan_build(self) -> list[Task]:
-        return self.commands(self.operation.runtime.build_commands())
+        runtime, sha = self.operation.runtime, self.operation.target_sha
+        tasks = self.commands(runtime.build_commands() + runtime.keep_release_commands(sha))
+        images = runtime.release_images(sha)
+        if images:
+            # Kept by commit: a rollback to this release starts them again instead of building.
+            tasks.append(Task(action=lambda: self.record_images(images), description=f"kept as the release's images: {', '.join(images)}"))
+        return tasks
+
+    def record_images(self, images: list[str]) -> str:
+        self.recorder.update(images="\n".join(images))
+        return "kept as " + ", ".join(images)
 
     def plan_start(self) -> list[Task]:
         runtime = self.operation.runtime
@@ -367,6 +385,12 @@ class Deployer:
             raise HealthCheckFailed("The service logs show errors since this deploy started:\n" + "\n".join(matches[:10]))
         return "no error patterns in the logs"
 
+    def prune_images(self) -> str:
+        operation = self.operation
+        keep = releases_to_keep(operation.target_sha, operation.previous_sha)
+        removed = operation.runtime.prune_release_images({sha[:12] for sha in keep})
+        return f"removed {', '.join(removed)}" if removed else "nothing to remove"
+
     # -- dry run -------------------------------------------------------------------------------
     def print_plan(self) -> None:
         operation, report = self.operation, self.report
@@ -380,11 +404,22 @@ class Deployer:
         report("Migrations the target would apply:", 0)
         for line in pending_migrations(operation.checkout, operation.target_sha):
             report(f"  {line}", 0)
+        report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
         for stage in STAGES:
             for task in stage.plan(self):
                 operation.emit(stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)
+
+
+def releases_to_keep(current: str, previous: str) -> set[str]:
+    """The commits whose images a prune keeps: the newest KEEP_RELEASES deployed releases, the
+    current one, the one it would roll back to, and every one a kept backup was taken of (a
+    restore of that backup brings back the schema that release expects)."""
+    deployed = DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, status__in=SUCCEEDED_STATUSES)
+    newest = list(dict.fromkeys(deployed.order_by("-started_at").values_list("to_commit", flat=True)))[: ops_settings.KEEP_RELEASES]
+    backed_up = {backup.commit for backup in list_backups()}
+    return {current, previous, *newest, *backed_up} - {""}
 
 
 def as_refusal(error: DeployOpsError) -> DeployOpsError:

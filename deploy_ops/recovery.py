@@ -33,7 +33,9 @@ STOP_SERVICES = "stop services"
 SAFETY_BACKUP = "safety backup"
 UNAPPLY_MIGRATIONS = "unapply migrations"
 RESTORE_DATABASE = "restore database"
-REBUILD_SERVICES = "rebuild services"
+# The release's kept images back in place (Compose); built again only when they are gone, and
+# under the commands runtime, which keeps no images, its build step.
+RESTORE_IMAGES = "restore images"
 START_SERVICES = "start services"
 COLLECT_STATIC = "collect static"
 VERIFY_HEALTH = "verify health"
@@ -46,7 +48,7 @@ STEP_ORDER = [
     REVERT_CODE,
     STOP_SERVICES,
     RESTORE_DATABASE,
-    REBUILD_SERVICES,
+    RESTORE_IMAGES,
     START_SERVICES,
     COLLECT_STATIC,
     VERIFY_HEALTH,
@@ -180,8 +182,42 @@ def unapply_migrations(operation: Operation) -> str:
     return "".join(operation.runtime.manage("migrate", label, name, "--noinput") for label, name in operation.migration_targets)
 
 
-def rebuild_services(operation: Operation) -> str:
-    return operation.runtime.build()
+def restore_images(operation: Operation, sha: str) -> str:
+    """Point the services at the kept images of ``sha``; build (and keep) them only when they are gone."""
+    runtime = operation.runtime
+    if runtime.keeps_images:
+        missing = runtime.missing_release_images(sha)
+        if not missing:
+            runtime.run_commands(runtime.use_release_commands(sha))
+            operation.recorder.update(images="\n".join(runtime.release_images(sha)))
+            return f"started from the kept images, no build: {', '.join(runtime.release_images(sha))}"
+        operation.warnings.append(f"The images of {sha[:12]} were gone ({', '.join(missing)}): the rollback had to build them.")
+    output = runtime.build() + runtime.run_commands(runtime.keep_release_commands(sha))
+    operation.recorder.update(images="\n".join(runtime.release_images(sha)))
+    return ("built, as its images were gone\n" if runtime.keeps_images else "") + output
+
+
+def images_kept(runtime, sha: str) -> bool | None:
+    """Whether the release ``sha`` can come back without a build; None where the runtime keeps no
+    images (it runs its build step) or the engine cannot be asked."""
+    if not runtime.keeps_images:
+        return None
+    try:
+        return not runtime.missing_release_images(sha)
+    except DeployOpsError:
+        return None
+
+
+def how_images_come_back(runtime: ServiceRuntime, sha: str) -> str:
+    """How a rollback would bring the release ``sha``'s services back, for plans and dry runs."""
+    if not runtime.keeps_images:
+        return "run its build step (this runtime keeps no images)"
+    kept = images_kept(runtime, sha)
+    if kept is None:
+        return "start its kept images, or build them where they are gone (the engine could not be asked which)"
+    if kept:
+        return f"start its kept images, no build ({', '.join(runtime.release_images(sha))})"
+    return f"BUILD it again: its images are gone ({', '.join(runtime.missing_release_images(sha))})"
 
 
 def start_services(operation: Operation) -> str:
@@ -283,7 +319,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         SAFETY_BACKUP: lambda: safety_backup(operation),
         UNAPPLY_MIGRATIONS: lambda: unapply_migrations(operation),
         RESTORE_DATABASE: lambda: restore_database(operation, backup),
-        REBUILD_SERVICES: lambda: rebuild_services(operation),
+        RESTORE_IMAGES: lambda: restore_images(operation, to_sha),
         START_SERVICES: lambda: start_services(operation),
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),

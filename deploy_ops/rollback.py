@@ -32,8 +32,8 @@ from .notifications import Level
 from .pipeline import describe_lock_refusal, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
-    REBUILD_SERVICES,
     RESTORE_DATABASE,
+    RESTORE_IMAGES,
     REVERT_CODE,
     SAFETY_BACKUP,
     START_SERVICES,
@@ -44,13 +44,15 @@ from .recovery import (
     describe_failure,
     end_own_work,
     file_sha256,
+    how_images_come_back,
+    images_kept,
     notify,
     recover,
 )
 from .runtimes import get_runtime
 
 SENDER = "deploy_ops.rollback"
-CODE_STEPS = {REVERT_CODE, STOP_SERVICES, REBUILD_SERVICES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}
+CODE_STEPS = {REVERT_CODE, STOP_SERVICES, RESTORE_IMAGES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}
 DATABASE_STEPS = {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES, VERIFY_HEALTH}
 
 
@@ -72,7 +74,7 @@ class RollbackPlan:
     def describe(self) -> list[str]:
         lines = []
         if self.commit:
-            lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and rebuild the services")
+            lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and {how_images_come_back(get_runtime(), self.commit)}")
         if self.unapplied:
             lines.append(
                 f"database: take a safety backup, then unapply {', '.join(self.unapplied)} "
@@ -412,6 +414,7 @@ def recent_commits(count: int) -> list[dict]:
     ref = f"{ops_settings.GIT_REMOTE}/{ops_settings.GIT_BRANCH}"
     commits = checkout.history(ref, count) if f"refs/remotes/{ref}" in [r.path for r in checkout.repo.refs] else checkout.history("HEAD", count)
     head = checkout.head().sha
+    runtime = get_runtime()
     shas = [commit.sha for commit in commits]
     deploys: dict[str, list[DeploymentRecord]] = {}
     for record in DeploymentRecord.objects.filter(to_commit__in=shas).order_by("-started_at"):
@@ -423,6 +426,8 @@ def recent_commits(count: int) -> list[dict]:
             "author": commit.author,
             "committed_at": commit.committed_at.isoformat(),
             "current": commit.sha == head,
+            # True: it comes back from its kept images, without a build; None where the runtime keeps none.
+            "images_kept": images_kept(runtime, commit.sha),
             "deploys": [
                 {"kind": record.kind, "status": record.status, "at": record.started_at.isoformat(), "failed_stage": record.failed_stage}
                 for record in deploys.get(commit.sha, [])

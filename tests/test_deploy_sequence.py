@@ -9,6 +9,7 @@ end-to-end tests under tests/e2e run the same deploys against a real engine.
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 
 import pytest
@@ -43,6 +44,8 @@ class RecordingRunner:
         self.failing = None
         self.failing_sha = ""
         self.bad_health_sha = ""
+        # What the engine no longer has, as missing_release_images would find it.
+        self.gone_images: list[str] = []
 
     def fail(self, predicate, while_at: str) -> None:
         self.failing, self.failing_sha = predicate, while_at
@@ -97,6 +100,8 @@ def recorded(sample_site, settings, tmp_path, monkeypatch):
     monkeypatch.setattr(ComposeRuntime, "logs_since", lambda self, since: "")
     monkeypatch.setattr(ComposeRuntime, "one_off_work", lambda self: [])
     monkeypatch.setattr(ComposeRuntime, "stop_one_off_work", lambda self: [])
+    monkeypatch.setattr(ComposeRuntime, "missing_release_images", lambda self, sha: list(recording.gone_images))
+    monkeypatch.setattr(ComposeRuntime, "prune_release_images", lambda self, keep: [])
     return sample_site, recording
 
 
@@ -105,7 +110,7 @@ def deploy_sequence(old: str, new: str) -> list[str]:
     compose = " ".join(COMPOSE)
     return {
         "checkout": ["git fetch --prune --tags --force origin", f"git checkout --quiet --detach {new}"],
-        "build": [f"{compose} build"],
+        "build": [f"{compose} build", f"docker image tag seqtest-web seqtest-web:{new[:12]}"],
         "start": [f"{compose} stop --timeout 5 web", f"{compose} up --detach --remove-orphans --wait --wait-timeout 30"],
         "migrate": [f"{compose} run --rm --no-deps -T --label deploy_ops.record=RECORD web python manage.py migrate --noinput"],
         "collectstatic": [f"{compose} exec -T web python manage.py collectstatic --noinput"],
@@ -165,13 +170,15 @@ def test_a_failing_stage_is_followed_by_exactly_its_undo(recorded, failing, stag
     assert exit_code == EXIT_ROLLED_BACK
     stages = deploy_sequence(old, new)
     order = ["checkout", "build", "start", "migrate", "collectstatic", "verify"]
-    # Every command up to the failing one, which is its stage's last.
-    ran = [command for name in order[: order.index(stage) + 1] for command in stages[name]]
+    planned = [command for name in order[: order.index(stage) + 1] for command in stages[name]]
+    # Every command up to the failing one, which ends the deploy.
+    ran = planned[: next(at for at, command in enumerate(planned) if predicate(shlex.split(command))) + 1]
     assert commands[: len(ran)] == ran
     compose = " ".join(COMPOSE)
     undo = {
         "stop": f"{compose} stop --timeout 5 web",
-        "build": f"{compose} build",
+        # The previous release's kept image, pointed at again: no build.
+        "build": f"docker image tag seqtest-web:{old[:12]} seqtest-web",
         "up": f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
         "collectstatic": f"{compose} exec -T web python manage.py collectstatic --noinput",
     }
@@ -196,7 +203,7 @@ def test_a_failed_health_check_rolls_back_without_running_the_release_checks(rec
         *stages["checkout"], *stages["build"], *stages["start"], *stages["migrate"], *stages["collectstatic"],
         f"git checkout --quiet --detach {old}",
         f"{compose} stop --timeout 5 web",
-        f"{compose} build",
+        f"docker image tag seqtest-web:{old[:12]} seqtest-web",
         f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
         f"{compose} exec -T web python manage.py collectstatic --noinput",
     ]
@@ -218,3 +225,37 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_runs(recorded):
     # The migrate container's label names the run's record, which a dry run does not have.
     assert [line.replace("deploy_ops.record=none", "deploy_ops.record=RECORD") for line in shown_commands] == ran
     assert [stage for stage, _ in planned][:1] == ["backup"]
+
+
+def test_a_rollback_builds_only_when_the_previous_release_images_are_gone_and_says_so(recorded):
+    site, recording = recorded
+    old = site.initial_sha
+    new = site.commit_change(release("2"), "Release 2")
+    recording.bad_health_sha = new
+    recording.gone_images = [f"seqtest-web:{old[:12]}"]
+
+    deployer = Deployer(DeployOptions())
+    assert deployer.run() == EXIT_ROLLED_BACK
+
+    compose = " ".join(COMPOSE)
+    rollback = recording.commands[recording.commands.index(f"git checkout --quiet --detach {old}"):]
+    assert rollback[2:4] == [f"{compose} build", f"docker image tag seqtest-web seqtest-web:{old[:12]}"]
+    record = deployer.recorder.record
+    assert f"The images of {old[:12]} were gone (seqtest-web:{old[:12]})" in record.warnings
+    [restore] = [stage for stage in record.stages.all() if stage.name == "restore images"]
+    assert restore.output_tail.startswith("built, as its images were gone")
+    assert record.images == f"seqtest-web:{old[:12]}"
+
+
+def test_a_rollback_with_the_images_kept_starts_them_and_records_them(recorded):
+    site, recording = recorded
+    old = site.initial_sha
+    new = site.commit_change(release("2"), "Release 2")
+    recording.bad_health_sha = new
+
+    deployer = Deployer(DeployOptions())
+    assert deployer.run() == EXIT_ROLLED_BACK
+
+    assert not [command for command in recording.commands if command.endswith(" build")][1:]  # the new release's build only
+    [restore] = [stage for stage in deployer.recorder.record.stages.all() if stage.name == "restore images"]
+    assert restore.output_tail == f"started from the kept images, no build: seqtest-web:{old[:12]}"

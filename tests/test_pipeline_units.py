@@ -25,20 +25,20 @@ def test_a_failed_checkout_only_puts_the_code_back():
 
 
 def test_a_failed_build_rebuilds_the_previous_release_without_touching_the_database():
-    assert steps_after_failure_in("build") == ["revert code", "rebuild services", "verify health"]
+    assert steps_after_failure_in("build") == ["revert code", "restore images", "verify health"]
 
 
 @pytest.mark.parametrize("stage", ["start", "migrate"])
 def test_once_the_new_release_ran_the_database_is_restored(stage):
     assert steps_after_failure_in(stage) == [
-        "revert code", "stop services", "restore database", "rebuild services", "start services", "verify health",
+        "revert code", "stop services", "restore database", "restore images", "start services", "verify health",
     ]
 
 
 @pytest.mark.parametrize("stage", ["collectstatic", "health", "verify"])
 def test_after_collectstatic_the_previous_static_files_are_collected_again(stage):
     assert steps_after_failure_in(stage) == [
-        "revert code", "stop services", "restore database", "rebuild services", "start services", "collect static", "verify health",
+        "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health",
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import datetime
 
 import docker
@@ -27,6 +28,8 @@ SERVICE_LABEL = "com.docker.compose.service"
 ONE_OFF_LABEL = "com.docker.compose.oneoff"
 # On the one-off containers deploy_ops runs: the record id of the run that started them.
 RUN_LABEL = "deploy_ops.record"
+# A release's images are tagged with the first 12 characters of its commit.
+COMMIT_TAG = re.compile(r"^[0-9a-f]{12}$")
 
 
 class ComposeRuntime(ServiceRuntime):
@@ -61,6 +64,71 @@ class ComposeRuntime(ServiceRuntime):
             # collectstatic stays an exec: it writes into the serving container's files.
             return one_off_command(ops_settings.WEB_SERVICE, argv, {RUN_LABEL: children.active_record() or "none"})
         return exec_command(ops_settings.WEB_SERVICE, argv)
+
+    # -- releases kept as images -----------------------------------------------------------------
+    # Compose builds each service into one image name (its `image:`, or <project>-<service>) and
+    # `up` starts whatever that name points at, building only when it is missing.  A release is
+    # kept by tagging those images <project>-<service>:<commit12> after its build; bringing a
+    # release back points the names at its tags again, so `up` starts it without a build.  No
+    # override file or edit of the project's Compose file is needed, and a rollback's `up` is
+    # the same command as a deploy's.
+    keeps_images = True
+
+    def built_images(self) -> dict[str, str]:
+        """Each service the Compose file builds, and the image name Compose builds it into."""
+        config = self.config()
+        services = config.get("services") or {}
+        return {name: service.get("image") or f"{config['name']}-{name}" for name, service in sorted(services.items()) if service.get("build")}
+
+    def _release_pairs(self, sha: str) -> list[tuple[str, str]]:
+        """(the name Compose uses, the release's own tag) for each built service."""
+        project = self.config()["name"]
+        return [(image, f"{project}-{service}:{sha[:12]}") for service, image in self.built_images().items()]
+
+    def release_images(self, sha: str) -> list[str]:
+        return [release for _, release in self._release_pairs(sha)]
+
+    def keep_release_commands(self, sha: str) -> list[Command]:
+        return [Command(("docker", "image", "tag", image, release)) for image, release in self._release_pairs(sha)]
+
+    def use_release_commands(self, sha: str) -> list[Command]:
+        return [Command(("docker", "image", "tag", release, image)) for image, release in self._release_pairs(sha)]
+
+    def missing_release_images(self, sha: str) -> list[str]:
+        missing = []
+        with docker_client() as client:
+            for reference in self.release_images(sha):
+                try:
+                    client.images.get(reference)
+                except NotFound:
+                    missing.append(reference)
+                except DockerException as error:
+                    raise ServiceError(f"Could not look for the image {reference}: {error}") from None
+        return missing
+
+    def prune_release_images(self, keep: set[str]) -> list[str]:
+        project = self.config()["name"]
+        removed = []
+        with docker_client() as client:
+            for service in self.built_images():
+                repository = f"{project}-{service}"
+                try:
+                    images = client.images.list(name=repository)
+                except DockerException as error:
+                    raise ServiceError(f"Could not list the images of {repository}: {error}") from None
+                for image in images:
+                    for reference in image.tags:
+                        name, _, tag = reference.rpartition(":")
+                        if name == repository and COMMIT_TAG.match(tag) and tag not in keep:
+                            # Untags; the image itself goes only when no other tag holds it.
+                            try:
+                                client.images.remove(reference)
+                            except NotFound:
+                                pass
+                            except DockerException:
+                                continue  # a container still uses it: it stays, and the next prune tries again
+                            removed.append(reference)
+        return removed
 
     def one_off_work(self) -> list[str]:
         with docker_client() as client:

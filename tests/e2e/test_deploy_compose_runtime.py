@@ -81,7 +81,7 @@ def test_a_good_release_deploys_on_compose_and_is_recorded(sample_site, serving_
     assert record["status"] == "succeeded"
     assert (record["from_commit"], record["to_commit"]) == (sample_site.initial_sha, new_sha)
     assert record["backup_name"].startswith("backup_") and (sample_site.production / "backups" / record["backup_name"]).exists()
-    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "start", "migrate", "collectstatic", "health", "verify", "cleanup"]
+    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "start", "migrate", "collectstatic", "health", "verify", "cleanup", "prune images"]
     assert events(sample_site) == ["INFO", "SUCCESS"]
     assert database_records(sample_site)[-1]["status"] == "succeeded"
 

@@ -28,6 +28,10 @@ MENU = [
 ]
 
 
+# Whether a rollback to the commit starts its kept images or has to build (--list-commits).
+IMAGE_MARKS = {True: "images kept", False: "would build", None: "           "}
+
+
 class Command(OpsCommand):
     help = "Roll back code and/or database; without options on a terminal, an interactive menu."
     requires_system_checks = []
@@ -141,7 +145,8 @@ class Command(OpsCommand):
         for commit in commits:
             marks = ", ".join(f"{d['kind']} {d['status']} {d['at'][:16]}" for d in commit["deploys"])
             current = "* " if commit["current"] else "  "
-            self.stdout.write(f"{current}{commit['sha'][:12]}  {commit['summary'][:60]:<60}  {marks}")
+            images = IMAGE_MARKS[commit["images_kept"]]
+            self.stdout.write(f"{current}{commit['sha'][:12]}  {images}  {commit['summary'][:60]:<60}  {marks}")
 
     def show_backups(self):
         backups = [rollback.backup_summary(backup) for backup in list_backups()]
