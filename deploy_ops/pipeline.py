@@ -58,6 +58,7 @@ from .recovery import (
     Operation,
     Progress,
     describe_failure,
+    emit,
     how_images_come_back,
     notify,
     planned_steps,
@@ -76,12 +77,16 @@ PRUNE_IMAGES = "prune images"
 # As the checkout's own git calls (gitrepo.Checkout): a hung git ends, and the deploy rolls back.
 GIT_TIMEOUT = 300
 
-# What has to be undone once a stage has begun.  Before the new release runs, the database
-# cannot have changed, so fetch/checkout/build failures restore nothing.
+# What has to be undone once a stage has begun.  Until the migrations run the database cannot
+# have changed, so no failure before the migrate stage restores it; until the old release stops,
+# nothing has to start again.
 AFTER_CHECKOUT = {REVERT_CODE}
 AFTER_BUILD = AFTER_CHECKOUT | {RESTORE_IMAGES, VERIFY_HEALTH}
-AFTER_NEW_RELEASE_RAN = AFTER_BUILD | {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES}
-AFTER_COLLECTSTATIC = AFTER_NEW_RELEASE_RAN | {COLLECT_STATIC}
+# collectstatic keeps the old files but overwrites same-named ones (and a manifest): the old
+# release's files are collected again.
+AFTER_COLLECTSTATIC = AFTER_BUILD | {COLLECT_STATIC}
+AFTER_OLD_RELEASE_STOPPED = AFTER_COLLECTSTATIC | {STOP_SERVICES, START_SERVICES}
+AFTER_MIGRATIONS_BEGAN = AFTER_OLD_RELEASE_STOPPED | {RESTORE_DATABASE}
 
 
 @dataclass
@@ -125,15 +130,18 @@ class Stage:
         return getattr(deployer, "plan_" + self.name.replace(" ", "_"))()
 
 
+# The new code takes no request before its migrations ran, and the site is down only from
+# "stop" to "start": what is safe while the old release serves (build, collectstatic) runs first.
 STAGES = [
     Stage("backup", frozenset()),
     Stage("checkout", frozenset(AFTER_CHECKOUT)),
     Stage("build", frozenset(AFTER_BUILD)),
-    Stage("start", frozenset(AFTER_NEW_RELEASE_RAN)),
-    Stage("migrate", frozenset(AFTER_NEW_RELEASE_RAN)),
     Stage("collectstatic", frozenset(AFTER_COLLECTSTATIC)),
-    Stage("health", frozenset(AFTER_COLLECTSTATIC)),
-    Stage("verify", frozenset(AFTER_COLLECTSTATIC)),
+    Stage("stop", frozenset(AFTER_OLD_RELEASE_STOPPED)),
+    Stage("migrate", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("start", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("health", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("verify", frozenset(AFTER_MIGRATIONS_BEGAN)),
 ]
 
 
@@ -234,7 +242,7 @@ class Deployer:
     def deploy(self) -> int:
         operation, recorder = self.operation, self.recorder
         recorder.save()
-        operation.emit(DEPLOY_RUN, STARTED, f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}")
+        emit(operation, DEPLOY_RUN, STARTED, f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}")
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
@@ -253,7 +261,7 @@ class Deployer:
                 operation.warnings.append(f"Old release images were not pruned: {describe_failure(error)}")
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
-        operation.emit(DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
+        emit(operation, DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
         signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
@@ -262,7 +270,7 @@ class Deployer:
         operation, recorder = self.operation, self.recorder
         message = describe_failure(error)
         recorder.update(failed_stage=stage.name, error=message)
-        operation.emit(DEPLOY_RUN, FAILED, f"Stage {stage.name} failed: {message}")
+        emit(operation, DEPLOY_RUN, FAILED, f"Stage {stage.name} failed: {message}")
         signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
         steps = set().union(*(begun_stage.undo for begun_stage in begun))
@@ -270,15 +278,15 @@ class Deployer:
             # Nothing had changed (the backup could not be written, say): a refusal, which
             # LastDeployment does not hold against the site.
             recorder.finish(Status.REFUSED, rollback_reason="Nothing had changed yet; nothing to undo.")
-            operation.emit(ROLLBACK_RUN, SKIPPED, "Nothing had changed yet; nothing to undo.")
+            emit(operation, ROLLBACK_RUN, SKIPPED, "Nothing had changed yet; nothing to undo.")
             return EXIT_REFUSED
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
             why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
-            operation.emit(ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
+            emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
             return EXIT_NEEDS_HUMAN
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
-        operation.emit(ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
+        emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:
@@ -288,12 +296,12 @@ class Deployer:
             else:
                 status, headline, cause = Status.ROLLBACK_FAILED, "ROLLBACK FAILED", f"The rollback failed too: {rollback_error}"
             recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
-            operation.emit(ROLLBACK_RUN, FAILED, f"{headline}: {rollback_error}")
+            emit(operation, ROLLBACK_RUN, FAILED, f"{headline}: {rollback_error}")
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(Status.ROLLED_BACK, warnings="\n".join(operation.warnings))
-        operation.emit(ROLLBACK_RUN, SUCCEEDED, f"Rolled back: {operation.previous_sha[:12]} is serving again.")
+        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back: {operation.previous_sha[:12]} is serving again.")
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_ROLLED_BACK
@@ -340,10 +348,13 @@ class Deployer:
         self.recorder.update(images="\n".join(images))
         return "kept as " + ", ".join(images)
 
+    def plan_stop(self) -> list[Task]:
+        # The old release stops before the migrations: it never meets the new schema, and two
+        # releases never write the database at once.
+        return self.commands(self.operation.runtime.stop_commands())
+
     def plan_start(self) -> list[Task]:
-        runtime = self.operation.runtime
-        # The old release stops first so that two releases never write the database at once.
-        return self.commands(runtime.stop_commands() + runtime.start_commands())
+        return self.commands(self.operation.runtime.start_commands())
 
     def plan_migrate(self) -> list[Task]:
         return self.commands([self.operation.runtime.manage_command("migrate", "--noinput")])
@@ -408,7 +419,7 @@ class Deployer:
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
         for stage in STAGES:
             for task in stage.plan(self):
-                operation.emit(stage.name, PLANNED, task.display())
+                emit(operation, stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)
 
 

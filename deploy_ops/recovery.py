@@ -78,12 +78,6 @@ class Operation:
     # The structured progress callback (stage, event, detail); without one, events become report lines.
     progress: Progress | None = None
 
-    def emit(self, stage: str, event: str, detail: str = "") -> None:
-        if self.progress is not None:
-            self.progress(stage, event, detail)
-        else:
-            self.report(*progress_line(stage, event, detail))
-
 
 # -- progress ---------------------------------------------------------------------------------
 # Progress is reported as (stage, event, detail): a caller styles and filters by event, never by
@@ -97,6 +91,18 @@ FAILED = "failed"
 SKIPPED = "skipped"
 # --dry-run: one command (or in-process action) the stage would run, as it would run it.
 PLANNED = "planned"
+
+
+def emit(operation, stage: str, event: str, detail: str = "") -> None:
+    """Send a progress event to the operation's callback; without one, as a report line.
+
+    ``operation`` is an Operation or anything with ``report`` (restore.py's steps).
+    """
+    progress = getattr(operation, "progress", None)
+    if progress is not None:
+        progress(stage, event, detail)
+    else:
+        operation.report(*progress_line(stage, event, detail))
 
 
 def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
@@ -294,15 +300,15 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
     """Run one named step as a recorded stage; report it; re-raise its error after recording."""
     recorder = operation.recorder
     stage = recorder.start_stage(name)
-    operation.emit(name, STARTED)
+    emit(operation, name, STARTED)
     try:
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        operation.emit(name, FAILED, f"{stage.duration:.1f}s")
+        emit(operation, name, FAILED, f"{stage.duration:.1f}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    operation.emit(name, SUCCEEDED, f"{stage.duration:.1f}s")
+    emit(operation, name, SUCCEEDED, f"{stage.duration:.1f}s")
     return result
 
 

@@ -105,17 +105,29 @@ def recorded(sample_site, settings, tmp_path, monkeypatch):
     return sample_site, recording
 
 
-def deploy_sequence(old: str, new: str) -> list[str]:
-    """What a deploy of ``new`` over ``old`` runs, stage by stage."""
-    compose = " ".join(COMPOSE)
+COMPOSE_LINE = " ".join(COMPOSE)
+STOP = f"{COMPOSE_LINE} stop --timeout 5 web"
+UP = f"{COMPOSE_LINE} up --detach --remove-orphans --wait --wait-timeout 30"
+# One-off containers of the image Compose points at, labelled with the run's record.
+ONE_OFF = f"{COMPOSE_LINE} run --rm --no-deps -T --label deploy_ops.record=RECORD web python manage.py"
+ORDER = ["checkout", "build", "collectstatic", "stop", "migrate", "start", "verify"]
+
+
+def deploy_sequence(old: str, new: str) -> dict[str, list[str]]:
+    """What a deploy of ``new`` over ``old`` runs, stage by stage (health and backup run no command)."""
     return {
         "checkout": ["git fetch --prune --tags --force origin", f"git checkout --quiet --detach {new}"],
-        "build": [f"{compose} build", f"docker image tag seqtest-web seqtest-web:{new[:12]}"],
-        "start": [f"{compose} stop --timeout 5 web", f"{compose} up --detach --remove-orphans --wait --wait-timeout 30"],
-        "migrate": [f"{compose} run --rm --no-deps -T --label deploy_ops.record=RECORD web python manage.py migrate --noinput"],
-        "collectstatic": [f"{compose} exec -T web python manage.py collectstatic --noinput"],
-        "verify": [f"{compose} exec -T web python manage.py check", f"{compose} exec -T web python manage.py healthcheck --gate --skip-services"],
+        "build": [f"{COMPOSE_LINE} build", f"docker image tag seqtest-web seqtest-web:{new[:12]}"],
+        "collectstatic": [f"{ONE_OFF} collectstatic --noinput"],
+        "stop": [STOP],
+        "migrate": [f"{ONE_OFF} migrate --noinput"],
+        "start": [UP],
+        "verify": [f"{COMPOSE_LINE} exec -T web python manage.py check", f"{COMPOSE_LINE} exec -T web python manage.py healthcheck --gate --skip-services"],
     }
+
+
+def in_order(stages: dict[str, list[str]], names=ORDER) -> list[str]:
+    return [command for name in names for command in stages[name]]
 
 
 def run_deploy(site, recording, **options) -> tuple[int, list[str]]:
@@ -125,17 +137,12 @@ def run_deploy(site, recording, **options) -> tuple[int, list[str]]:
     return exit_code, [line.replace(record_id, "RECORD") for line in recording.commands]
 
 
-def test_a_good_deploy_runs_fetch_checkout_build_stop_start_migrate_collectstatic_and_the_release_checks_in_this_order(recorded):
+def test_a_good_deploy_builds_and_collects_static_files_before_it_stops_the_old_release_and_migrates_before_it_starts_the_new(recorded):
     site, recording = recorded
     new = site.commit_change(release("2"), "Release 2")
     exit_code, commands = run_deploy(site, recording)
     assert exit_code == EXIT_OK
-    stages = deploy_sequence(site.initial_sha, new)
-    assert commands == [command for name in ("checkout", "build", "start", "migrate", "collectstatic", "verify") for command in stages[name]]
-
-
-def git_checkout_of(sha):
-    return lambda argv: argv[:2] == ["git", "checkout"] and sha in argv
+    assert commands == in_order(deploy_sequence(site.initial_sha, new))
 
 
 def compose_verb(verb, *words):
@@ -143,48 +150,48 @@ def compose_verb(verb, *words):
 
 
 @pytest.mark.parametrize(
-    ("failing", "stage", "rollback_tail"),
+    ("failing", "rollback_tail"),
     [
-        ("build", "build", ["build", "verify"]),
-        ("up", "start", ["stop", "build", "up", "verify"]),
-        ("migrate", "migrate", ["stop", "build", "up", "verify"]),
-        ("collectstatic", "collectstatic", ["stop", "build", "up", "collectstatic", "verify"]),
-        ("healthcheck", "verify", ["stop", "build", "up", "collectstatic", "verify"]),
+        # The old release still serves: its images are pointed at again; nothing stops or starts.
+        ("build", ["images"]),
+        ("collectstatic", ["images", "collectstatic"]),
+        # Stopped, not migrated: the old release starts again; the database was not touched.
+        ("stop", ["stop", "images", "up", "collectstatic"]),
+        ("migrate", ["stop", "images", "up", "collectstatic"]),
+        ("start", ["stop", "images", "up", "collectstatic"]),
+        ("verify", ["stop", "images", "up", "collectstatic"]),
     ],
 )
-def test_a_failing_stage_is_followed_by_exactly_its_undo(recorded, failing, stage, rollback_tail):
+def test_a_failing_stage_is_followed_by_exactly_its_undo(recorded, failing, rollback_tail):
     site, recording = recorded
     old = site.initial_sha
     new = site.commit_change(release("2"), "Release 2")
     predicate = {
         "build": compose_verb("build"),
-        "up": compose_verb("up"),
+        "collectstatic": compose_verb("run", "collectstatic"),
+        "stop": compose_verb("stop"),
         "migrate": compose_verb("run", "migrate"),
-        "collectstatic": compose_verb("exec", "collectstatic"),
-        "healthcheck": compose_verb("exec", "healthcheck"),
+        "start": compose_verb("up"),
+        "verify": compose_verb("exec", "healthcheck"),
     }[failing]
     recording.fail(predicate, while_at=new)
 
     exit_code, commands = run_deploy(site, recording)
 
     assert exit_code == EXIT_ROLLED_BACK
-    stages = deploy_sequence(old, new)
-    order = ["checkout", "build", "start", "migrate", "collectstatic", "verify"]
-    planned = [command for name in order[: order.index(stage) + 1] for command in stages[name]]
+    planned = in_order(deploy_sequence(old, new), ORDER[: ORDER.index(failing) + 1])
     # Every command up to the failing one, which ends the deploy.
     ran = planned[: next(at for at, command in enumerate(planned) if predicate(shlex.split(command))) + 1]
     assert commands[: len(ran)] == ran
-    compose = " ".join(COMPOSE)
     undo = {
-        "stop": f"{compose} stop --timeout 5 web",
+        "stop": STOP,
         # The previous release's kept image, pointed at again: no build.
-        "build": f"docker image tag seqtest-web:{old[:12]} seqtest-web",
-        "up": f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
-        "collectstatic": f"{compose} exec -T web python manage.py collectstatic --noinput",
+        "images": f"docker image tag seqtest-web:{old[:12]} seqtest-web",
+        "up": UP,
+        "collectstatic": f"{ONE_OFF} collectstatic --noinput",
     }
-    # The rollback: the code back first, then the services (the database restore runs in-process).
-    expected_rollback = [f"git checkout --quiet --detach {old}"] + [undo[step] for step in rollback_tail if step != "verify"]
-    assert commands[len(ran):] == expected_rollback
+    # The code back first, then the services (the database restore runs in-process, between stop and images).
+    assert commands[len(ran):] == [f"git checkout --quiet --detach {old}"] + [undo[step] for step in rollback_tail]
     assert git(site.production, "rev-parse", "HEAD") == old
 
 
@@ -197,15 +204,12 @@ def test_a_failed_health_check_rolls_back_without_running_the_release_checks(rec
     exit_code, commands = run_deploy(site, recording)
 
     assert exit_code == EXIT_ROLLED_BACK
-    stages = deploy_sequence(old, new)
-    compose = " ".join(COMPOSE)
-    assert commands == [
-        *stages["checkout"], *stages["build"], *stages["start"], *stages["migrate"], *stages["collectstatic"],
+    assert commands == in_order(deploy_sequence(old, new), ORDER[:-1]) + [
         f"git checkout --quiet --detach {old}",
-        f"{compose} stop --timeout 5 web",
+        STOP,
         f"docker image tag seqtest-web:{old[:12]} seqtest-web",
-        f"{compose} up --detach --remove-orphans --wait --wait-timeout 30",
-        f"{compose} exec -T web python manage.py collectstatic --noinput",
+        UP,
+        f"{ONE_OFF} collectstatic --noinput",
     ]
 
 
@@ -222,7 +226,7 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_runs(recorded):
     assert exit_code == EXIT_OK
     shown_commands = [detail for _, detail in planned if detail.startswith(("git ", "docker "))]
     ran = [command for command in commands if not command.startswith("git fetch")]
-    # The migrate container's label names the run's record, which a dry run does not have.
+    # The one-off containers' label names the run's record, which a dry run does not have.
     assert [line.replace("deploy_ops.record=none", "deploy_ops.record=RECORD") for line in shown_commands] == ran
     assert [stage for stage, _ in planned][:1] == ["backup"]
 
@@ -237,9 +241,8 @@ def test_a_rollback_builds_only_when_the_previous_release_images_are_gone_and_sa
     deployer = Deployer(DeployOptions())
     assert deployer.run() == EXIT_ROLLED_BACK
 
-    compose = " ".join(COMPOSE)
     rollback = recording.commands[recording.commands.index(f"git checkout --quiet --detach {old}"):]
-    assert rollback[2:4] == [f"{compose} build", f"docker image tag seqtest-web seqtest-web:{old[:12]}"]
+    assert rollback[2:4] == [f"{COMPOSE_LINE} build", f"docker image tag seqtest-web seqtest-web:{old[:12]}"]
     record = deployer.recorder.record
     assert f"The images of {old[:12]} were gone (seqtest-web:{old[:12]})" in record.warnings
     [restore] = [stage for stage in record.stages.all() if stage.name == "restore images"]
@@ -256,6 +259,6 @@ def test_a_rollback_with_the_images_kept_starts_them_and_records_them(recorded):
     deployer = Deployer(DeployOptions())
     assert deployer.run() == EXIT_ROLLED_BACK
 
-    assert not [command for command in recording.commands if command.endswith(" build")][1:]  # the new release's build only
+    assert [command for command in recording.commands if command.endswith(" build")] == [f"{COMPOSE_LINE} build"]  # the new release's only
     [restore] = [stage for stage in deployer.recorder.record.stages.all() if stage.name == "restore images"]
     assert restore.output_tail == f"started from the kept images, no build: seqtest-web:{old[:12]}"

@@ -28,6 +28,7 @@ SERVICE_LABEL = "com.docker.compose.service"
 ONE_OFF_LABEL = "com.docker.compose.oneoff"
 # On the one-off containers deploy_ops runs: the record id of the run that started them.
 RUN_LABEL = "deploy_ops.record"
+ONE_OFF_COMMANDS = {("migrate",), ("collectstatic",)}
 # A release's images are tagged with the first 12 characters of its commit.
 COMMIT_TAG = re.compile(r"^[0-9a-f]{12}$")
 
@@ -57,12 +58,14 @@ class ComposeRuntime(ServiceRuntime):
         if ops_settings.MANAGE_ON_HOST:
             return host_manage_command(self.project_dir, arguments)
         argv = ["python", "manage.py", *arguments]
-        if arguments[:1] == ("migrate",):
-            # The one that changes the database and may run for minutes gets a one-off container
-            # labelled with the run's record: if the run dies, the process inside would go on
-            # (a `compose exec` does), so the next run finds it by label and kills it first.
-            # collectstatic stays an exec: it writes into the serving container's files.
+        if arguments[:1] in ONE_OFF_COMMANDS:
+            # migrate and collectstatic run in a one-off container of the image Compose points at
+            # (the new release's, once built), with the web service's environment and volumes:
+            # they need no running release, so they can run before the new one starts.  Labelled
+            # with the run's record: if the run dies, the process inside would go on, so the next
+            # run finds it by label and kills it first.
             return one_off_command(ops_settings.WEB_SERVICE, argv, {RUN_LABEL: children.active_record() or "none"})
+        # The release's own checks run in the serving container.
         return exec_command(ops_settings.WEB_SERVICE, argv)
 
     # -- releases kept as images -----------------------------------------------------------------
