@@ -191,15 +191,16 @@ def unapply_migrations(operation: Operation) -> str:
 def restore_images(operation: Operation, sha: str) -> str:
     """Point the services at the kept images of ``sha``; build (and keep) them only when they are gone."""
     runtime = operation.runtime
+    images = runtime.release_images(sha)
     if runtime.keeps_images:
         missing = runtime.missing_release_images(sha)
         if not missing:
             runtime.run_commands(runtime.use_release_commands(sha))
-            operation.recorder.update(images="\n".join(runtime.release_images(sha)))
-            return f"started from the kept images, no build: {', '.join(runtime.release_images(sha))}"
+            operation.recorder.update(images="\n".join(images))
+            return f"started from the kept images, no build: {', '.join(images)}"
         operation.warnings.append(f"The images of {sha[:12]} were gone ({', '.join(missing)}): the rollback had to build them.")
     output = runtime.build() + runtime.run_commands(runtime.keep_release_commands(sha))
-    operation.recorder.update(images="\n".join(runtime.release_images(sha)))
+    operation.recorder.update(images="\n".join(images))
     return ("built, as its images were gone\n" if runtime.keeps_images else "") + output
 
 

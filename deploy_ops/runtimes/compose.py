@@ -77,16 +77,16 @@ class ComposeRuntime(ServiceRuntime):
     # the same command as a deploy's.
     keeps_images = True
 
-    def built_images(self) -> dict[str, str]:
+    def built_images(self, config: dict | None = None) -> dict[str, str]:
         """Each service the Compose file builds, and the image name Compose builds it into."""
-        config = self.config()
+        config = config or self.config()
         services = config.get("services") or {}
         return {name: service.get("image") or f"{config['name']}-{name}" for name, service in sorted(services.items()) if service.get("build")}
 
     def _release_pairs(self, sha: str) -> list[tuple[str, str]]:
         """(the name Compose uses, the release's own tag) for each built service."""
-        project = self.config()["name"]
-        return [(image, f"{project}-{service}:{sha[:12]}") for service, image in self.built_images().items()]
+        config = self.config()  # once: a rollback reads it on its recovery's clock
+        return [(image, f"{config['name']}-{service}:{sha[:12]}") for service, image in self.built_images(config).items()]
 
     def release_images(self, sha: str) -> list[str]:
         return [release for _, release in self._release_pairs(sha)]
@@ -110,11 +110,11 @@ class ComposeRuntime(ServiceRuntime):
         return missing
 
     def prune_release_images(self, keep: set[str]) -> list[str]:
-        project = self.config()["name"]
+        config = self.config()
         removed = []
         with docker_client() as client:
-            for service in self.built_images():
-                repository = f"{project}-{service}"
+            for service in self.built_images(config):
+                repository = f"{config['name']}-{service}"
                 try:
                     images = client.images.list(name=repository)
                 except DockerException as error:
