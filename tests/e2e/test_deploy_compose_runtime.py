@@ -143,6 +143,9 @@ def test_collectstatic_failing_in_a_one_off_container_is_rolled_back_while_the_o
 def test_a_rollback_whose_previous_release_cannot_start_exits_2(sample_site, serving_release_1, docker_engine):
     # Release A's image copies the host file in; rebuilt without it, release A cannot start.
     release_a, urls = deploy_a_release_that_cannot_start_again(sample_site)
+    # Its kept image would still start (the rollback would succeed): gone, the rollback must rebuild.
+    kept = f"{serving_release_1['COMPOSE_PROJECT']}-web:{release_a[:12]}"
+    assert subprocess.run(["docker", "image", "rm", kept], capture_output=True).returncode == 0
     env_file = sample_site.production / ".env"  # and waiting 90 s to see that would only slow the suite
     env_file.write_text(env_file.read_text().replace("DEPLOY_OPS_START_TIMEOUT='90'", "DEPLOY_OPS_START_TIMEOUT='25'"))
     sample_site.commit_change({"sitecfg/urls.py": urls, **health_fails()}, "Release B: unhealthy")
