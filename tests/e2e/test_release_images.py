@@ -5,6 +5,7 @@ the dry run shows what a deploy runs.  Every image a test tags is removed by its
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import uuid
@@ -20,7 +21,7 @@ from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions, releases_to_keep
 from deploy_ops.recovery import PLANNED
 from deploy_ops.runtimes.compose import ComposeRuntime
-from tests.e2e.helpers import deploy, failure_text, last_record, serve_release_1_on_compose
+from tests.e2e.helpers import deploy, failure_text, last_record, manage, serve_release_1_on_compose
 from tests.fixtures.docker import BASE_IMAGE
 from tests.fixtures.sample_site import data_changing_migration, health_fails, postgres_url, release
 
@@ -90,6 +91,11 @@ def test_a_rollback_starts_the_kept_images_of_a_release_that_can_no_longer_be_bu
     project = serving_release_1["COMPOSE_PROJECT"]
     assert last_record(sample_site)["record"]["images"] == f"{project}-web:{release_2[:12]}"
     assert docker("image", "rm", removable_base_tag).returncode == 0
+    listed = manage(sample_site, "rollback", "--list-commits", "--json")
+    # Release 1 was started by hand, before deploy_ops kept images: it would have to be built.
+    assert {commit["sha"]: commit["images_kept"] for commit in json.loads(listed.stdout)} == {release_2: True, sample_site.initial_sha: False}
+    text = manage(sample_site, "rollback", "--list-commits").stdout
+    assert f"{release_2[:12]}  images kept" in text and f"{sample_site.initial_sha[:12]}  would build" in text
 
     sample_site.commit_change(health_fails(), "Unhealthy release 3")
     finished = deploy(sample_site)
@@ -139,8 +145,12 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(sample_site, 
     settings.DEPLOY_OPS = {**serving_release_1, "BACKUP_DATABASE": "site"}
     sample_site.commit_change(release("2"), "Release 2")
     shown: list[str] = []
+    notes: list[str] = []
     progress = lambda stage, event, detail: shown.append(detail) if event == PLANNED else None  # noqa: E731
-    assert Deployer(DeployOptions(dry_run=True), progress=progress).run() == EXIT_OK
+    assert Deployer(DeployOptions(dry_run=True), report=lambda line, level=1: notes.append(line), progress=progress).run() == EXIT_OK
+    # Release 1 was started by hand, so no image of it is kept: the plan says a rollback would build.
+    project = serving_release_1["COMPOSE_PROJECT"]
+    assert f"A rollback would bring back {sample_site.initial_sha[:12]}: BUILD it again: its images are gone ({project}-web:{sample_site.initial_sha[:12]})." in notes
 
     ran: list[str] = []
     real_run = runner.run
