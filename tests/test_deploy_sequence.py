@@ -14,8 +14,9 @@ import sqlite3
 
 import pytest
 
-from deploy_ops import runner
+from deploy_ops import rollback, runner
 from deploy_ops.exceptions import EXIT_OK, EXIT_ROLLED_BACK, CommandFailed
+from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
 from deploy_ops.probe import ProbeResult
 from deploy_ops.recovery import PLANNED
@@ -262,3 +263,25 @@ def test_a_rollback_with_the_images_kept_starts_them_and_records_them(recorded):
     assert [command for command in recording.commands if command.endswith(" build")] == [f"{COMPOSE_LINE} build"]  # the new release's only
     [restore] = [stage for stage in deployer.recorder.record.stages.all() if stage.name == "restore images"]
     assert restore.output_tail == f"started from the kept images, no build: seqtest-web:{old[:12]}"
+
+
+def test_a_manual_rollback_to_a_commit_starts_its_kept_images_in_step_order(recorded):
+    site, recording = recorded
+    old = site.initial_sha
+    site.commit_change(release("2"), "Release 2")
+    assert run_deploy(site, recording)[0] == EXIT_OK
+    recording.commands.clear()
+
+    # The plan `rollback --commit` makes once its checks passed (they read the site's database).
+    plan = rollback.RollbackPlan(commit=old, commit_summary="Sample site, release 1", steps=set(rollback.CODE_STEPS), reason="code back to release 1")
+    assert f"start its kept images, no build (seqtest-web:{old[:12]})" in plan.describe()[0]
+    assert rollback.execute(plan) == EXIT_OK
+
+    record_id = DeploymentRecord.objects.latest("started_at").id
+    assert recording.commands == [
+        f"git checkout --quiet --detach {old}",
+        STOP,
+        f"docker image tag seqtest-web:{old[:12]} seqtest-web",
+        UP,
+        f"{ONE_OFF.replace('RECORD', str(record_id))} collectstatic --noinput",
+    ]
