@@ -146,7 +146,11 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(sample_site, 
     sample_site.commit_change(release("2"), "Release 2")
     shown: list[str] = []
     notes: list[str] = []
-    progress = lambda stage, event, detail: shown.append(detail) if event == PLANNED else None  # noqa: E731
+
+    def progress(stage, event, detail):
+        if event == PLANNED:
+            shown.append(detail)
+
     assert Deployer(DeployOptions(dry_run=True), report=lambda line, level=1: notes.append(line), progress=progress).run() == EXIT_OK
     # Release 1 was started by hand, so no image of it is kept: the plan says a rollback would build.
     project = serving_release_1["COMPOSE_PROJECT"]
