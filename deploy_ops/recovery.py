@@ -105,6 +105,17 @@ def emit(operation, stage: str, event: str, detail: str = "") -> None:
         operation.report(*progress_line(stage, event, detail))
 
 
+def command_progress(stdout, style, verbosity: int) -> Progress:
+    """The progress callback of a management command: its lines, failures in the error style."""
+
+    def progress(stage: str, event: str, detail: str) -> None:
+        line, level = progress_line(stage, event, detail)
+        if verbosity >= level:
+            stdout.write(style.ERROR(line) if event == FAILED else line)
+
+    return progress
+
+
 def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
     """The text of a progress event and the verbosity from which it is shown."""
     if stage in (DEPLOY_RUN, ROLLBACK_RUN):

@@ -32,16 +32,21 @@ from .notifications import Level
 from .pipeline import describe_lock_refusal, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
+    FAILED,
     RESTORE_DATABASE,
     RESTORE_IMAGES,
     REVERT_CODE,
+    ROLLBACK_RUN,
     SAFETY_BACKUP,
     START_SERVICES,
     STOP_SERVICES,
+    SUCCEEDED,
     UNAPPLY_MIGRATIONS,
     VERIFY_HEALTH,
     Operation,
+    Progress,
     describe_failure,
+    emit,
     end_own_work,
     file_sha256,
     how_images_come_back,
@@ -268,7 +273,7 @@ def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
         )
 
 
-def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
+def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Progress | None = None) -> int:
     """Run a validated plan under the lock, as a recorded rollback; returns the exit code."""
     if not ops_settings.ROLLBACK_ENABLED:
         raise PreflightFailed("Rollbacks are disabled (DEPLOY_OPS ROLLBACK_ENABLED is false).")
@@ -301,6 +306,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             runtime=runtime,
             recorder=recorder,
             report=report,
+            progress=progress,
             health_retries=ops_settings.HEALTH_CHECK_RETRIES,
             health_delay=ops_settings.HEALTH_CHECK_DELAY,
             previous_sha=head.sha,
@@ -322,17 +328,17 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
                 raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
             if isinstance(error, HealthUnverified):
                 recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-                report(f"ROLLBACK NOT VERIFIED: {message}", 0)
+                emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK NOT VERIFIED: {message}")
                 signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
                 notify(Level.ROLLBACK_FAILED, recorder)
                 raise  # exit 2, saying what is known: not verified, rather than "failed"
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-            report(f"ROLLBACK FAILED at {failed}: {message}", 0)
+            emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK FAILED at {failed}: {message}")
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(DeploymentRecord.Status.SUCCEEDED, warnings="\n".join(operation.warnings))
-        report(f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.", 0)
+        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.")
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_OK

@@ -13,7 +13,7 @@ from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK
 from deploy_ops.management.base import OpsCommand
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
-from deploy_ops.recovery import FAILED, progress_line
+from deploy_ops.recovery import command_progress
 
 OUTCOMES = {
     1: "The deploy failed and was rolled back: the previous release is serving.",
@@ -61,7 +61,7 @@ class Command(OpsCommand):
                 break_lock=self.confirm_foreign_lock(options["break_lock"]) if options["interactive"] else options["break_lock"],
             ),
             report=self.report,
-            progress=self.progress,
+            progress=command_progress(self.stdout, self.style, self.verbosity),
         )
         if options["interactive"] and sys.stdin.isatty() and not options["dry_run"]:
             deployer.confirm = self.confirm
@@ -74,11 +74,6 @@ class Command(OpsCommand):
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity >= level:
             self.stdout.write(line)
-
-    def progress(self, stage: str, event: str, detail: str) -> None:
-        line, level = progress_line(stage, event, detail)
-        if self.verbosity >= level:
-            self.stdout.write(self.style.ERROR(line) if event == FAILED else line)
 
     def confirm(self, summary: str) -> bool:
         answer = input(f"{summary}\nDeploy? [y/N] ")

@@ -13,6 +13,7 @@ from deploy_ops import rollback
 from deploy_ops.backups import list_backups
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.recovery import command_progress
 
 VERIFIED = {True: "yes", False: "FAILED", None: "not yet"}
 
@@ -91,13 +92,14 @@ class Command(OpsCommand):
                 return
             # As for deploy: a cancelled run is a refusal before anything changed (exit 3).
             raise CommandError("Cancelled at the confirmation prompt; nothing was changed.", returncode=EXIT_REFUSED)
-        exit_code = rollback.execute(plan, report=self.report)
+        progress = command_progress(self.stdout, self.style, self.options["verbosity"])
+        exit_code = rollback.execute(plan, report=self.report, progress=progress)
         if exit_code != EXIT_OK:
             raise CommandError("The rollback failed: a human is needed. See `manage.py rollback --status`.", returncode=exit_code)
 
     def report(self, line, level=1):
         if self.options["verbosity"] >= level:
-            self.stdout.write(self.style.ERROR(line) if "FAILED" in line else line)
+            self.stdout.write(line)
 
     def confirm(self, question):
         try:
