@@ -30,7 +30,8 @@ MENU = [
 
 
 # Whether a rollback to the commit starts its kept images or has to build (--list-commits).
-IMAGE_MARKS = {True: "images kept", False: "would build", None: "           "}
+# None: the runtime keeps no images (commands), or the engine could not be asked.
+IMAGE_MARKS = {True: "images kept  ", False: "would build  ", None: ""}
 
 
 class Command(OpsCommand):
@@ -148,7 +149,7 @@ class Command(OpsCommand):
             marks = ", ".join(f"{d['kind']} {d['status']} {d['at'][:16]}" for d in commit["deploys"])
             current = "* " if commit["current"] else "  "
             images = IMAGE_MARKS[commit["images_kept"]]
-            self.stdout.write(f"{current}{commit['sha'][:12]}  {images}  {commit['summary'][:60]:<60}  {marks}")
+            self.stdout.write(f"{current}{commit['sha'][:12]}  {images}{commit['summary'][:60]:<60}  {marks}")
 
     def show_backups(self):
         backups = [rollback.backup_summary(backup) for backup in list_backups()]
