@@ -107,7 +107,7 @@ def main() -> None:
             print("Time to recover (health check failed -> previous release healthy)")
             print(f"  {'whole recovery':<28} {(healthy_again - health_failed).total_seconds():8.2f} s")
             print(f"  {'restore database alone':<28} {stages['restore database']['duration']:8.2f} s")
-            for name in ("safety backup", "revert code", "stop services", "rebuild services", "start services", "collect static", "verify health"):
+            for name in ("safety backup", "revert code", "stop services", "restore images", "start services", "collect static", "verify health"):
                 if name in stages:
                     print(f"    {name:<26} {stages[name]['duration']:8.2f} s")
         finally:

@@ -118,7 +118,7 @@ OPTIONS: dict[str, Option] = {
     "BACKUP_MIN_FREE_MB": Option(512, int, "Preflight and the disk health check want this much room in BACKUP_DIR.", _not_negative),
     # The backup lifecycle: cleanup, off-host copies, encryption (docs/BACKUPS.md).
     "BACKUP_AUTO_CLEANUP": Option(True, bool, "Prune by the retention rules after every successful deploy and `backups create --prune`."),
-    "KEEP_RELEASES": Option(5, int, "How many recent releases stay recoverable: the backups their records refer to are never pruned.", _positive),
+    "KEEP_RELEASES": Option(5, int, "How many recent releases stay recoverable: the backups their records refer to are never pruned, and under Compose their images are kept.", _positive),
     "BACKUP_STORAGE": Option(None, (str, type(None)), "An alias in settings.STORAGES that every new backup is copied to (off the host); None: no copies."),
     "BACKUP_STORAGE_PREFIX": Option("deploy_ops/backups", str, "The folder inside BACKUP_STORAGE that holds the copies."),
     "BACKUP_AGE_RECIPIENTS": Option([], list, "age public keys (age1…) or SSH public keys that new backups are encrypted to; empty: not encrypted.", _patterns),

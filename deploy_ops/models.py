@@ -39,6 +39,8 @@ class DeploymentRecord(models.Model):
     to_summary = models.CharField(max_length=255, blank=True)
     backup_name = models.CharField(max_length=255, blank=True)
     backup_sha256 = models.CharField(max_length=64, blank=True)
+    # The images of the release this run brought up (built, or started from the kept ones), one a line.
+    images = models.TextField(blank=True)
     failed_stage = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     rollback_reason = models.TextField(blank=True)

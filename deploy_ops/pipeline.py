@@ -14,10 +14,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from django.utils import timezone
 
-from . import children, signals
+from . import children, runner, signals
 from .audit import Recorder, append_to_journal, read_journal, write_snapshot
 from .backups import create_backup, list_backups, refuse_restore_blockers
 from .conf import ops_settings
@@ -32,7 +33,7 @@ from .exceptions import (
     LockHeld,
     PreflightFailed,
 )
-from .gitrepo import Checkout, checkout_command, fetch_command
+from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, require_healthy, run_checks
 from .lock import DeployLock, LockState
 from .models import DeploymentRecord, DeploymentStage
@@ -41,14 +42,24 @@ from .preflight import refuse_if_unready
 from .recovery import (
     COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
-    REBUILD_SERVICES,
+    DEPLOY_RUN,
+    FAILED,
+    PLANNED,
     RESTORE_DATABASE,
+    RESTORE_IMAGES,
     REVERT_CODE,
+    ROLLBACK_RUN,
+    SKIPPED,
     START_SERVICES,
+    STARTED,
     STOP_SERVICES,
+    SUCCEEDED,
     VERIFY_HEALTH,
     Operation,
+    Progress,
     describe_failure,
+    emit,
+    how_images_come_back,
     notify,
     planned_steps,
     recover,
@@ -60,14 +71,22 @@ from .runner import Command
 from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status
+SUCCEEDED_STATUSES = (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS)
 SENDER = "deploy_ops.pipeline"
+PRUNE_IMAGES = "prune images"
+# As the checkout's own git calls (gitrepo.Checkout): a hung git ends, and the deploy rolls back.
+GIT_TIMEOUT = 300
 
-# What has to be undone once a stage has begun.  Before the new release runs, the database
-# cannot have changed, so fetch/checkout/build failures restore nothing.
+# What has to be undone once a stage has begun.  Until the migrations run the database cannot
+# have changed, so no failure before the migrate stage restores it; until the old release stops,
+# nothing has to start again.
 AFTER_CHECKOUT = {REVERT_CODE}
-AFTER_BUILD = AFTER_CHECKOUT | {REBUILD_SERVICES, VERIFY_HEALTH}
-AFTER_NEW_RELEASE_RAN = AFTER_BUILD | {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES}
-AFTER_COLLECTSTATIC = AFTER_NEW_RELEASE_RAN | {COLLECT_STATIC}
+AFTER_BUILD = AFTER_CHECKOUT | {RESTORE_IMAGES, VERIFY_HEALTH}
+# collectstatic keeps the old files but overwrites same-named ones (and a manifest): the old
+# release's files are collected again.
+AFTER_COLLECTSTATIC = AFTER_BUILD | {COLLECT_STATIC}
+AFTER_OLD_RELEASE_STOPPED = AFTER_COLLECTSTATIC | {STOP_SERVICES, START_SERVICES}
+AFTER_MIGRATIONS_BEGAN = AFTER_OLD_RELEASE_STOPPED | {RESTORE_DATABASE}
 
 
 @dataclass
@@ -82,31 +101,57 @@ class DeployOptions:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class Task:
+    """One thing a stage does: an external command run through the one runner, or an in-process
+    action (a backup, a health probe).  The same task is run by a deploy and shown by --dry-run."""
+
+    command: Command | None = None
+    timeout: float | None = None
+    action: Callable[[], str] | None = None
+    description: str = ""
+
+    def display(self) -> str:
+        return self.command.display() if self.command else self.description
+
+    def run(self) -> str:
+        if self.command is None:
+            return self.action()
+        finished = runner.run(self.command, timeout=self.timeout)
+        return finished.stdout + finished.stderr
+
+
 @dataclass
 class Stage:
     name: str
     undo: frozenset[str]
 
-    def run(self, deployer: "Deployer") -> str:
-        return getattr(deployer, "stage_" + self.name.replace(" ", "_"))()
+    def plan(self, deployer: "Deployer") -> list[Task]:
+        return getattr(deployer, "plan_" + self.name.replace(" ", "_"))()
 
 
+# The new code takes no request before its migrations ran, and the site is down only from
+# "stop" to "start": what is safe while the old release serves (build, collectstatic) runs first.
 STAGES = [
     Stage("backup", frozenset()),
     Stage("checkout", frozenset(AFTER_CHECKOUT)),
     Stage("build", frozenset(AFTER_BUILD)),
-    Stage("start", frozenset(AFTER_NEW_RELEASE_RAN)),
-    Stage("migrate", frozenset(AFTER_NEW_RELEASE_RAN)),
     Stage("collectstatic", frozenset(AFTER_COLLECTSTATIC)),
-    Stage("health", frozenset(AFTER_COLLECTSTATIC)),
-    Stage("verify", frozenset(AFTER_COLLECTSTATIC)),
+    Stage("stop", frozenset(AFTER_OLD_RELEASE_STOPPED)),
+    Stage("migrate", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("start", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("health", frozenset(AFTER_MIGRATIONS_BEGAN)),
+    Stage("verify", frozenset(AFTER_MIGRATIONS_BEGAN)),
 ]
 
 
 class Deployer:
-    def __init__(self, options: DeployOptions, report=lambda line, level=1: None):
+    def __init__(self, options: DeployOptions, report=lambda line, level=1: None, progress: Progress | None = None):
         self.options = options
+        # report: free-form notes (level = the verbosity from which they show); progress: the
+        # structured (stage, event, detail) events a caller styles by event.
         self.report = report
+        self.progress = progress
         self.recorder = Recorder(DeploymentRecord.Kind.DEPLOY, requested_ref=options.ref or ops_settings.GIT_BRANCH)
         self.lock = DeployLock("deploy", str(self.recorder.record.id), break_stale=options.break_lock)
         # Set by an interactive caller: shown the plan's summary, returns whether to go on.
@@ -126,6 +171,7 @@ class Deployer:
             runtime=runtime,
             recorder=self.recorder,
             report=self.report,
+            progress=self.progress,
             health_retries=self.options.health_retries or ops_settings.HEALTH_CHECK_RETRIES,
             health_delay=ops_settings.HEALTH_CHECK_DELAY if self.options.health_delay is None else self.options.health_delay,
         )
@@ -196,23 +242,26 @@ class Deployer:
     def deploy(self) -> int:
         operation, recorder = self.operation, self.recorder
         recorder.save()
-        self.report(
-            f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}", 0
-        )
+        emit(operation, DEPLOY_RUN, STARTED, f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}")
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
         for stage in STAGES:
             begun.append(stage)
             try:
-                run_step(operation, stage.name, lambda stage=stage: stage.run(self))
+                run_step(operation, stage.name, lambda stage=stage: self.run_stage(stage))
             except (Exception, KeyboardInterrupt) as error:  # any failure, a bug or a Ctrl-C, ends in a rollback
                 return self.fail(stage, error, begun)
         # Never raises: a failed off-host copy or cleanup is a warning on a deploy that succeeded.
         run_step(operation, "cleanup", lambda: after_deploy(operation))
+        if operation.runtime.keeps_images:
+            try:
+                run_step(operation, PRUNE_IMAGES, self.prune_images)
+            except Exception as error:  # as the cleanup: a warning on a deploy that succeeded
+                operation.warnings.append(f"Old release images were not pruned: {describe_failure(error)}")
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
-        self.report(f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).", 0)
+        emit(operation, DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
         signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
@@ -221,7 +270,7 @@ class Deployer:
         operation, recorder = self.operation, self.recorder
         message = describe_failure(error)
         recorder.update(failed_stage=stage.name, error=message)
-        self.report(f"Stage {stage.name} failed: {message}", 0)
+        emit(operation, DEPLOY_RUN, FAILED, f"Stage {stage.name} failed: {message}")
         signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
         steps = set().union(*(begun_stage.undo for begun_stage in begun))
@@ -229,15 +278,15 @@ class Deployer:
             # Nothing had changed (the backup could not be written, say): a refusal, which
             # LastDeployment does not hold against the site.
             recorder.finish(Status.REFUSED, rollback_reason="Nothing had changed yet; nothing to undo.")
-            self.report("Nothing had changed yet; nothing to undo.", 0)
+            emit(operation, ROLLBACK_RUN, SKIPPED, "Nothing had changed yet; nothing to undo.")
             return EXIT_REFUSED
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
             why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
-            self.report(f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.", 0)
+            emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
             return EXIT_NEEDS_HUMAN
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
-        self.report(f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}", 0)
+        emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:
@@ -247,18 +296,34 @@ class Deployer:
             else:
                 status, headline, cause = Status.ROLLBACK_FAILED, "ROLLBACK FAILED", f"The rollback failed too: {rollback_error}"
             recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
-            self.report(f"{headline}: {rollback_error}", 0)
+            emit(operation, ROLLBACK_RUN, FAILED, f"{headline}: {rollback_error}")
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(Status.ROLLED_BACK, warnings="\n".join(operation.warnings))
-        self.report(f"Rolled back: {operation.previous_sha[:12]} is serving again.", 0)
+        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back: {operation.previous_sha[:12]} is serving again.")
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_ROLLED_BACK
 
-    # -- the stages ----------------------------------------------------------------------------
-    def stage_backup(self) -> str:
+    # -- the stages: each plans its tasks; a deploy runs them, --dry-run shows them ------------
+    def run_stage(self, stage: Stage) -> str:
+        if stage.name == "start":
+            # The log scan reads from here: what the old release logged before is not this deploy's.
+            self.operation.services_started_at = timezone.now()
+        outputs = [task.run() for task in stage.plan(self)]
+        return "\n".join(output.strip() for output in outputs if output and output.strip())
+
+    def commands(self, commands: list[Command]) -> list[Task]:
+        """Runtime commands as tasks, each with the runtime's time limit for it."""
+        runtime = self.operation.runtime
+        return [Task(command, timeout=runtime.timeout_for(command)) for command in commands]
+
+    def plan_backup(self) -> list[Task]:
+        where = f"{ops_settings.BACKUP_COMPRESSION} dump of database {ops_settings.BACKUP_DATABASE!r} into {ops_settings.backup_dir}"
+        return [Task(action=self.take_backup, description=where)]
+
+    def take_backup(self) -> str:
         backup = create_backup()
         self.operation.backup = backup
         # The rollback restores only this exact file: its sha256 is checked against the record's.
@@ -266,47 +331,76 @@ class Deployer:
         self.recorder.update(backup_name=backup.name, backup_sha256=backup.sha256 or "")
         return f"{backup.path} ({backup.size} bytes)"
 
-    def stage_checkout(self) -> str:
-        self.operation.checkout.checkout(self.operation.target_sha)
-        return f"checked out {self.operation.target_sha}"
+    def plan_checkout(self) -> list[Task]:
+        # The fetch ran in the preflight (a dry run fetches too): the target is resolved from it.
+        return [Task(checkout_command(self.operation.checkout.project_dir, self.operation.target_sha), timeout=GIT_TIMEOUT)]
 
-    def stage_build(self) -> str:
-        return self.operation.runtime.build()
+    def plan_build(self) -> list[Task]:
+        runtime, sha = self.operation.runtime, self.operation.target_sha
+        tasks = self.commands(runtime.build_commands() + runtime.keep_release_commands(sha))
+        images = runtime.release_images(sha)
+        if images:
+            # Kept by commit: a rollback to this release starts them again instead of building.
+            tasks.append(Task(action=lambda: self.record_images(images), description=f"kept as the release's images: {', '.join(images)}"))
+        return tasks
 
-    def stage_start(self) -> str:
-        runtime = self.operation.runtime
-        # The old release stops first so that two releases never write the database at once.
-        self.operation.services_started_at = timezone.now()
-        return runtime.stop() + runtime.start()
+    def record_images(self, images: list[str]) -> str:
+        self.recorder.update(images="\n".join(images))
+        return "kept as " + ", ".join(images)
 
-    def stage_migrate(self) -> str:
-        return self.operation.runtime.manage("migrate", "--noinput")
+    def plan_stop(self) -> list[Task]:
+        # The old release stops before the migrations: it never meets the new schema, and two
+        # releases never write the database at once.
+        return self.commands(self.operation.runtime.stop_commands())
 
-    def stage_collectstatic(self) -> str:
+    def plan_start(self) -> list[Task]:
+        return self.commands(self.operation.runtime.start_commands())
+
+    def plan_migrate(self) -> list[Task]:
+        return self.commands([self.operation.runtime.manage_command("migrate", "--noinput")])
+
+    def plan_collectstatic(self) -> list[Task]:
         if not ops_settings.COLLECT_STATIC:
-            return COLLECTSTATIC_SKIPPED
-        return self.operation.runtime.manage("collectstatic", "--noinput")
+            return [Task(action=lambda: COLLECTSTATIC_SKIPPED, description=COLLECTSTATIC_SKIPPED)]
+        return self.commands([self.operation.runtime.manage_command("collectstatic", "--noinput")])
 
-    def stage_health(self) -> str:
-        return wait_until_healthy(self.operation)
+    def plan_health(self) -> list[Task]:
+        operation = self.operation
+        probe = f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"
+        return [Task(action=lambda: wait_until_healthy(operation), description=probe)]
 
-    def stage_verify(self) -> str:
+    def plan_verify(self) -> list[Task]:
         runtime = self.operation.runtime
         # The same check classes as /health/, run by the new release itself; the services are
         # inspected from here, as inside the web container the Docker engine is out of reach.
-        found = [runtime.manage("check"), runtime.manage("healthcheck", "--gate", "--skip-services")]
-        # What only the host sees (backups, disk), run here; the services are inspected just below.
-        found.append(require_healthy(run_checks(host_checks(leave_out=(ServicesRunning,)))))
-        states = runtime.service_states()
+        own_checks = self.commands([runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate", "--skip-services")])
+        # What only the host sees (backups, disk), run here.
+        checks = host_checks(leave_out=(ServicesRunning,))
+        return own_checks + [
+            Task(action=lambda: require_healthy(run_checks(checks)), description=f"on this host: {', '.join(map(repr, checks))}"),
+            Task(action=self.check_services, description="every service running and healthy"),
+            Task(action=self.scan_logs, description=f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS} (django-health-check's own records left out)"),
+        ]
+
+    def check_services(self) -> str:
+        states = self.operation.runtime.service_states()
         down = [state for state in states if not state.ok]
         if down:
             raise HealthCheckFailed("Services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in down))
+        return f"{len(states)} services healthy"
+
+    def scan_logs(self) -> str:
         since = self.operation.services_started_at or self.recorder.record.started_at
-        matches = find_error_patterns(runtime.logs_since(since), ops_settings.LOG_ERROR_PATTERNS)
+        matches = find_error_patterns(self.operation.runtime.logs_since(since), ops_settings.LOG_ERROR_PATTERNS)
         if matches:
             raise HealthCheckFailed("The service logs show errors since this deploy started:\n" + "\n".join(matches[:10]))
-        found.append(f"{len(states)} services healthy; no error patterns in the logs")
-        return "\n".join(found)
+        return "no error patterns in the logs"
+
+    def prune_images(self) -> str:
+        operation = self.operation
+        keep = releases_to_keep(operation.target_sha, operation.previous_sha)
+        removed = operation.runtime.prune_release_images({sha[:12] for sha in keep})
+        return f"removed {', '.join(removed)}" if removed else "nothing to remove"
 
     # -- dry run -------------------------------------------------------------------------------
     def print_plan(self) -> None:
@@ -321,23 +415,22 @@ class Deployer:
         report("Migrations the target would apply:", 0)
         for line in pending_migrations(operation.checkout, operation.target_sha):
             report(f"  {line}", 0)
-        runtime = operation.runtime
-        plans: list[tuple[str, list[Command] | list[str]]] = [
-            ("backup", [f"{ops_settings.BACKUP_COMPRESSION} dump of database {ops_settings.BACKUP_DATABASE!r} into {ops_settings.backup_dir}"]),
-            ("checkout", [fetch_command(operation.checkout.project_dir, ops_settings.GIT_REMOTE), checkout_command(operation.checkout.project_dir, operation.target_sha)]),
-            ("build", runtime.build_commands()),
-            ("start", runtime.stop_commands() + runtime.start_commands()),
-            ("migrate", [runtime.manage_command("migrate", "--noinput")]),
-            ("collectstatic", [runtime.manage_command("collectstatic", "--noinput")] if ops_settings.COLLECT_STATIC else [COLLECTSTATIC_SKIPPED]),
-            ("health", [f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"]),
-            ("verify", [runtime.manage_command("check"), runtime.manage_command("healthcheck", "--gate", "--skip-services"), f"on this host: {', '.join(map(repr, host_checks(leave_out=(ServicesRunning,))))}", f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS} (django-health-check's own records left out)"]),
-        ]
-        report("Stages and the commands they would run:", 0)
-        for name, commands in plans:
-            report(f"  {name}:", 0)
-            for command in commands:
-                report(f"    {command.display() if isinstance(command, Command) else command}", 0)
+        report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
+        report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
+        for stage in STAGES:
+            for task in stage.plan(self):
+                emit(operation, stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)
+
+
+def releases_to_keep(current: str, previous: str) -> set[str]:
+    """The commits whose images a prune keeps: the newest KEEP_RELEASES deployed releases, the
+    current one, the one it would roll back to, and every one a kept backup was taken of (a
+    restore of that backup brings back the schema that release expects)."""
+    deployed = DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, status__in=SUCCEEDED_STATUSES)
+    newest = list(dict.fromkeys(deployed.order_by("-started_at").values_list("to_commit", flat=True)))[: ops_settings.KEEP_RELEASES]
+    backed_up = {backup.commit for backup in list_backups()}
+    return {current, previous, *newest, *backed_up} - {""}
 
 
 def as_refusal(error: DeployOpsError) -> DeployOpsError:

@@ -33,7 +33,9 @@ STOP_SERVICES = "stop services"
 SAFETY_BACKUP = "safety backup"
 UNAPPLY_MIGRATIONS = "unapply migrations"
 RESTORE_DATABASE = "restore database"
-REBUILD_SERVICES = "rebuild services"
+# The release's kept images back in place (Compose); built again only when they are gone, and
+# under the commands runtime, which keeps no images, its build step.
+RESTORE_IMAGES = "restore images"
 START_SERVICES = "start services"
 COLLECT_STATIC = "collect static"
 VERIFY_HEALTH = "verify health"
@@ -46,7 +48,7 @@ STEP_ORDER = [
     REVERT_CODE,
     STOP_SERVICES,
     RESTORE_DATABASE,
-    REBUILD_SERVICES,
+    RESTORE_IMAGES,
     START_SERVICES,
     COLLECT_STATIC,
     VERIFY_HEALTH,
@@ -73,6 +75,57 @@ class Operation:
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
     warnings: list[str] = field(default_factory=list)
+    # The structured progress callback (stage, event, detail); without one, events become report lines.
+    progress: Progress | None = None
+
+
+# -- progress ---------------------------------------------------------------------------------
+# Progress is reported as (stage, event, detail): a caller styles and filters by event, never by
+# searching the words of a line.  The whole run's own events use these stage names.
+Progress = Callable[[str, str, str], None]
+DEPLOY_RUN = "deploy"
+ROLLBACK_RUN = "rollback"
+STARTED = "started"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+SKIPPED = "skipped"
+# --dry-run: one command (or in-process action) the stage would run, as it would run it.
+PLANNED = "planned"
+
+
+def emit(operation, stage: str, event: str, detail: str = "") -> None:
+    """Send a progress event to the operation's callback; without one, as a report line.
+
+    ``operation`` is an Operation or anything with ``report`` (restore.py's steps).
+    """
+    progress = getattr(operation, "progress", None)
+    if progress is not None:
+        progress(stage, event, detail)
+    else:
+        operation.report(*progress_line(stage, event, detail))
+
+
+def command_progress(stdout, style, verbosity: int) -> Progress:
+    """The progress callback of a management command: its lines, failures in the error style."""
+
+    def progress(stage: str, event: str, detail: str) -> None:
+        line, level = progress_line(stage, event, detail)
+        if verbosity >= level:
+            stdout.write(style.ERROR(line) if event == FAILED else line)
+
+    return progress
+
+
+def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
+    """The text of a progress event and the verbosity from which it is shown."""
+    if stage in (DEPLOY_RUN, ROLLBACK_RUN):
+        return detail, 0
+    return {
+        STARTED: (f"  {stage} ...", 2),
+        SUCCEEDED: (f"  {stage}: ok ({detail})", 1),
+        FAILED: (f"  {stage}: FAILED after {detail}", 1),
+        PLANNED: (f"  {stage}: {detail}", 0),
+    }.get(event, (f"  {stage}: {event} {detail}".rstrip(), 1))
 
 
 # -- notifications --------------------------------------------------------------------------
@@ -146,8 +199,43 @@ def unapply_migrations(operation: Operation) -> str:
     return "".join(operation.runtime.manage("migrate", label, name, "--noinput") for label, name in operation.migration_targets)
 
 
-def rebuild_services(operation: Operation) -> str:
-    return operation.runtime.build()
+def restore_images(operation: Operation, sha: str) -> str:
+    """Point the services at the kept images of ``sha``; build (and keep) them only when they are gone."""
+    runtime = operation.runtime
+    images = runtime.release_images(sha)
+    if runtime.keeps_images:
+        missing = runtime.missing_release_images(sha)
+        if not missing:
+            runtime.run_commands(runtime.use_release_commands(sha))
+            operation.recorder.update(images="\n".join(images))
+            return f"started from the kept images, no build: {', '.join(images)}"
+        operation.warnings.append(f"The images of {sha[:12]} were gone ({', '.join(missing)}): the rollback had to build them.")
+    output = runtime.build() + runtime.run_commands(runtime.keep_release_commands(sha))
+    operation.recorder.update(images="\n".join(images))
+    return ("built, as its images were gone\n" if runtime.keeps_images else "") + output
+
+
+def images_kept(runtime, sha: str) -> bool | None:
+    """Whether the release ``sha`` can come back without a build; None where the runtime keeps no
+    images (it runs its build step) or the engine cannot be asked."""
+    if not runtime.keeps_images:
+        return None
+    try:
+        return not runtime.missing_release_images(sha)
+    except DeployOpsError:
+        return None
+
+
+def how_images_come_back(runtime: ServiceRuntime, sha: str) -> str:
+    """How a rollback would bring the release ``sha``'s services back, for plans and dry runs."""
+    if not runtime.keeps_images:
+        return "run its build step (this runtime keeps no images)"
+    kept = images_kept(runtime, sha)
+    if kept is None:
+        return "start its kept images, or build them where they are gone (the engine could not be asked which)"
+    if kept:
+        return f"start its kept images, no build ({', '.join(runtime.release_images(sha))})"
+    return f"BUILD it again: its images are gone ({', '.join(runtime.missing_release_images(sha))})"
 
 
 def start_services(operation: Operation) -> str:
@@ -224,15 +312,15 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
     """Run one named step as a recorded stage; report it; re-raise its error after recording."""
     recorder = operation.recorder
     stage = recorder.start_stage(name)
-    operation.report(f"  {name} ...", 2)
+    emit(operation, name, STARTED)
     try:
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        operation.report(f"  {name}: FAILED after {stage.duration:.1f}s", 1)
+        emit(operation, name, FAILED, f"{stage.duration:.1f}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    operation.report(f"  {name}: ok ({stage.duration:.1f}s)", 1)
+    emit(operation, name, SUCCEEDED, f"{stage.duration:.1f}s")
     return result
 
 
@@ -249,7 +337,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         SAFETY_BACKUP: lambda: safety_backup(operation),
         UNAPPLY_MIGRATIONS: lambda: unapply_migrations(operation),
         RESTORE_DATABASE: lambda: restore_database(operation, backup),
-        REBUILD_SERVICES: lambda: rebuild_services(operation),
+        RESTORE_IMAGES: lambda: restore_images(operation, to_sha),
         START_SERVICES: lambda: start_services(operation),
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),

@@ -32,25 +32,32 @@ from .notifications import Level
 from .pipeline import describe_lock_refusal, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
-    REBUILD_SERVICES,
+    FAILED,
     RESTORE_DATABASE,
+    RESTORE_IMAGES,
     REVERT_CODE,
+    ROLLBACK_RUN,
     SAFETY_BACKUP,
     START_SERVICES,
     STOP_SERVICES,
+    SUCCEEDED,
     UNAPPLY_MIGRATIONS,
     VERIFY_HEALTH,
     Operation,
+    Progress,
     describe_failure,
+    emit,
     end_own_work,
     file_sha256,
+    how_images_come_back,
+    images_kept,
     notify,
     recover,
 )
 from .runtimes import get_runtime
 
 SENDER = "deploy_ops.rollback"
-CODE_STEPS = {REVERT_CODE, STOP_SERVICES, REBUILD_SERVICES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}
+CODE_STEPS = {REVERT_CODE, STOP_SERVICES, RESTORE_IMAGES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}
 DATABASE_STEPS = {STOP_SERVICES, RESTORE_DATABASE, START_SERVICES, VERIFY_HEALTH}
 
 
@@ -72,7 +79,7 @@ class RollbackPlan:
     def describe(self) -> list[str]:
         lines = []
         if self.commit:
-            lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and rebuild the services")
+            lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and {how_images_come_back(get_runtime(), self.commit)}")
         if self.unapplied:
             lines.append(
                 f"database: take a safety backup, then unapply {', '.join(self.unapplied)} "
@@ -266,7 +273,7 @@ def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
         )
 
 
-def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
+def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Progress | None = None) -> int:
     """Run a validated plan under the lock, as a recorded rollback; returns the exit code."""
     if not ops_settings.ROLLBACK_ENABLED:
         raise PreflightFailed("Rollbacks are disabled (DEPLOY_OPS ROLLBACK_ENABLED is false).")
@@ -299,6 +306,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
             runtime=runtime,
             recorder=recorder,
             report=report,
+            progress=progress,
             health_retries=ops_settings.HEALTH_CHECK_RETRIES,
             health_delay=ops_settings.HEALTH_CHECK_DELAY,
             previous_sha=head.sha,
@@ -320,17 +328,17 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None) -> int:
                 raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
             if isinstance(error, HealthUnverified):
                 recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-                report(f"ROLLBACK NOT VERIFIED: {message}", 0)
+                emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK NOT VERIFIED: {message}")
                 signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
                 notify(Level.ROLLBACK_FAILED, recorder)
                 raise  # exit 2, saying what is known: not verified, rather than "failed"
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-            report(f"ROLLBACK FAILED at {failed}: {message}", 0)
+            emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK FAILED at {failed}: {message}")
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(DeploymentRecord.Status.SUCCEEDED, warnings="\n".join(operation.warnings))
-        report(f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.", 0)
+        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.")
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_OK
@@ -394,6 +402,7 @@ def recent_commits(count: int) -> list[dict]:
     ref = f"{ops_settings.GIT_REMOTE}/{ops_settings.GIT_BRANCH}"
     commits = checkout.history(ref, count) if f"refs/remotes/{ref}" in [r.path for r in checkout.repo.refs] else checkout.history("HEAD", count)
     head = checkout.head().sha
+    runtime = get_runtime()
     shas = [commit.sha for commit in commits]
     deploys: dict[str, list[DeploymentRecord]] = {}
     for record in DeploymentRecord.objects.filter(to_commit__in=shas).order_by("-started_at"):
@@ -405,6 +414,8 @@ def recent_commits(count: int) -> list[dict]:
             "author": commit.author,
             "committed_at": commit.committed_at.isoformat(),
             "current": commit.sha == head,
+            # True: it comes back from its kept images, without a build; None where the runtime keeps none.
+            "images_kept": images_kept(runtime, commit.sha),
             "deploys": [
                 {"kind": record.kind, "status": record.status, "at": record.started_at.isoformat(), "failed_stage": record.failed_stage}
                 for record in deploys.get(commit.sha, [])

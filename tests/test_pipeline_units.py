@@ -12,7 +12,7 @@ def steps_after_failure_in(stage_name):
 
 
 def test_the_stages_run_in_the_documented_order():
-    assert [stage.name for stage in STAGES] == ["backup", "checkout", "build", "start", "migrate", "collectstatic", "health", "verify"]
+    assert [stage.name for stage in STAGES] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify"]
 
 
 @pytest.mark.parametrize("stage", ["backup"])
@@ -24,21 +24,24 @@ def test_a_failed_checkout_only_puts_the_code_back():
     assert steps_after_failure_in("checkout") == ["revert code"]
 
 
-def test_a_failed_build_rebuilds_the_previous_release_without_touching_the_database():
-    assert steps_after_failure_in("build") == ["revert code", "rebuild services", "verify health"]
+def test_a_failed_build_puts_the_previous_images_back_without_touching_the_database_or_the_services():
+    assert steps_after_failure_in("build") == ["revert code", "restore images", "verify health"]
 
 
-@pytest.mark.parametrize("stage", ["start", "migrate"])
-def test_once_the_new_release_ran_the_database_is_restored(stage):
-    assert steps_after_failure_in(stage) == [
-        "revert code", "stop services", "restore database", "rebuild services", "start services", "verify health",
+def test_a_failed_collectstatic_collects_the_previous_files_again_while_the_old_release_keeps_serving():
+    assert steps_after_failure_in("collectstatic") == ["revert code", "restore images", "collect static", "verify health"]
+
+
+def test_once_the_old_release_stopped_it_is_started_again_but_the_database_was_not_touched():
+    assert steps_after_failure_in("stop") == [
+        "revert code", "stop services", "restore images", "start services", "collect static", "verify health",
     ]
 
 
-@pytest.mark.parametrize("stage", ["collectstatic", "health", "verify"])
-def test_after_collectstatic_the_previous_static_files_are_collected_again(stage):
+@pytest.mark.parametrize("stage", ["migrate", "start", "health", "verify"])
+def test_once_the_migrations_began_the_database_is_restored(stage):
     assert steps_after_failure_in(stage) == [
-        "revert code", "stop services", "restore database", "rebuild services", "start services", "collect static", "verify health",
+        "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health",
     ]
 
 

@@ -58,18 +58,19 @@ def test_stop_names_only_the_app_services_so_the_database_keeps_running(compose_
     ]
 
 
-def test_manage_runs_python_manage_py_inside_the_web_service(compose_settings, settings):
+def test_the_release_checks_run_inside_the_serving_web_service(compose_settings, settings):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "WEB_SERVICE": "app"}
-    command = ComposeRuntime(compose_settings).manage_command("collectstatic", "--noinput")
-    assert command == Command((*COMPOSE, "exec", "-T", "app", "python", "manage.py", "collectstatic", "--noinput"), cwd=str(compose_settings))
+    command = ComposeRuntime(compose_settings).manage_command("check")
+    assert command == Command((*COMPOSE, "exec", "-T", "app", "python", "manage.py", "check"), cwd=str(compose_settings))
 
 
-def test_migrate_runs_in_a_one_off_container_labelled_with_the_run_that_started_it(compose_settings, settings):
+@pytest.mark.parametrize("name", ["migrate", "collectstatic"])
+def test_migrate_and_collectstatic_run_in_a_one_off_container_labelled_with_the_run_that_started_it(compose_settings, settings, name):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "WEB_SERVICE": "app"}
     with children.tracking("0123-record"):
-        command = ComposeRuntime(compose_settings).manage_command("migrate", "--noinput")
+        command = ComposeRuntime(compose_settings).manage_command(name, "--noinput")
     assert command == Command(
-        (*COMPOSE, "run", "--rm", "--no-deps", "-T", "--label", "deploy_ops.record=0123-record", "app", "python", "manage.py", "migrate", "--noinput"),
+        (*COMPOSE, "run", "--rm", "--no-deps", "-T", "--label", "deploy_ops.record=0123-record", "app", "python", "manage.py", name, "--noinput"),
         cwd=str(compose_settings),
     )
 

@@ -56,6 +56,30 @@ class ServiceRuntime(abc.ABC):
     def logs_since(self, since: datetime) -> str:
         """What the services logged since ``since`` (for the error-pattern scan); '' where unknown."""
 
+    # -- releases kept as images (Compose); a runtime without images builds each time ----------
+    # True where a release's images are kept by commit and a rollback starts them without a build.
+    keeps_images = False
+
+    def release_images(self, sha: str) -> list[str]:
+        """The image references the release ``sha`` is kept as; [] where the runtime keeps none."""
+        return []
+
+    def keep_release_commands(self, sha: str) -> list[Command]:
+        """Just after a build: tag what was built as the release ``sha``."""
+        return []
+
+    def use_release_commands(self, sha: str) -> list[Command]:
+        """Before a start: point the services at the kept images of the release ``sha``."""
+        return []
+
+    def missing_release_images(self, sha: str) -> list[str]:
+        """Which of ``release_images(sha)`` the engine no longer has."""
+        return []
+
+    def prune_release_images(self, keep: set[str]) -> list[str]:
+        """Remove the kept images of every release whose commit (12 characters) is not in ``keep``; returns them."""
+        return []
+
     def one_off_work(self) -> list[str]:
         """Work this runtime runs apart from the services (one-off containers) that is still going on."""
         return []
@@ -66,13 +90,13 @@ class ServiceRuntime(abc.ABC):
 
     # The actions run the builders' commands through the one runner; a runtime may refine them.
     def build(self) -> str:
-        return self._run_all(self.build_commands())
+        return self.run_commands(self.build_commands())
 
     def start(self) -> str:
-        return self._run_all(self.start_commands())
+        return self.run_commands(self.start_commands())
 
     def stop(self) -> str:
-        return self._run_all(self.stop_commands())
+        return self.run_commands(self.stop_commands())
 
     def manage(self, *arguments: str, timeout: float | None = None) -> str:
         from ..runner import run
@@ -80,7 +104,8 @@ class ServiceRuntime(abc.ABC):
         finished = run(self.manage_command(*arguments), timeout=timeout)
         return finished.stdout + finished.stderr
 
-    def _run_all(self, commands: list[Command]) -> str:
+    def run_commands(self, commands: list[Command]) -> str:
+        """Run commands from this runtime's builders through the one runner; their output joined."""
         from ..runner import run
 
         output = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from datetime import datetime
 
 import docker
@@ -27,6 +28,9 @@ SERVICE_LABEL = "com.docker.compose.service"
 ONE_OFF_LABEL = "com.docker.compose.oneoff"
 # On the one-off containers deploy_ops runs: the record id of the run that started them.
 RUN_LABEL = "deploy_ops.record"
+ONE_OFF_COMMANDS = {("migrate",), ("collectstatic",)}
+# A release's images are tagged with the first 12 characters of its commit.
+COMMIT_TAG = re.compile(r"^[0-9a-f]{12}$")
 
 
 class ComposeRuntime(ServiceRuntime):
@@ -54,13 +58,80 @@ class ComposeRuntime(ServiceRuntime):
         if ops_settings.MANAGE_ON_HOST:
             return host_manage_command(self.project_dir, arguments)
         argv = ["python", "manage.py", *arguments]
-        if arguments[:1] == ("migrate",):
-            # The one that changes the database and may run for minutes gets a one-off container
-            # labelled with the run's record: if the run dies, the process inside would go on
-            # (a `compose exec` does), so the next run finds it by label and kills it first.
-            # collectstatic stays an exec: it writes into the serving container's files.
+        if arguments[:1] in ONE_OFF_COMMANDS:
+            # migrate and collectstatic run in a one-off container of the image Compose points at
+            # (the new release's, once built), with the web service's environment and volumes:
+            # they need no running release, so they can run before the new one starts.  Labelled
+            # with the run's record: if the run dies, the process inside would go on, so the next
+            # run finds it by label and kills it first.
             return one_off_command(ops_settings.WEB_SERVICE, argv, {RUN_LABEL: children.active_record() or "none"})
+        # The release's own checks run in the serving container.
         return exec_command(ops_settings.WEB_SERVICE, argv)
+
+    # -- releases kept as images -----------------------------------------------------------------
+    # Compose builds each service into one image name (its `image:`, or <project>-<service>) and
+    # `up` starts whatever that name points at, building only when it is missing.  A release is
+    # kept by tagging those images <project>-<service>:<commit12> after its build; bringing a
+    # release back points the names at its tags again, so `up` starts it without a build.  No
+    # override file or edit of the project's Compose file is needed, and a rollback's `up` is
+    # the same command as a deploy's.
+    keeps_images = True
+
+    def built_images(self, config: dict | None = None) -> dict[str, str]:
+        """Each service the Compose file builds, and the image name Compose builds it into."""
+        config = config or self.config()
+        services = config.get("services") or {}
+        return {name: service.get("image") or f"{config['name']}-{name}" for name, service in sorted(services.items()) if service.get("build")}
+
+    def _release_pairs(self, sha: str) -> list[tuple[str, str]]:
+        """(the name Compose uses, the release's own tag) for each built service."""
+        config = self.config()  # once: a rollback reads it on its recovery's clock
+        return [(image, f"{config['name']}-{service}:{sha[:12]}") for service, image in self.built_images(config).items()]
+
+    def release_images(self, sha: str) -> list[str]:
+        return [release for _, release in self._release_pairs(sha)]
+
+    def keep_release_commands(self, sha: str) -> list[Command]:
+        return [Command(("docker", "image", "tag", image, release)) for image, release in self._release_pairs(sha)]
+
+    def use_release_commands(self, sha: str) -> list[Command]:
+        return [Command(("docker", "image", "tag", release, image)) for image, release in self._release_pairs(sha)]
+
+    def missing_release_images(self, sha: str) -> list[str]:
+        missing = []
+        with docker_client() as client:
+            for reference in self.release_images(sha):
+                try:
+                    client.images.get(reference)
+                except NotFound:
+                    missing.append(reference)
+                except DockerException as error:
+                    raise ServiceError(f"Could not look for the image {reference}: {error}") from None
+        return missing
+
+    def prune_release_images(self, keep: set[str]) -> list[str]:
+        config = self.config()
+        removed = []
+        with docker_client() as client:
+            for service in self.built_images(config):
+                repository = f"{config['name']}-{service}"
+                try:
+                    images = client.images.list(name=repository)
+                except DockerException as error:
+                    raise ServiceError(f"Could not list the images of {repository}: {error}") from None
+                for image in images:
+                    for reference in image.tags:
+                        name, _, tag = reference.rpartition(":")
+                        if name == repository and COMMIT_TAG.match(tag) and tag not in keep:
+                            # Untags; the image itself goes only when no other tag holds it.
+                            try:
+                                client.images.remove(reference)
+                            except NotFound:
+                                pass
+                            except DockerException:
+                                continue  # a container still uses it: it stays, and the next prune tries again
+                            removed.append(reference)
+        return removed
 
     def one_off_work(self) -> list[str]:
         with docker_client() as client:

@@ -73,7 +73,7 @@ def test_a_good_release_deploys_and_is_recorded(sample_site):
     assert record["status"] == "succeeded"
     assert (record["from_commit"], record["to_commit"]) == (sample_site.initial_sha, new_sha)
     assert record["backup_name"].startswith("backup_") and (sample_site.production / "backups" / record["backup_name"]).exists()
-    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "start", "migrate", "collectstatic", "health", "verify", "cleanup"]
+    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify", "cleanup"]
     assert all(stage["status"] == "succeeded" and stage["duration"] is not None for stage in snapshot["stages"])
     assert events(sample_site) == ["INFO", "SUCCESS"]
     assert database_records(sample_site)[-1]["status"] == "succeeded"
@@ -99,7 +99,8 @@ def test_a_failing_migration_is_rolled_back(sample_site):
 def test_collectstatic_failing_is_rolled_back(sample_site):
     serving_release_1(sample_site)
     sample_site.commit_change(collectstatic_fails(), "Release whose static files cannot be collected")
-    assert_rolled_back(sample_site, deploy(sample_site), "collectstatic", restored=True)
+    # It runs before the old release stops and before any migration: nothing to restore.
+    assert_rolled_back(sample_site, deploy(sample_site), "collectstatic", restored=False)
 
 
 def test_an_error_pattern_in_the_logs_is_rolled_back(sample_site):

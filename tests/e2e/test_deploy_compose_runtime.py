@@ -81,7 +81,7 @@ def test_a_good_release_deploys_on_compose_and_is_recorded(sample_site, serving_
     assert record["status"] == "succeeded"
     assert (record["from_commit"], record["to_commit"]) == (sample_site.initial_sha, new_sha)
     assert record["backup_name"].startswith("backup_") and (sample_site.production / "backups" / record["backup_name"]).exists()
-    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "start", "migrate", "collectstatic", "health", "verify", "cleanup"]
+    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify", "cleanup", "prune images"]
     assert events(sample_site) == ["INFO", "SUCCESS"]
     assert database_records(sample_site)[-1]["status"] == "succeeded"
 
@@ -132,14 +132,20 @@ def test_a_migration_that_raises_inside_the_web_service_is_rolled_back(sample_si
     assert "this migration fails on purpose" in last_record(sample_site)["record"]["error"]
 
 
-def test_collectstatic_failing_inside_the_web_service_is_rolled_back(sample_site, serving_release_1, docker_engine):
+def test_collectstatic_failing_in_a_one_off_container_is_rolled_back_while_the_old_release_keeps_serving(sample_site, serving_release_1, docker_engine):
+    serving_container = web_container(sample_site, docker_engine, "{{.ID}}")
     sample_site.commit_change(collectstatic_fails(), "Release whose static files cannot be collected")
-    assert_rolled_back(sample_site, docker_engine, deploy(sample_site), "collectstatic", restored=True)
+    # It runs before the old release stops and before any migration: nothing to restore.
+    assert_rolled_back(sample_site, docker_engine, deploy(sample_site), "collectstatic", restored=False)
+    assert web_container(sample_site, docker_engine, "{{.ID}}") == serving_container
 
 
 def test_a_rollback_whose_previous_release_cannot_start_exits_2(sample_site, serving_release_1, docker_engine):
     # Release A's image copies the host file in; rebuilt without it, release A cannot start.
     release_a, urls = deploy_a_release_that_cannot_start_again(sample_site)
+    # Its kept image would still start (the rollback would succeed): gone, the rollback must rebuild.
+    kept = f"{serving_release_1['COMPOSE_PROJECT']}-web:{release_a[:12]}"
+    assert subprocess.run(["docker", "image", "rm", kept], capture_output=True).returncode == 0
     env_file = sample_site.production / ".env"  # and waiting 90 s to see that would only slow the suite
     env_file.write_text(env_file.read_text().replace("DEPLOY_OPS_START_TIMEOUT='90'", "DEPLOY_OPS_START_TIMEOUT='25'"))
     sample_site.commit_change({"sitecfg/urls.py": urls, **health_fails()}, "Release B: unhealthy")

@@ -16,10 +16,10 @@ from tests.fixtures.sample_site import health_fails, postgres_url, release
 
 pytestmark = pytest.mark.slow
 
-CODE_STAGES = ["revert code", "stop services", "rebuild services", "start services", "collect static", "verify health"]
+CODE_STAGES = ["revert code", "stop services", "restore images", "start services", "collect static", "verify health"]
 DATABASE_STAGES = ["safety backup", "stop services", "restore database", "start services", "verify health"]
 FULL_STAGES = [
-    "safety backup", "revert code", "stop services", "restore database", "rebuild services", "start services", "collect static", "verify health",
+    "safety backup", "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health",
 ]
 
 

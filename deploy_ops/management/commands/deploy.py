@@ -15,6 +15,7 @@ from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, DeployOpsError
 from deploy_ops.management.base import OpsCommand
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
+from deploy_ops.recovery import command_progress
 from deploy_ops.rollback import record_summary
 
 OUTCOMES = {
@@ -57,6 +58,8 @@ class Command(OpsCommand):
             # The one policy (deploy_ops.cli): without a terminal to ask on, only --noinput goes ahead.
             refuse_without_terminal(_("deploy"))
         self.json = options["json"]
+        # With --json, stdout carries only the result; the progress goes to stderr.
+        self.lines = self.stderr if self.json else self.stdout
         deployer = Deployer(
             DeployOptions(
                 ref=options["ref"],
@@ -68,6 +71,7 @@ class Command(OpsCommand):
                 break_lock=self.confirm_foreign_lock(options["break_lock"]) if options["interactive"] else options["break_lock"],
             ),
             report=self.report,
+            progress=command_progress(self.lines, self.style, self.verbosity),
         )
         if options["interactive"] and not options["dry_run"]:
             deployer.confirm = self.confirm
@@ -96,11 +100,8 @@ class Command(OpsCommand):
         }))
 
     def report(self, line: str, level: int = 1) -> None:
-        if self.verbosity < level:
-            return
-        style = self.style.ERROR if ("FAILED" in line or "failed" in line.split(":")[0]) else (lambda text: text)
-        # With --json, stdout carries only the result.
-        (self.stderr if self.json else self.stdout).write(style(line))
+        if self.verbosity >= level:
+            self.lines.write(line)
 
     def confirm(self, summary: str) -> bool:
         return ask(f"{summary}\n" + _("Deploy?"))

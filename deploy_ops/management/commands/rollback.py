@@ -14,6 +14,7 @@ from deploy_ops.backups import list_backups
 from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.recovery import command_progress
 
 MENU = [
     ("1", "List recent commits"),
@@ -25,6 +26,11 @@ MENU = [
     ("7", "System status"),
     ("q", "Quit"),
 ]
+
+
+# Whether a rollback to the commit starts its kept images or has to build (--list-commits).
+# None: the runtime keeps no images (commands), or the engine could not be asked.
+IMAGE_MARKS = {True: "images kept  ", False: "would build  ", None: ""}
 
 
 class Command(OpsCommand):
@@ -90,13 +96,14 @@ class Command(OpsCommand):
         else:
             # The one policy (deploy_ops.cli): ask on a terminal, refuse without one unless --noinput.
             confirm_or_refuse(self.options["interactive"], _("Go ahead?"), _("roll back"))
-        exit_code = rollback.execute(plan, report=self.report)
+        progress = command_progress(self.stdout, self.style, self.options["verbosity"])
+        exit_code = rollback.execute(plan, report=self.report, progress=progress)
         if exit_code != EXIT_OK:
             raise CommandError("The rollback failed: a human is needed. See `manage.py rollback --status`.", returncode=exit_code)
 
     def report(self, line, level=1):
         if self.options["verbosity"] >= level:
-            self.stdout.write(self.style.ERROR(line) if "FAILED" in line else line)
+            self.stdout.write(line)
 
     # -- looking -----------------------------------------------------------------------------
     def show_status(self):
@@ -137,7 +144,8 @@ class Command(OpsCommand):
         for commit in commits:
             marks = ", ".join(f"{d['kind']} {d['status']} {d['at'][:16]}" for d in commit["deploys"])
             current = "* " if commit["current"] else "  "
-            self.stdout.write(f"{current}{commit['sha'][:12]}  {commit['summary'][:60]:<60}  {marks}")
+            images = IMAGE_MARKS[commit["images_kept"]]
+            self.stdout.write(f"{current}{commit['sha'][:12]}  {images}{commit['summary'][:60]:<60}  {marks}")
 
     def show_backups(self):
         backups = backup_listing(list_backups())
