@@ -199,10 +199,7 @@ class Deployer:
         except DeployOpsError as error:
             raise as_refusal(error) from None
         if take_lock:
-            try:
-                self.lock.acquire()
-            except LockHeld as held:
-                raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+            acquire_lock(self.lock)
         try:
             if take_lock:
                 take_over(self.lock.broken, self.operation.runtime, self.report)
@@ -542,6 +539,14 @@ def describe_lock_refusal(held: LockHeld) -> str:
                 f"  {line}" for line in still
             )
     return message
+
+
+def acquire_lock(lock: DeployLock) -> None:
+    """Take ``lock``; its refusal (exit 3) says who holds it and, for a run that died, where it died."""
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
 
 
 def work_left_behind() -> list[str]:

@@ -14,12 +14,12 @@ from typing import Callable
 from .audit import Recorder
 from .backups import Backup, RestoreResult, check_restorable, create_backup, restore_backup
 from .conf import ops_settings
-from .exceptions import DeployOpsError, GitError, LockHeld, PreflightFailed
+from .exceptions import DeployOpsError, GitError, PreflightFailed
 from .gitrepo import Checkout
 from .lock import DeployLock
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import describe_lock_refusal, take_over
+from .pipeline import acquire_lock, take_over
 from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, notify, run_step
 from .runtimes import get_runtime
 
@@ -47,10 +47,7 @@ def restore_as_recovery(backup: Backup, database: str | None = None, safety_back
     check_restorable(backup, alias)
     recorder = Recorder(DeploymentRecord.Kind.RESTORE, requested_ref=backup.name)
     lock = DeployLock("restore", str(recorder.record.id), break_stale=True)
-    try:
-        lock.acquire()
-    except LockHeld as held:
-        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+    acquire_lock(lock)
     try:
         if lock.broken:
             # A run died holding the lock: what it left running goes first (a restore may run without Compose).

@@ -22,14 +22,13 @@ from .exceptions import (
     BackupCorrupt,
     DeployOpsError,
     HealthUnverified,
-    LockHeld,
     PreflightFailed,
 )
 from .gitrepo import Checkout
 from .lock import DeployLock, inspect_lock
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import describe_lock_refusal, take_over, work_left_behind
+from .pipeline import acquire_lock, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
@@ -281,10 +280,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
     recorder = Recorder(DeploymentRecord.Kind.ROLLBACK, requested_ref=plan.commit or (plan.backup.name if plan.backup else ""))
     # The recovery tool may take over a lock whose process died: that is what it is for.
     lock = DeployLock("rollback", str(recorder.record.id), break_stale=True)
-    try:
-        lock.acquire()
-    except LockHeld as held:
-        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+    acquire_lock(lock)
     try:
         runtime = get_runtime()
         take_over(lock.broken, runtime, report)
