@@ -235,7 +235,8 @@ class _HashingWriter:
         self.raw.flush()
 
 
-def _current_commit() -> str:
+def current_commit() -> str:
+    """The checkout's HEAD, or '' where there is no git checkout."""
     from .gitrepo import Checkout
 
     try:
@@ -290,7 +291,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             "size": hashing.size,
             "sha256": hashing.hash.hexdigest(),
             "compression": method,
-            "commit": _current_commit(),
+            "commit": current_commit(),
             "deploy_ops_version": __version__,
             "contents": {"tables": tables},
         }
@@ -388,6 +389,14 @@ def _corrupt(backup: Backup, why: str) -> BackupCorrupt:
     return BackupCorrupt(f"{backup.path} is damaged: {why}. Do not restore it; use another backup.")
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(codec.CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _check_checksum(backup: Backup) -> None:
     """Size and sha256 against the metadata (a backup with metadata only)."""
     if not backup.path.is_file():
@@ -395,12 +404,9 @@ def _check_checksum(backup: Backup) -> None:
     recorded_size = backup.metadata.get("size")
     if recorded_size is not None and backup.size != recorded_size:
         raise _corrupt(backup, f"it is {backup.size} bytes but was {recorded_size} bytes when written (truncated or changed)")
-    digest = hashlib.sha256()
-    with open(backup.path, "rb") as file:
-        while chunk := file.read(codec.CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != backup.sha256:
-        raise _corrupt(backup, f"its sha256 is {digest.hexdigest()} but the metadata recorded {backup.sha256} (the file changed after it was written)")
+    found = file_sha256(backup.path)
+    if found != backup.sha256:
+        raise _corrupt(backup, f"its sha256 is {found} but the metadata recorded {backup.sha256} (the file changed after it was written)")
 
 
 def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:

@@ -34,7 +34,7 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout, checkout_command
-from .health.checks import ServicesRunning, host_checks, require_healthy, run_checks
+from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
 from .lock import DeployLock, LockState
 from .models import DeploymentRecord, DeploymentStage
 from .notifications import Level
@@ -508,10 +508,7 @@ def _needed_tools() -> list[str]:
 
 
 def _check_disk_room() -> None:
-    backup_dir = ops_settings.backup_dir
-    existing = backup_dir
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(ops_settings.backup_dir)
     free_mb = shutil.disk_usage(existing).free // (1024 * 1024)
     newest = next(iter(list_backups()), None)
     # A new backup will be about as big as the last one; ask for that plus the configured margin.

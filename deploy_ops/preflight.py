@@ -37,6 +37,7 @@ from django.utils.module_loading import import_string
 
 from .conf import ops_settings
 from .exceptions import DeployOpsError, PreflightFailed, ToolMissing
+from .health.checks import nearest_existing
 from .probe import probe_health, probe_host
 
 # A Compose service that looks like the project's own database server, by its name or image.
@@ -67,9 +68,7 @@ def static_root_problems() -> list:
 def backup_dir_problems() -> list:
     """BACKUP_DIR, or the folder it would be made in, takes a new file (tried, not guessed: root ignores modes)."""
     wanted = ops_settings.backup_dir
-    existing = wanted
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(wanted)
     if not existing.is_dir():
         why = f"{existing} is a file, so the folder cannot be made"
     else:

@@ -8,18 +8,16 @@ started, and its health verified.  A manual rollback picks the same steps by han
 
 from __future__ import annotations
 
-import hashlib
 import json
 import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
 from .audit import Recorder
-from .backups import Backup, create_backup, restore_backup
+from .backups import Backup, create_backup, file_sha256, restore_backup
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
@@ -284,14 +282,6 @@ def _something_listens(url: str, timeout: float) -> bool:
             return True
     except (OSError, ValueError):
         return False
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_failure(error: BaseException) -> str:

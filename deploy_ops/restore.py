@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .audit import Recorder
-from .backups import Backup, RestoreResult, check_restorable, create_backup, restore_backup
+from .backups import Backup, RestoreResult, check_restorable, create_backup, current_commit, restore_backup
 from .conf import ops_settings
-from .exceptions import DeployOpsError, GitError, PreflightFailed
-from .gitrepo import Checkout
+from .exceptions import DeployOpsError, PreflightFailed
 from .lock import DeployLock
 from .models import DeploymentRecord
 from .notifications import Level
@@ -34,13 +33,6 @@ class _Steps:
     report: Callable[[str, int], None]
 
 
-def _current_commit() -> str:
-    try:
-        return Checkout(ops_settings.project_dir).head().sha
-    except GitError:
-        return ""
-
-
 def restore_as_recovery(backup: Backup, database: str | None = None, safety_backup: bool = True, report=lambda line, level=1: None) -> RestoreResult:
     """Restore ``backup`` as a recorded recovery; raises DeployOpsError (exit 3 when nothing changed)."""
     alias = database or ops_settings.BACKUP_DATABASE
@@ -52,7 +44,7 @@ def restore_as_recovery(backup: Backup, database: str | None = None, safety_back
         if lock.broken:
             # A run died holding the lock: what it left running goes first (a restore may run without Compose).
             take_over(lock.broken, get_runtime(), report)
-        commit = _current_commit()
+        commit = current_commit()
         recorder.update(
             from_commit=commit,
             to_commit=commit,

@@ -13,7 +13,7 @@ from django.utils.timesince import timesince
 
 from . import children, signals
 from .audit import Recorder
-from .backups import Backup, check_restorable, find_backup, list_backups
+from .backups import Backup, check_restorable, file_sha256, find_backup, list_backups
 from .cli import BackupListing
 from .conf import ops_settings
 from .exceptions import (
@@ -47,7 +47,6 @@ from .recovery import (
     describe_failure,
     emit,
     end_own_work,
-    file_sha256,
     how_images_come_back,
     images_kept,
     notify,
