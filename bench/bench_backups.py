@@ -11,7 +11,7 @@ missing, configured by bench/dbbackup_settings.py).  Then the backup lifecycle: 
 off-host copy (SFTP, read back and checked) vs `pg_dump | gzip` then `scp` to the same SFTP server
 (a local OpenSSH sshd on a loopback port), and an encrypted backup vs `pg_dump | gzip | age -r`.
 Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth), the client tools, and for the
-lifecycle rows openssh-server, scp and age (`.ci/backup-tools`); prints a table.  Not a test: it
+lifecycle rows openssh-server, scp and age (installed by `.ci/backup-tools` when missing); prints a table.  Not a test: it
 asserts nothing.
 """
 
@@ -103,14 +103,12 @@ def best(times: int, measure):
 
 
 def lifecycle_rows(options, work, env, manage, connection, database, row, rows, peaks) -> None:
-    """Off-host copy vs `gzip` + `scp`, encryption vs `| age -r` (skipped, saying why, without the tools)."""
-    sys.path.insert(0, str(ROOT))
-    from tests.fixtures.offsite import SSHD, start_sftp_server
+    """Off-host copy vs `gzip` + `scp`, encryption vs `| age -r`."""
+    from tests.fixtures.offsite import start_sftp_server
 
-    missing = [tool for tool in ("scp", "age", "age-keygen", "ssh-keygen") if shutil.which(tool) is None] + ([] if Path(SSHD).exists() else [SSHD])
+    missing = missing_lifecycle_tools()
     if missing:
-        rows.append(("off-host copy / age rows", "skipped", "", "", f"missing: {', '.join(missing)} (bash .ci/backup-tools)"))
-        return
+        raise SystemExit(f"The peers of the lifecycle rows need {', '.join(missing)}, and `bash .ci/backup-tools` did not install them.")
     server = start_sftp_server(work / "sshd")
     try:
         lifecycle_env = {
@@ -148,10 +146,20 @@ def lifecycle_rows(options, work, env, manage, connection, database, row, rows, 
         server.stop()
 
 
+def missing_lifecycle_tools() -> list[str]:
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.offsite import SSHD
+
+    return [tool for tool in ("scp", "age", "age-keygen", "ssh-keygen") if shutil.which(tool) is None] + ([] if Path(SSHD).exists() else [SSHD])
+
+
 def install_comparisons() -> None:
-    """django-dbbackup in this environment, so its rows always run beside ours."""
+    """The peers in this environment, so their rows always run beside ours: django-dbbackup, and
+    sshd/scp/age for the lifecycle rows."""
     if importlib.util.find_spec("dbbackup") is None:
         subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "-r", str(ROOT / "bench" / "requirements.txt")], check=True)
+    if missing_lifecycle_tools():
+        subprocess.run(["bash", str(ROOT / ".ci" / "backup-tools")], check=True)
 
 
 def main():
