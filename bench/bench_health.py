@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
     arguments = parser.parse_args()
+    if shutil.which("wrk") is None and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False)  # the load generator, from Debian
     for tool in ("wrk", "gunicorn"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not on PATH (apt-get install wrk; pip install -r requirements-dev.txt).")
