@@ -6,7 +6,6 @@ failure rolls back with the recovery steps the begun stages ask for (see recover
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from typing import Callable
 from django.utils import timezone
 
 from . import children, runner, signals
-from .audit import Recorder, append_to_journal, read_journal, write_snapshot
+from .audit import Recorder
 from .backups import create_backup, list_backups, refuse_restore_blockers
 from .conf import ops_settings
 from .exceptions import (
@@ -30,13 +29,12 @@ from .exceptions import (
     DeployOpsError,
     HealthCheckFailed,
     HealthUnverified,
-    LockHeld,
     PreflightFailed,
 )
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
-from .lock import DeployLock, LockState
-from .models import DeploymentRecord, DeploymentStage
+from .lock import DeployLock, acquire_lock, take_over
+from .models import DeploymentRecord
 from .notifications import Level
 from .preflight import refuse_if_unready
 from .recovery import (
@@ -515,73 +513,3 @@ def _check_disk_room() -> None:
     wanted = ops_settings.BACKUP_MIN_FREE_MB + ((newest.size if newest else 0) // (1024 * 1024))
     if free_mb < wanted:
         raise PreflightFailed(f"Only {free_mb} MB free in {existing}; the backup needs about {wanted} MB. Free space or prune backups (`manage.py backups prune`).")
-
-
-def describe_lock_refusal(held: LockHeld) -> str:
-    message = str(held)
-    record_id = held.holder.get("record")
-    snapshot = read_journal().get(record_id) if record_id else None
-    if held.stale and snapshot:
-        running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
-        where = f" during stage {running[-1]!r}" if running else ""
-        record = snapshot["record"]
-        message += (
-            f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
-            f"started {record['started_at']}."
-        )
-    if held.stale:
-        still = work_left_behind()
-        if still:
-            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
-                f"  {line}" for line in still
-            )
-    return message
-
-
-def acquire_lock(lock: DeployLock) -> None:
-    """Take ``lock``; its refusal (exit 3) says who holds it and, for a run that died, where it died."""
-    try:
-        lock.acquire()
-    except LockHeld as held:
-        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
-
-
-def work_left_behind() -> list[str]:
-    """What a run that died still has running: host processes, and one-off containers where the runtime has them."""
-    found = [child.describe() for child in children.left_behind()]
-    # An unreachable engine is reported where the services are (`--status`'s services error); the
-    # takeover, which must stop that work, fails loudly on it instead.
-    with contextlib.suppress(DeployOpsError):
-        found += get_runtime().one_off_work()
-    return found
-
-
-def take_over(broken: LockState | None, runtime, report) -> None:
-    """Just after the lock is taken and before anything changes: stop what a run that died left
-    running (its host process groups, its one-off containers), then close its record."""
-    for line in children.stop_left_behind() + runtime.stop_one_off_work():
-        report(f"Stopped, left running by a run that died: {line}", 0)
-    if broken:
-        mark_interrupted(broken)
-        report(f"Broke the stale lock: {broken.describe()}", 0)
-
-
-def mark_interrupted(state: LockState) -> None:
-    """The record of a deploy whose process died is closed as interrupted, in journal and database."""
-    record_id = state.holder.get("record")
-    snapshot = read_journal().get(record_id) if record_id else None
-    if not snapshot or snapshot["record"]["status"] != Status.RUNNING:
-        return
-    now = timezone.now().isoformat()
-    running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
-    snapshot["record"].update(
-        status=Status.INTERRUPTED,
-        finished_at=now,
-        failed_stage=running[-1] if running else snapshot["record"].get("failed_stage", ""),
-        error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.",
-    )
-    for stage in snapshot["stages"]:
-        if stage["status"] == DeploymentStage.Status.RUNNING:
-            stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")
-    append_to_journal(snapshot)
-    write_snapshot(snapshot)

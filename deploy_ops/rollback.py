@@ -25,10 +25,9 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout
-from .lock import DeployLock, inspect_lock
+from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .models import DeploymentRecord
 from .notifications import Level
-from .pipeline import acquire_lock, take_over, work_left_behind
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
