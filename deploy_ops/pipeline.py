@@ -35,7 +35,7 @@ from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
 from .lock import DeployLock, acquire_lock, take_over
 from .models import DeploymentRecord
-from .notifications import Level
+from .notifications import Level, notify
 from .preflight import refuse_if_unready
 from .recovery import (
     COLLECT_STATIC,
@@ -58,7 +58,6 @@ from .recovery import (
     describe_failure,
     emit,
     how_images_come_back,
-    notify,
     planned_steps,
     recover,
     run_step,

@@ -126,18 +126,6 @@ def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
     }.get(event, (f"  {stage}: {event} {detail}".rstrip(), 1))
 
 
-# -- notifications --------------------------------------------------------------------------
-def notify(level, recorder: Recorder) -> None:
-    """Send an event through every channel; a channel that fails is noted on the record, never raised."""
-    from .notifications import build_event, send
-
-    deliveries = send(build_event(level, recorder.record, recorder.stages))
-    failed = [f"{level.name} via {delivery.channel}: {delivery.error}" for delivery in deliveries if not delivery.ok]
-    if failed:
-        notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
-        recorder.update(notification_failures="\n".join(notes))
-
-
 # -- health -----------------------------------------------------------------------------------
 def wait_until_healthy(operation: Operation) -> str:
     """HEALTH_CHECK_URL answers 200 and every service is running and healthy, within the retries."""

@@ -17,8 +17,8 @@ from .conf import ops_settings
 from .exceptions import DeployOpsError, PreflightFailed
 from .lock import DeployLock, acquire_lock, take_over
 from .models import DeploymentRecord
-from .notifications import Level
-from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, notify, run_step
+from .notifications import Level, notify
+from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, run_step
 from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status

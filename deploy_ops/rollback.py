@@ -27,7 +27,7 @@ from .exceptions import (
 from .gitrepo import Checkout
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .models import DeploymentRecord
-from .notifications import Level
+from .notifications import Level, notify
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
@@ -48,7 +48,6 @@ from .recovery import (
     end_own_work,
     how_images_come_back,
     images_kept,
-    notify,
     recover,
 )
 from .runtimes import get_runtime

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from ..models import DeploymentRecord
 from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels, send
+from .dispatch import notify
 from .events import Event, Level, StageSummary, build_event
 from .webhook import verify_signature
 
@@ -29,6 +30,7 @@ __all__ = [
     "StageSummary",
     "build_event",
     "check_channels",
+    "notify",
     "send",
     "send_test_event",
     "verify_signature",
