@@ -46,14 +46,11 @@ class Command(OpsCommand):
             "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
             "Never a lock whose process is alive.",
         )
-        parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
         parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
         parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
-        if options["notify_test"]:
-            return self.notify_test()
         if options["interactive"] and not options["dry_run"]:
             # The one policy (deploy_ops.cli): without a terminal to ask on, only --noinput goes ahead.
             refuse_without_terminal(_("deploy"))
@@ -118,16 +115,3 @@ class Command(OpsCommand):
         host = state.holder.get("host")
         answer = input(f"The deploy lock was {state.describe()}.\nIf nothing of deploy_ops runs on {host}, type {host} to take it over: ")
         return host if answer.strip() == host else break_lock
-
-    def notify_test(self):
-        from deploy_ops.notifications import send_test_event
-
-        failed = 0
-        for delivery in send_test_event():
-            if delivery.ok:
-                self.stdout.write(self.style.SUCCESS(f"{delivery.channel}: ok ({delivery.attempts} attempt(s))"))
-            else:
-                failed += 1
-                self.stdout.write(self.style.ERROR(f"{delivery.channel}: FAILED: {delivery.error}"))
-        if failed:
-            raise CommandError(f"{failed} notification channel(s) failed.", returncode=2)
