@@ -71,8 +71,6 @@ class DeploymentStage(models.Model):
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
-        SKIPPED = "skipped", "skipped"
-        UNDONE = "undone", "undone"
 
     record = models.ForeignKey(DeploymentRecord, on_delete=models.CASCADE, related_name="stages")
     position = models.PositiveIntegerField()
