@@ -6,6 +6,8 @@ failure rolls back with the recovery steps the begun stages ask for (see recover
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -15,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from django.db import DatabaseError, connections
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
+from django.utils.connection import ConnectionDoesNotExist
 
 from . import children, runner, signals
 from .audit import Recorder
@@ -34,6 +39,7 @@ from .exceptions import (
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
 from .lock import DeployLock, acquire_lock, take_over
+from .migration_safety import MigrationVerdict, choose_strategy, describe_plan, plan_from_json
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .preflight import refuse_if_unready
@@ -66,6 +72,7 @@ from .recovery import (
 from .retention import after_deploy
 from .runner import Command
 from .runtimes import get_runtime
+from .secrets import mask
 
 Status = DeploymentRecord.Status
 SUCCEEDED_STATUSES = (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS)
@@ -94,8 +101,11 @@ class DeployOptions:
     health_retries: int | None = None
     health_delay: float | None = None
     break_lock: bool = False
-    # Deploy even though the release serving now fails its health check (a fix for a broken site).
+    # Deploy even though the release serving now fails its health check (a fix for a broken site),
+    # or with --strategy zero-downtime over migrations that could break the old release.
     force: bool = False
+    # "stop-first" or "zero-downtime"; empty: chosen from the migration plan.
+    strategy: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,13 +230,26 @@ class Deployer:
         target = checkout.resolve(self.options.ref or ops_settings.GIT_BRANCH, ops_settings.GIT_REMOTE)
         self.operation.previous_sha = previous.sha
         self.operation.target_sha = target.sha
+        self.choose_strategy(checkout, target.sha)
         self.recorder.update(
             save=False,
             from_commit=previous.sha,
             from_summary=previous.summary[:255],
             to_commit=target.sha,
             to_summary=target.summary[:255],
+            strategy=self.strategy.strategy,
         )
+
+    def choose_strategy(self, checkout: Checkout, sha: str) -> None:
+        """The strategy, from the target's migration plan, before anything changes; a refusal when
+        zero-downtime was asked for but cannot or may not run."""
+        # No reverse proxy can be configured yet (DEPLOY_OPS['PROXY'] comes with the blue/green switch),
+        # so every deploy is stop-first as before, and the plan is classified only to be shown.
+        proxy_configured = False
+        self.classified, self.unclassified_reason = (None, "")
+        if self.options.dry_run or proxy_configured:
+            self.classified, self.unclassified_reason = classify_target(checkout, sha)
+        self.strategy = choose_strategy(self.classified, proxy_configured, self.options.strategy, self.options.force)
 
     def summary(self) -> str:
         record = self.recorder.record
@@ -406,9 +429,11 @@ class Deployer:
         report(f"Commits that would go out ({len(commits)}):", 0)
         for commit in commits:
             report(f"  {commit.short} {commit.summary}", 0)
-        report("Migrations the target would apply:", 0)
-        for line in pending_migrations(operation.checkout, operation.target_sha):
+        report("Migrations the target would apply, each operation classified for the release serving now:", 0)
+        lines = describe_plan(self.classified) if self.classified is not None else [f"(not classified: {self.unclassified_reason})"]
+        for line in lines:
             report(f"  {line}", 0)
+        report(f"Strategy: {self.strategy.strategy}, because {self.strategy.reason}.", 0)
         report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
         for stage in STAGES:
@@ -477,25 +502,48 @@ def log_records(lines: list[str]) -> list[list[str]]:
     return records
 
 
-def pending_migrations(checkout: Checkout, sha: str) -> list[str]:
-    """``migrate --plan`` of the target release, from a temporary worktree (nothing else changes)."""
+@contextlib.contextmanager
+def target_worktree(checkout: Checkout, sha: str):
+    """A temporary ``git worktree`` of ``sha`` (nothing else changes); yields its path, or raises PreflightFailed."""
     with tempfile.TemporaryDirectory(prefix="deploy_ops_plan_") as folder:
         worktree = Path(folder) / "release"
         added = subprocess.run(
             ["git", "worktree", "add", "--detach", str(worktree), sha], cwd=checkout.project_dir, capture_output=True, text=True
         )
         if added.returncode != 0:
-            return [f"(could not prepare the target's tree: {added.stderr.strip()})"]
+            raise PreflightFailed(f"Could not prepare the target's tree: {added.stderr.strip()}")
         try:
-            planned = subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--plan"], cwd=worktree, capture_output=True, text=True, timeout=120
-            )
+            yield worktree
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=checkout.project_dir, capture_output=True)
-        if planned.returncode != 0:
-            return [f"(migrate --plan failed in the target: {planned.stderr.strip().splitlines()[-1] if planned.stderr.strip() else planned.returncode})"]
-        lines = [line.strip() for line in planned.stdout.splitlines() if line.strip() and not line.startswith("Planned operations")]
-        return lines or ["none"]
+
+
+def classify_target(checkout: Checkout, sha: str) -> tuple[list[MigrationVerdict] | None, str]:
+    """The target release's pending migrations, classified by its own code (``manage.py migration_safety --json``
+    in a temporary worktree, given what the serving database has applied); (None, why) when that could not run."""
+    try:
+        applied = applied_migrations()
+    except (DatabaseError, ConnectionDoesNotExist) as error:
+        return None, f"the applied migrations could not be read: {mask(str(error))}"
+    try:
+        with target_worktree(checkout, sha) as worktree:
+            classified = subprocess.run(
+                [sys.executable, "manage.py", "migration_safety", "--json", "--applied", "-"],
+                input=json.dumps(applied), cwd=worktree, capture_output=True, text=True, timeout=120,
+            )
+    except (PreflightFailed, subprocess.TimeoutExpired) as error:
+        return None, str(error)
+    if classified.returncode != 0:
+        last = classified.stderr.strip().splitlines()[-1] if classified.stderr.strip() else f"exit code {classified.returncode}"
+        return None, f"manage.py migration_safety failed in the target: {mask(last)}"
+    try:
+        return plan_from_json(json.loads(classified.stdout)), ""
+    except (ValueError, KeyError, TypeError) as error:
+        return None, f"manage.py migration_safety printed no classification: {error}"
+
+
+def applied_migrations() -> list[str]:
+    return sorted(f"{app}.{name}" for app, name in MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations())
 
 
 def _needed_tools() -> list[str]:

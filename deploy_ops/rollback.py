@@ -348,6 +348,7 @@ def record_summary(record: DeploymentRecord) -> dict:
         "from_commit": record.from_commit,
         "to_commit": record.to_commit,
         "to_summary": record.to_summary,
+        "strategy": record.strategy,
         "backup": record.backup_name,
         "failed_stage": record.failed_stage,
         "started_at": record.started_at.isoformat(),

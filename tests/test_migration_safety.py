@@ -139,3 +139,52 @@ def test_the_json_form_round_trips_and_the_dry_run_lines_name_each_operation():
     assert plan_from_json(plan_as_json(verdicts)) == verdicts
     assert describe_plan(verdicts)[1].startswith("  incompatible: Remove field text from note")
     assert describe_plan([]) == ["none"]
+
+
+# -- end to end: the deploy command on the sample site (commands runtime, SQLite) ----------------
+EXPAND_AND_BACKFILL = {
+    "notes/migrations/0002_expand.py": '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+    operations = [
+        migrations.AddField("note", "title", models.TextField(null=True)),
+        migrations.RunPython(migrations.RunPython.noop),
+        migrations.RemoveField("note", "text"),
+    ]
+''',
+}
+
+
+@pytest.mark.slow
+def test_dry_run_prints_each_operation_its_classification_and_the_strategy(sample_site):
+    from tests.e2e.helpers import deploy, failure_text, records
+    from tests.e2e.test_deploy_commands_runtime import serving_release_1
+
+    serving_release_1(sample_site)
+    sample_site.commit_change(EXPAND_AND_BACKFILL, "Release 2 with a migration")
+    finished = deploy(sample_site, "--dry-run")
+    assert finished.returncode == 0, failure_text(finished)
+    output = finished.stdout
+    assert "  notes.0002_expand (runs before the switch)" in output
+    assert "    compatible: Add field title to note (a nullable column" in output
+    assert "    unknown: Raw Python operation (code whose effect" in output
+    assert "    incompatible: Remove field text from note (the old code still reads and writes this column)" in output
+    assert "Strategy: stop-first, because no reverse proxy is configured (DEPLOY_OPS['PROXY'])." in output
+    assert records(sample_site) == []
+
+
+@pytest.mark.slow
+def test_strategy_zero_downtime_without_a_proxy_is_refused_with_exit_3_and_no_alarm(sample_site):
+    from tests.e2e.helpers import deploy, events, failure_text, records
+    from tests.e2e.test_deploy_commands_runtime import serving_release_1
+
+    serving_release_1(sample_site)
+    sample_site.commit_change(EXPAND_AND_BACKFILL, "Release 2 with a migration")
+    finished = deploy(sample_site, "--strategy", "zero-downtime", "--force")
+    assert finished.returncode == 3, failure_text(finished)
+    assert "needs a reverse proxy that deploy_ops switches" in finished.stderr
+    assert sample_site.production_head() == sample_site.initial_sha
+    assert records(sample_site) == [] and events(sample_site) == []
+    assert "release 1" in sample_site.get("/")[1]

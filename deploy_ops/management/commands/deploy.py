@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from deploy_ops.cli import ask, dumps, refuse_without_terminal, shown_work
 from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.migration_safety import STRATEGIES
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
 from deploy_ops.recovery import command_progress
@@ -47,7 +48,11 @@ class Command(OpsCommand):
             "Never a lock whose process is alive.",
         )
         parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
-        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
+        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release.")
+        parser.add_argument(
+            "--strategy", choices=STRATEGIES, default="",
+            help="stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force).",
+        )
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
@@ -62,6 +67,7 @@ class Command(OpsCommand):
                 ref=options["ref"],
                 dry_run=options["dry_run"],
                 force=options["force"],
+                strategy=options["strategy"],
                 rollback=not options["no_rollback"],
                 health_retries=options["health_retries"],
                 health_delay=options["health_delay"],
