@@ -202,7 +202,7 @@ def blocking_operations(verdicts: list[MigrationVerdict]) -> list[tuple[Migratio
     ]
 
 
-def choose_strategy(verdicts: list[MigrationVerdict] | None, proxy_configured: bool, requested: str = "", force: bool = False) -> StrategyChoice:
+def choose_strategy(verdicts: list[MigrationVerdict] | None, can_switch: bool, requested: str = "", force: bool = False) -> StrategyChoice:
     """The deploy strategy, or PreflightFailed (a refusal) for zero-downtime that cannot or may not run.
 
     ``verdicts`` is None when the plan could not be classified: every operation is then unknown.
@@ -211,10 +211,10 @@ def choose_strategy(verdicts: list[MigrationVerdict] | None, proxy_configured: b
 
     if requested == STOP_FIRST:
         return StrategyChoice(STOP_FIRST, "asked for with --strategy stop-first")
-    if requested == ZERO_DOWNTIME and not proxy_configured:
+    if requested == ZERO_DOWNTIME and not can_switch:
         raise PreflightFailed(
-            "A zero-downtime deploy needs a reverse proxy that deploy_ops switches (DEPLOY_OPS['PROXY']); none is configured. "
-            "See docs/RUNTIMES.md, section zero-downtime."
+            "A zero-downtime deploy needs two releases side by side behind a reverse proxy that deploy_ops switches "
+            "between them, and this site has none. See docs/RUNTIMES.md, section zero-downtime."
         )
     if verdicts is None:
         blocking_text = "the migration plan could not be classified"
@@ -231,8 +231,8 @@ def choose_strategy(verdicts: list[MigrationVerdict] | None, proxy_configured: b
         if blocking_text:
             return StrategyChoice(ZERO_DOWNTIME, f"forced with --force over: {blocking_text}")
         return StrategyChoice(ZERO_DOWNTIME, "asked for with --strategy zero-downtime")
-    if not proxy_configured:
-        return StrategyChoice(STOP_FIRST, "no reverse proxy is configured (DEPLOY_OPS['PROXY'])")
+    if not can_switch:
+        return StrategyChoice(STOP_FIRST, "no reverse proxy switches between two releases side by side here")
     if blocking_text:
         return StrategyChoice(STOP_FIRST, f"the old release could break beside these migrations: {blocking_text}")
     return StrategyChoice(ZERO_DOWNTIME, "every migration that runs before the switch is backward compatible")

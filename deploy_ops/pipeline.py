@@ -43,6 +43,7 @@ from .migration_safety import MigrationVerdict, choose_strategy, describe_plan, 
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .preflight import refuse_if_unready
+from .proxy import configured_proxy, proxy_address, retry_after
 from .recovery import (
     COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
@@ -53,6 +54,7 @@ from .recovery import (
     RESTORE_IMAGES,
     REVERT_CODE,
     ROLLBACK_RUN,
+    ROUTE_TRAFFIC,
     SKIPPED,
     START_SERVICES,
     STARTED,
@@ -150,6 +152,13 @@ STAGES = [
     Stage("health", frozenset(AFTER_MIGRATIONS_BEGAN)),
     Stage("verify", frozenset(AFTER_MIGRATIONS_BEGAN)),
 ]
+# Behind a reverse proxy, the stop stage turns on its maintenance answer (503, Retry-After) and
+# this last stage sends the traffic to the verified release again.
+ROUTE_STAGE = Stage("route", frozenset(AFTER_MIGRATIONS_BEGAN | {ROUTE_TRAFFIC}))
+
+
+def stages() -> list[Stage]:
+    return STAGES + [ROUTE_STAGE] if ops_settings.PROXY else STAGES
 
 
 class Deployer:
@@ -243,13 +252,14 @@ class Deployer:
     def choose_strategy(self, checkout: Checkout, sha: str) -> None:
         """The strategy, from the target's migration plan, before anything changes; a refusal when
         zero-downtime was asked for but cannot or may not run."""
-        # No reverse proxy can be configured yet (DEPLOY_OPS['PROXY'] comes with the blue/green switch),
-        # so every deploy is stop-first as before, and the plan is classified only to be shown.
-        proxy_configured = False
+        # Two releases side by side behind a switched proxy (blue/green) are not built yet: every
+        # deploy is stop-first (behind DEPLOY_OPS['PROXY'], with its maintenance answer), and the
+        # plan is classified only to be shown.
+        can_switch = False
         self.classified, self.unclassified_reason = (None, "")
-        if self.options.dry_run or proxy_configured:
+        if self.options.dry_run or can_switch:
             self.classified, self.unclassified_reason = classify_target(checkout, sha)
-        self.strategy = choose_strategy(self.classified, proxy_configured, self.options.strategy, self.options.force)
+        self.strategy = choose_strategy(self.classified, can_switch, self.options.strategy, self.options.force)
 
     def summary(self) -> str:
         record = self.recorder.record
@@ -263,7 +273,7 @@ class Deployer:
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
-        for stage in STAGES:
+        for stage in stages():
             begun.append(stage)
             try:
                 run_step(operation, stage.name, lambda stage=stage: self.run_stage(stage))
@@ -368,7 +378,20 @@ class Deployer:
     def plan_stop(self) -> list[Task]:
         # The old release stops before the migrations: it never meets the new schema, and two
         # releases never write the database at once.
-        return self.commands(self.operation.runtime.stop_commands())
+        stop = self.commands(self.operation.runtime.stop_commands())
+        proxy = configured_proxy()
+        if proxy is None:
+            return stop
+        seconds = retry_after()
+        maintenance = Task(
+            action=lambda: proxy.serve_maintenance(seconds),
+            description=f"{proxy.kind} answers 503 with Retry-After: {seconds} and the maintenance page, then the old release stops",
+        )
+        return [maintenance, *stop]
+
+    def plan_route(self) -> list[Task]:
+        proxy, address = configured_proxy(), proxy_address()
+        return [Task(action=lambda: proxy.route_to(address), description=f"{proxy.kind} sends the traffic to {address} again")]
 
     def plan_start(self) -> list[Task]:
         return self.commands(self.operation.runtime.start_commands())
@@ -436,7 +459,7 @@ class Deployer:
         report(f"Strategy: {self.strategy.strategy}, because {self.strategy.reason}.", 0)
         report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
-        for stage in STAGES:
+        for stage in stages():
             for task in stage.plan(self):
                 emit(operation, stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)

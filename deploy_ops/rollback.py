@@ -89,7 +89,10 @@ class RollbackPlan:
             )
         if self.reason:
             lines.append(f"why: {self.reason}")
-        lines.append("then: start the services and verify their health")
+        if ops_settings.PROXY and self.steps & {STOP_SERVICES}:
+            lines.append("then: start the services and verify their health; meanwhile the proxy answers 503 with Retry-After, and it gets the traffic again once they are verified")
+        else:
+            lines.append("then: start the services and verify their health")
         return lines
 
 

@@ -81,7 +81,7 @@ def test_an_after_switch_migration_and_what_depends_on_it_run_after_the_switch_a
     plan, graph = plan_of(first, expand, contract, later)
     verdicts = classify_plan(plan[1:], graph)
     assert [(v.name, v.after_switch) for v in verdicts] == [("0002_expand", False), ("0003_contract", True), ("0004_later", True)]
-    assert choose_strategy(verdicts, proxy_configured=True).strategy == ZERO_DOWNTIME
+    assert choose_strategy(verdicts, can_switch=True).strategy == ZERO_DOWNTIME
 
 
 def test_django_safemigrate_annotations_are_honoured_without_the_package():
@@ -113,25 +113,25 @@ def incompatible_plan():
 
 
 def test_the_strategy_follows_the_plan_and_the_proxy():
-    assert choose_strategy([], proxy_configured=True).strategy == ZERO_DOWNTIME
-    assert choose_strategy([], proxy_configured=False).strategy == STOP_FIRST
-    choice = choose_strategy(incompatible_plan(), proxy_configured=True)
+    assert choose_strategy([], can_switch=True).strategy == ZERO_DOWNTIME
+    assert choose_strategy([], can_switch=False).strategy == STOP_FIRST
+    choice = choose_strategy(incompatible_plan(), can_switch=True)
     assert choice.strategy == STOP_FIRST and "notes.0002_drop: Remove field text from note (incompatible)" in choice.reason
-    assert choose_strategy(None, proxy_configured=True).strategy == STOP_FIRST
-    assert choose_strategy([], proxy_configured=True, requested=STOP_FIRST).strategy == STOP_FIRST
+    assert choose_strategy(None, can_switch=True).strategy == STOP_FIRST
+    assert choose_strategy([], can_switch=True, requested=STOP_FIRST).strategy == STOP_FIRST
 
 
 def test_zero_downtime_over_an_incompatible_plan_is_refused_without_force_and_runs_with_it():
     with pytest.raises(PreflightFailed, match="--force") as refused:
-        choose_strategy(incompatible_plan(), proxy_configured=True, requested=ZERO_DOWNTIME)
+        choose_strategy(incompatible_plan(), can_switch=True, requested=ZERO_DOWNTIME)
     assert refused.value.exit_code == 3
-    forced = choose_strategy(incompatible_plan(), proxy_configured=True, requested=ZERO_DOWNTIME, force=True)
+    forced = choose_strategy(incompatible_plan(), can_switch=True, requested=ZERO_DOWNTIME, force=True)
     assert forced.strategy == ZERO_DOWNTIME and "forced" in forced.reason
 
 
-def test_zero_downtime_without_a_proxy_is_refused():
-    with pytest.raises(PreflightFailed, match="PROXY"):
-        choose_strategy([], proxy_configured=False, requested=ZERO_DOWNTIME)
+def test_zero_downtime_without_a_switchable_proxy_is_refused():
+    with pytest.raises(PreflightFailed, match="reverse proxy that deploy_ops switches"):
+        choose_strategy([], can_switch=False, requested=ZERO_DOWNTIME)
 
 
 def test_the_json_form_round_trips_and_the_dry_run_lines_name_each_operation():
@@ -171,7 +171,7 @@ def test_dry_run_prints_each_operation_its_classification_and_the_strategy(sampl
     assert "    compatible: Add field title to note (a nullable column" in output
     assert "    unknown: Raw Python operation (code whose effect" in output
     assert "    incompatible: Remove field text from note (the old code still reads and writes this column)" in output
-    assert "Strategy: stop-first, because no reverse proxy is configured (DEPLOY_OPS['PROXY'])." in output
+    assert "Strategy: stop-first, because no reverse proxy switches between two releases side by side here." in output
     assert records(sample_site) == []
 
 
@@ -184,7 +184,7 @@ def test_strategy_zero_downtime_without_a_proxy_is_refused_with_exit_3_and_no_al
     sample_site.commit_change(EXPAND_AND_BACKFILL, "Release 2 with a migration")
     finished = deploy(sample_site, "--strategy", "zero-downtime", "--force")
     assert finished.returncode == 3, failure_text(finished)
-    assert "needs a reverse proxy that deploy_ops switches" in finished.stderr
+    assert "behind a reverse proxy that deploy_ops switches between them" in finished.stderr
     assert sample_site.production_head() == sample_site.initial_sha
     assert records(sample_site) == [] and events(sample_site) == []
     assert "release 1" in sample_site.get("/")[1]
