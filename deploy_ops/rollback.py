@@ -28,6 +28,7 @@ from .gitrepo import Checkout
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .models import DeploymentRecord
 from .notifications import Level, notify
+from .proxy import configured_proxy
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
@@ -390,6 +391,8 @@ def status() -> dict:
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],
         "lock": {"state": "free" if not lock.held else ("stale" if lock.stale else "held"), "holder": lock.holder, "description": lock.describe()},
         "work_left_behind": left_behind,
+        # Where the reverse proxy sends the traffic ("maintenance": it answers 503 itself); None without one.
+        "proxy_routes_to": proxy.routed_to() if (proxy := configured_proxy()) else None,
         "recent_records": [record_summary(record) for record in DeploymentRecord.objects.order_by("-started_at")[:5]],
     }
 

@@ -4,12 +4,15 @@ connection or another 5xx, and once the new release is verified it gets the traf
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
 
 import pytest
 
-from tests.e2e.helpers import deploy, failure_text, last_record
+from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
 from tests.fixtures.environment import skip_or_fail
 from tests.fixtures.sample_site import health_fails, postgres_url, release
 from tests.test_proxy_nginx import Load, Nginx, wait_until
@@ -90,5 +93,29 @@ def test_a_failed_health_check_rolls_back_behind_the_maintenance_answer_and_give
     assert stages[-2:] == ["verify health", "route traffic"]
     assert load.failures == []
     assert {status for status, _ in load.answers} <= {200, 503}
+    status, _, body = nginx.get()
+    assert status == 200 and "release 1" in body
+
+
+def test_a_deploy_killed_in_its_maintenance_window_leaves_503s_and_the_next_rollback_gives_the_traffic_back(behind_nginx):
+    site, nginx = behind_nginx
+    site.commit_change({**release("2"), **health_fails()}, "Release 2: its health stage is slow to fail")
+    killed = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "50", "--health-delay", "0.5"],
+        cwd=site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: any(s["name"] == "health" for r in records(site) for s in r["stages"]), timeout=180)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+
+    # Stopped mid-window: the proxy keeps answering for the site, never a refused connection.
+    status, headers, _ = nginx.get()
+    assert status == 503 and headers["Retry-After"] == "7"
+    shown = manage(site, "rollback", "--status")
+    assert "Proxy: answering 503 with its maintenance page" in shown.stdout, failure_text(shown)
+
+    recovered = manage(site, "rollback", "--quick", "--noinput")
+    assert recovered.returncode == 0, failure_text(recovered)
+    assert [stage["name"] for stage in last_record(site)["stages"]][-1] == "route traffic"
     status, _, body = nginx.get()
     assert status == 200 and "release 1" in body
