@@ -102,6 +102,7 @@ def postgres(sql: str) -> None:
 def run_cases(folder: Path, behind_nginx: bool, rate: float) -> dict[str, dict]:
     name = unique_name("deploy_ops_bench")
     postgres(f'CREATE DATABASE "{name}"')
+    (folder / "site").mkdir(parents=True)
     site = SampleSite(folder / "site")
     nginx = None
     try:

@@ -312,7 +312,12 @@ class Deployer:
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
             emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
             return EXIT_NEEDS_HUMAN
-        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
+        database = (
+            "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+            if RESTORE_DATABASE in steps
+            else "The database is not restored: no migration had run, so it still serves the old code as it is."
+        )
+        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}\n{database}")
         emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)

@@ -285,3 +285,19 @@ def test_a_manual_rollback_to_a_commit_starts_its_kept_images_in_step_order(reco
         UP,
         f"{ONE_OFF.replace('RECORD', str(record_id))} collectstatic --noinput",
     ]
+
+
+@pytest.mark.parametrize(
+    ("failing", "restored"),
+    [("build", "The database is not restored: no migration had run"), ("verify", "The database is restored from this deploy's backup")],
+)
+def test_the_record_of_an_automatic_rollback_says_whether_the_database_was_restored_and_why(recorded, failing, restored):
+    site, recording = recorded
+    new = site.commit_change(release("2"), "Release 2")
+    recording.fail(compose_verb("build") if failing == "build" else compose_verb("exec", "healthcheck"), while_at=new)
+
+    assert run_deploy(site, recording)[0] == EXIT_ROLLED_BACK
+
+    record = DeploymentRecord.objects.order_by("-started_at").first()
+    assert record.rollback_reason.splitlines()[1].startswith(restored)
+    assert ("restore database" in [stage.name for stage in record.stages.all()]) is (failing == "verify")
