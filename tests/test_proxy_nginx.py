@@ -4,11 +4,14 @@ maintenance answer is a 503 with Retry-After and a page, and a route nginx rejec
 from __future__ import annotations
 
 import http.client
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +55,11 @@ class Nginx:
         (folder / "route.conf").write_text(route_file_text(first_address))
         self.base = ["nginx", "-c", str(self.conf), "-p", str(folder), "-e", str(folder / "error.log")]
         subprocess.run(self.base, check=True, capture_output=True)
+        # The daemonized master writes its pid file a moment after the starting process exits;
+        # `-s stop` before that would fail and leave this nginx running.
+        self.pid_file = folder / "nginx.pid"
+        assert wait_until(lambda: self.pid_file.exists() and self.pid_file.read_text().strip()), "nginx wrote no pid file"
+        self.master = int(self.pid_file.read_text())
 
     def proxy(self) -> NginxProxy:
         return NginxProxy(
@@ -70,6 +78,8 @@ class Nginx:
 
     def stop(self) -> None:
         subprocess.run([*self.base, "-s", "stop"], capture_output=True)
+        if not wait_until(lambda: not Path(f"/proc/{self.master}").exists()):
+            os.kill(self.master, signal.SIGKILL)
 
 
 class Backend:
