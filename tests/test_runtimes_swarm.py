@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy_ops.checks import check_swarm_manager
 from deploy_ops.conf import problems
 from deploy_ops.runner import Command
 from deploy_ops.runtimes import get_runtime, swarm_stack
@@ -126,10 +127,14 @@ def test_the_start_is_one_stack_deploy_of_the_checked_out_release_and_the_deploy
     assert get_runtime().start_commands()[0].argv[-7:-5] == ("--registry", "r.example:5000")
 
 
-def test_a_recoverys_stop_scales_the_services_the_compose_file_builds_to_zero(swarm_settings, settings):
+def test_a_recoverys_stop_scales_the_services_the_compose_file_builds_to_zero(swarm_settings, settings, monkeypatch):
+    monkeypatch.setattr(SwarmRuntime, "stack_service_names", lambda self, stack: ["shop_web", "shop_worker", "shop_db"])
     assert get_runtime().scale_to_zero_commands() == [Command(("docker", "service", "scale", "--detach=false", "shop_web=0", "shop_worker=0"))]
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "APP_SERVICES": ["web"]}
     assert get_runtime().scale_to_zero_commands() == [Command(("docker", "service", "scale", "--detach=false", "shop_web=0"))]
+    # A service the stack no longer has (the failed release removed it) is not asked for.
+    monkeypatch.setattr(SwarmRuntime, "stack_service_names", lambda self, stack: ["shop_db"])
+    assert get_runtime().scale_to_zero_commands() == []
 
 
 def test_with_a_registry_each_release_is_pushed_once_just_after_its_build(swarm_settings, settings):
@@ -214,3 +219,34 @@ def test_the_docker_cli_accepts_the_stack_file(tmp_path: Path, docker_engine):
         pytest.skip("this docker CLI has no `stack config` (it came with 25.0)")
     assert checked.returncode == 0, checked.stderr
     assert "shop-web:0123456789ab" in checked.stdout
+
+
+class FakeEngine:
+    def __init__(self, swarm: dict):
+        self.swarm = swarm
+
+    def info(self):
+        return {"Swarm": self.swarm}
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "swarm, expected",
+    [
+        ({"LocalNodeState": "active", "ControlAvailable": True}, []),
+        ({"LocalNodeState": "inactive", "ControlAvailable": False}, ["RUNTIME is 'swarm' but this Docker engine is not part of a swarm (its state: inactive)."]),
+        ({"LocalNodeState": "active", "ControlAvailable": False}, ["RUNTIME is 'swarm' but this Docker engine is a swarm worker: stacks are deployed from a manager."]),
+    ],
+)
+def test_check_deploy_wants_a_swarm_manager(swarm_settings, monkeypatch, swarm, expected):
+    monkeypatch.setattr("docker.from_env", lambda: FakeEngine(swarm))
+    found = check_swarm_manager(None)
+    assert [error.msg for error in found] == expected
+    assert all(error.id == "deploy_ops.E050" for error in found)
+
+
+@pytest.mark.docker
+def test_this_machines_swarm_manager_passes_the_check(swarm_settings, swarm_engine):
+    assert check_swarm_manager(None) == []

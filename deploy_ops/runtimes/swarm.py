@@ -32,8 +32,13 @@ SWARM_STACK = swarm_stack.__file__
 class SwarmRuntime(ComposeRuntime):
     name = "swarm"
 
-    def stack(self) -> str:
-        return ops_settings.SWARM_STACK or self.config()["name"]
+    def stack(self, config: dict | None = None) -> str:
+        return ops_settings.SWARM_STACK or (config or self.config())["name"]
+
+    def stack_and_services(self) -> tuple[str, list[str]]:
+        """The stack's name and the Compose file's services, from one `compose config`."""
+        config = self.config()
+        return self.stack(config), sorted(config.get("services") or {})
 
     def start_commands(self) -> list[Command]:
         argv = [sys.executable, SWARM_STACK, "deploy", "--stack", self.stack(), "--timeout", str(ops_settings.START_TIMEOUT),
@@ -55,8 +60,17 @@ class SwarmRuntime(ComposeRuntime):
 
     def scale_to_zero_commands(self) -> list[Command]:
         stack = self.stack()
-        names = [f"{stack}_{service}" for service in self.app_services()]
+        # Only the services the stack has: the failed release may have removed one (--prune).
+        running = set(self.stack_service_names(stack))
+        names = [f"{stack}_{service}" for service in self.app_services() if f"{stack}_{service}" in running]
         return [Command(("docker", "service", "scale", "--detach=false", *(f"{name}=0" for name in names)))] if names else []
+
+    def stack_service_names(self, stack: str) -> list[str]:
+        with docker_client() as client:
+            try:
+                return [service["Spec"]["Name"] for service in client.api.services(filters={"label": f"{swarm_stack.STACK_LABEL}={stack}"})]
+            except DockerException as error:
+                raise ServiceError(f"Could not list the services of stack {stack}: {error}") from None
 
     def app_services(self) -> list[str]:
         """The services that run the release: APP_SERVICES, else every service the Compose file builds."""
@@ -93,8 +107,7 @@ class SwarmRuntime(ComposeRuntime):
 
     # -- state from the engine -------------------------------------------------------------------
     def service_states(self) -> list[ServiceState]:
-        stack = self.stack()
-        _, services = self.project()
+        stack, services = self.stack_and_services()
         states = []
         with docker_client() as client:
             for service in services:
@@ -111,8 +124,7 @@ class SwarmRuntime(ComposeRuntime):
         return states
 
     def logs_since(self, since: datetime) -> str:
-        stack = self.stack()
-        _, services = self.project()
+        stack, services = self.stack_and_services()
         lines = []
         with docker_client() as client:
             for service in services:

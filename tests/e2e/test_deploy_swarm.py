@@ -11,13 +11,14 @@ import sys
 
 import pytest
 
+from deploy_ops.runtimes import swarm_stack
 from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
 from tests.e2e.test_dead_runs import (
     assert_the_orphan_was_stopped_before_the_rollback_changed_anything,
     kill_the_deploy_during_its_migration,
 )
 from tests.fixtures.sample_site import data_changing_migration, exits_at_start, failing_migration, postgres_url, release
-from tests.fixtures.swarm import serve_release_1_on_swarm, service_images
+from tests.fixtures.swarm import previous_image, serve_release_1_on_swarm, service_images
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
 
@@ -57,6 +58,10 @@ def test_a_good_deploy_moves_every_service_of_the_stack_to_the_new_releases_tags
     ops, _ = serving_release_1
     project = ops["COMPOSE_PROJECT"]
     release_2 = sample_site.commit_change({**data_changing_migration(), **release("2")}, "Release 2")
+    planned = deploy(sample_site, "--dry-run")
+    assert planned.returncode == 0, failure_text(planned)
+    assert f"start: {sys.executable} {swarm_stack.__file__} deploy --stack {project} " in planned.stdout
+    assert "stop:" not in planned.stdout  # the update replaces the tasks
 
     finished = deploy(sample_site)
 
@@ -77,7 +82,7 @@ def test_a_release_whose_new_tasks_never_become_healthy_brings_the_whole_stack_b
     ops, release_1 = serving_release_1
     project = ops["COMPOSE_PROJECT"]
     # The worker's update goes well; web's new task exits at start, again and again.
-    sample_site.commit_change({**data_changing_migration(), **exits_at_start(), **release("2")}, "Release 2 cannot start its web service")
+    release_2 = sample_site.commit_change({**data_changing_migration(), **exits_at_start(), **release("2")}, "Release 2 cannot start its web service")
 
     finished = deploy(sample_site)
 
@@ -90,6 +95,8 @@ def test_a_release_whose_new_tasks_never_become_healthy_brings_the_whole_stack_b
     assert f"{project}_web" in record["error"] and f"{project}_worker" in record["error"]
     assert f"task {project}_web.1 (" in record["error"] and "failed" in record["error"]
     assert service_images(project) == at(project, release_1)
+    # Swarm alone would have left the worker on release 2: the rollback's stack deploy moved it back.
+    assert previous_image(project, "worker") == at(project, release_2)["worker"]
     assert sample_site.production_head() == release_1
     assert sample_site.notes() == ["first", "second"]
     assert sample_site.get("/") == (200, "release 1\nnotes 2\n")
