@@ -59,6 +59,10 @@ class SwarmRuntime(ComposeRuntime):
         return self.run_commands(self.scale_to_zero_commands())
 
     def scale_to_zero_commands(self) -> list[Command]:
+        if swarm_problem():
+            # Not a manager (`check --deploy`: E050): no task of this stack can be seen or scaled
+            # from here, and the restore that comes next must not be kept from running.
+            return []
         stack = self.stack()
         # Only the services the stack has: the failed release may have removed one (--prune).
         running = set(self.stack_service_names(stack))
