@@ -13,6 +13,7 @@ import pytest
 
 from deploy_ops.runtimes import swarm_stack
 from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
+from tests.e2e.test_ctrl_c import assert_rolled_back_by_ctrl_c, interrupt_the_deploy_during
 from tests.e2e.test_dead_runs import (
     assert_the_orphan_was_stopped_before_the_rollback_changed_anything,
     kill_the_deploy_during_its_migration,
@@ -174,3 +175,16 @@ def converge_waiters(stack: str) -> list[str]:
 def service_ids(stack: str) -> list[str]:
     listed = subprocess.run(["docker", "service", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}"], capture_output=True, text=True)
     return sorted(listed.stdout.split())
+
+
+def test_ctrl_c_during_the_stack_update_rolls_the_stack_and_database_back_and_exits_1(sample_site, swarm_engine, postgres_database):
+    # A long monitor window keeps the start stage running until the Ctrl-C comes.
+    ops = serve_release_1_on_swarm(sample_site, swarm_engine, postgres_url(postgres_database), SWARM_UPDATE_MONITOR=10)
+    project = ops["COMPOSE_PROJECT"]
+    sample_site.commit_change({**data_changing_migration(), **release("2")}, "Release 2")
+
+    output = interrupt_the_deploy_during(sample_site, "start")
+
+    assert_rolled_back_by_ctrl_c(sample_site, output, "start")
+    assert service_images(project) == {"web": f"{project}-web:{sample_site.initial_sha[:12]}"}
+    assert not converge_waiters(project)
