@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -83,7 +84,8 @@ def _health_checks(value):
     return None
 
 
-PROXY_KEYS = {"KIND", "ROUTE_FILE", "RELOAD_COMMAND", "TEST_COMMAND", "PID_FILE", "DRAIN_TIMEOUT", "ADDRESS", "RETRY_AFTER"}
+PROXY_KEYS = {"KIND", "ROUTE_FILE", "RELOAD_COMMAND", "TEST_COMMAND", "PID_FILE", "DRAIN_TIMEOUT", "ADDRESS", "RETRY_AFTER", "SLOTS"}
+SLOT_KEYS = {"ADDRESS", "HEALTH_CHECK_URL", "ENVIRONMENT"}
 
 
 def _proxy(value):
@@ -103,6 +105,26 @@ def _proxy(value):
     for key in ("DRAIN_TIMEOUT", "RETRY_AFTER"):
         if key in value and (isinstance(value[key], bool) or not isinstance(value[key], (int, float)) or value[key] < 0):
             return f"{key} must be a number of seconds, 0 or more"
+    if "SLOTS" in value:
+        return _slots(value["SLOTS"])
+    return None
+
+
+def _slots(slots):
+    """Blue/green: exactly two slots, each {'ADDRESS': ..., 'HEALTH_CHECK_URL': ..., 'ENVIRONMENT': {...}}."""
+    if not isinstance(slots, dict) or len(slots) != 2:
+        return "SLOTS needs exactly two slots, e.g. {'blue': {...}, 'green': {...}}"
+    for slot, config in slots.items():
+        if not isinstance(slot, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", slot):
+            return f"SLOTS: {slot!r} is not a slot name (lower-case letters, digits, - and _)"
+        if not isinstance(config, dict) or set(config) - SLOT_KEYS:
+            return f"SLOTS[{slot!r}] must be a dict with the keys {', '.join(sorted(SLOT_KEYS))}"
+        for key in ("ADDRESS", "HEALTH_CHECK_URL"):
+            if not isinstance(config.get(key), str) or not config[key]:
+                return f"SLOTS[{slot!r}] needs {key} (a non-empty string)"
+        environment = config.get("ENVIRONMENT", {})
+        if not isinstance(environment, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+            return f"SLOTS[{slot!r}]['ENVIRONMENT'] must map variable names to strings"
     return None
 
 

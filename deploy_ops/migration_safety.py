@@ -177,6 +177,22 @@ def classify_plan(plan, graph) -> list[MigrationVerdict]:
     return verdicts
 
 
+def waiting_for_switch(names: list[str], alias: str = "default") -> set[str]:
+    """Of the pending migrations ``names`` (``app.name``, in plan order), those that wait for the
+    switch: marked after-switch, or depending on one.  The release is meant to work before them."""
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+
+    graph = MigrationLoader(connections[alias], ignore_no_migrations=True).graph
+    waiting: set[tuple[str, str]] = set()
+    for name in names:
+        key = tuple(name.split(".", 1))
+        parents = {parent.key for parent in graph.node_map[key].parents}
+        if after_switch_marked(graph.nodes[key]) or parents & waiting:
+            waiting.add(key)
+    return {".".join(key) for key in waiting}
+
+
 def plan_as_json(verdicts: list[MigrationVerdict]) -> list[dict]:
     return [{**asdict(verdict), "label": verdict.label} for verdict in verdicts]
 

@@ -21,6 +21,7 @@ from django.db import DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.connection import ConnectionDoesNotExist
+from django.utils.translation import gettext as _
 
 from . import children, runner, signals
 from .audit import Recorder
@@ -39,17 +40,18 @@ from .exceptions import (
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
 from .lock import DeployLock, acquire_lock, take_over
-from .migration_safety import MigrationVerdict, choose_strategy, describe_plan, plan_from_json
+from .migration_safety import ZERO_DOWNTIME, MigrationVerdict, choose_strategy, describe_plan, plan_from_json
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .preflight import refuse_if_unready
-from .proxy import configured_proxy, proxy_address, retry_after
+from .proxy import MAINTENANCE, configured_proxy, proxy_address, retry_after
 from .recovery import (
     COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
     DEPLOY_RUN,
     FAILED,
     PLANNED,
+    REMOVE_NEW_RELEASE,
     RESTORE_DATABASE,
     RESTORE_IMAGES,
     REVERT_CODE,
@@ -60,6 +62,7 @@ from .recovery import (
     STARTED,
     STOP_SERVICES,
     SUCCEEDED,
+    SWITCH_BACK,
     VERIFY_HEALTH,
     Operation,
     Progress,
@@ -68,7 +71,10 @@ from .recovery import (
     how_images_come_back,
     planned_steps,
     recover,
+    remove_unrouted_slots,
     run_step,
+    runs_side_by_side,
+    serving_health_url,
     wait_until_healthy,
 )
 from .retention import after_deploy
@@ -157,6 +163,30 @@ STAGES = [
 ROUTE_STAGE = Stage("route", frozenset(AFTER_MIGRATIONS_BEGAN | {ROUTE_TRAFFIC}))
 
 
+# Zero-downtime (blue/green): the old release serves until the proxy switches.  The migrations
+# that run before the switch are backward compatible, so a failure up to the switch never
+# restores the database: the new release's slot is removed and the proxy was never switched.
+ZD_AFTER_BUILD = AFTER_CHECKOUT | {RESTORE_IMAGES}
+ZD_AFTER_COLLECTSTATIC = ZD_AFTER_BUILD | {COLLECT_STATIC}
+ZD_AFTER_START = ZD_AFTER_COLLECTSTATIC | {REMOVE_NEW_RELEASE}
+ZERO_DOWNTIME_STAGES = [
+    Stage("backup", frozenset()),
+    Stage("checkout", frozenset(AFTER_CHECKOUT)),
+    Stage("build", frozenset(ZD_AFTER_BUILD)),
+    Stage("collectstatic", frozenset(ZD_AFTER_COLLECTSTATIC)),
+    Stage("migrate", frozenset(ZD_AFTER_COLLECTSTATIC)),
+    Stage("start", frozenset(ZD_AFTER_START)),
+    Stage("health", frozenset(ZD_AFTER_START)),
+    Stage("verify", frozenset(ZD_AFTER_START)),
+    Stage("switch", frozenset(ZD_AFTER_START | {SWITCH_BACK})),
+]
+# Once the old release is gone (the contract step of expand/contract): a failure here is a
+# stop-first recovery, with the database restored, as the old code cannot serve the new schema.
+AFTER_SWITCH_MIGRATE_STAGE = Stage("migrate after switch", frozenset(AFTER_MIGRATIONS_BEGAN | {REMOVE_NEW_RELEASE}))
+# Not a stage: the new release serves when it runs, so its failure is a warning, not a rollback.
+RETIRE_OLD_RELEASE = "retire old release"
+
+
 def stages() -> list[Stage]:
     return STAGES + [ROUTE_STAGE] if ops_settings.PROXY else STAGES
 
@@ -219,6 +249,7 @@ class Deployer:
         try:
             if take_lock:
                 take_over(self.lock.broken, self.operation.runtime, self.report)
+                remove_unrouted_slots(self.operation.runtime, self.report)
             self._check_ready(checkout)
         except DeployOpsError as error:
             if take_lock:
@@ -232,7 +263,7 @@ class Deployer:
         checkout.refuse_if_dirty("a deploy must be able to restore this exact tree")
         # Its rollback restores the backup it takes: a database that cannot be restored is refused now.
         refuse_restore_blockers(ops_settings.BACKUP_DATABASE, "The deploy was refused")
-        refuse_if_unready(self.operation.runtime, self.options.force, self.report)
+        refuse_if_unready(self.operation.runtime, self.options.force, self.report, health_url=serving_health_url())
         _check_disk_room()
         previous = checkout.head()
         checkout.fetch(ops_settings.GIT_REMOTE)
@@ -255,11 +286,38 @@ class Deployer:
         # Two releases side by side behind a switched proxy (blue/green) are not built yet: every
         # deploy is stop-first (behind DEPLOY_OPS['PROXY'], with its maintenance answer), and the
         # plan is classified only to be shown.
-        can_switch = False
+        can_switch = self.find_slots()
         self.classified, self.unclassified_reason = (None, "")
         if self.options.dry_run or can_switch:
             self.classified, self.unclassified_reason = classify_target(checkout, sha)
         self.strategy = choose_strategy(self.classified, can_switch, self.options.strategy, self.options.force)
+
+    def find_slots(self) -> bool:
+        """Whether the new release can start beside the serving one behind the proxy (blue/green):
+        a proxy with two SLOTS that routes to a release now, and a runtime that runs side by side.
+        Sets the serving address and the new release's slot."""
+        proxy, runtime = configured_proxy(), self.operation.runtime
+        slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
+        if not (proxy and slots and runs_side_by_side(runtime)):
+            return False
+        routed = proxy.routed_to()
+        if routed in (None, MAINTENANCE):
+            return False
+        self.operation.serving_address = routed
+        self.operation.new_slot = next(slot for slot, config in slots.items() if config["ADDRESS"] != routed)
+        return True
+
+    def zero_downtime(self) -> bool:
+        return self.strategy.strategy == ZERO_DOWNTIME
+
+    def stages(self) -> list[Stage]:
+        if not self.zero_downtime():
+            return stages()
+        after = [AFTER_SWITCH_MIGRATE_STAGE] if self.after_switch_migrations() else []
+        return ZERO_DOWNTIME_STAGES + after
+
+    def after_switch_migrations(self) -> list[MigrationVerdict]:
+        return [migration for migration in self.classified or [] if migration.after_switch]
 
     def summary(self) -> str:
         record = self.recorder.record
@@ -273,12 +331,14 @@ class Deployer:
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
-        for stage in stages():
+        for stage in self.stages():
             begun.append(stage)
             try:
                 run_step(operation, stage.name, lambda stage=stage: self.run_stage(stage))
             except (Exception, KeyboardInterrupt) as error:  # any failure, a bug or a Ctrl-C, ends in a rollback
                 return self.fail(stage, error, begun)
+            if stage.name == "switch":
+                self.retire_old_release()
         # Never raises: a failed off-host copy or cleanup is a warning on a deploy that succeeded.
         run_step(operation, "cleanup", lambda: after_deploy(operation))
         if operation.runtime.keeps_images:
@@ -312,11 +372,17 @@ class Deployer:
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
             emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
             return EXIT_NEEDS_HUMAN
-        database = (
-            "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
-            if RESTORE_DATABASE in steps
-            else "The database is not restored: no migration had run, so it still serves the old code as it is."
-        )
+        if RESTORE_DATABASE in steps:
+            database = "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+        elif self.zero_downtime() and any(begun_stage.name == "migrate" for begun_stage in begun):
+            database = _(
+                "The database is not restored: the migrations that ran beside the old release are backward compatible, "
+                "so it still serves the old code, which never stopped serving."
+            )
+        else:
+            database = "The database is not restored: no migration had run, so it still serves the old code as it is."
+        # The recovery works on the old release again: its health URL, its project.
+        operation.health_url, operation.runtime.slot = "", None
         recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}\n{database}")
         emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
         try:
@@ -340,6 +406,10 @@ class Deployer:
 
     # -- the stages: each plans its tasks; a deploy runs them, --dry-run shows them ------------
     def run_stage(self, stage: Stage) -> str:
+        if stage.name == "start" and self.zero_downtime():
+            # From here the health and verify stages look at the new release's slot, directly.
+            self.operation.runtime.slot = self.operation.new_slot
+            self.operation.health_url = ops_settings.PROXY["SLOTS"][self.operation.new_slot]["HEALTH_CHECK_URL"]
         if stage.name == "start":
             # The log scan reads from here: what the old release logged before is not this deploy's.
             self.operation.services_started_at = timezone.now()
@@ -383,10 +453,15 @@ class Deployer:
     def plan_stop(self) -> list[Task]:
         # The old release stops before the migrations: it never meets the new schema, and two
         # releases never write the database at once.
-        stop = self.commands(self.operation.runtime.stop_commands())
+        runtime = self.operation.runtime
+        stop = self.commands(runtime.stop_commands())
         proxy = configured_proxy()
         if proxy is None:
             return stop
+        if ops_settings.PROXY.get("SLOTS") and runs_side_by_side(runtime):
+            # A release that a blue/green deploy left in its slot stops too: stop-first brings the
+            # new one up as the project's own web service, at ADDRESS.
+            stop += [Task(command, timeout=runtime.timeout_for(command)) for slot in runtime.slots_running() for command in runtime.remove_slot_commands(slot)]
         seconds = retry_after()
         maintenance = Task(
             action=lambda: proxy.serve_maintenance(seconds),
@@ -399,10 +474,54 @@ class Deployer:
         return [Task(action=lambda: proxy.route_to(address), description=f"{proxy.kind} sends the traffic to {address} again")]
 
     def plan_start(self) -> list[Task]:
-        return self.commands(self.operation.runtime.start_commands())
+        runtime = self.operation.runtime
+        if self.zero_downtime():
+            return self.commands(runtime.start_slot_commands(self.operation.new_slot, self.operation.target_sha))
+        return self.commands(runtime.start_commands())
 
     def plan_migrate(self) -> list[Task]:
+        runtime = self.operation.runtime
+        later = self.after_switch_migrations() if self.zero_downtime() else []
+        if not later:
+            return self.commands([runtime.manage_command("migrate", "--noinput")])
+        # Up to each app's last migration before the switch; the after-switch ones wait.
+        last_before: dict[str, str] = {}
+        for migration in self.classified:
+            if not migration.after_switch:
+                last_before[migration.app] = migration.name
+        return self.commands([runtime.manage_command("migrate", app, name, "--noinput") for app, name in last_before.items()])
+
+    def plan_migrate_after_switch(self) -> list[Task]:
         return self.commands([self.operation.runtime.manage_command("migrate", "--noinput")])
+
+    def plan_switch(self) -> list[Task]:
+        proxy, slot = configured_proxy(), self.operation.new_slot
+        address = ops_settings.PROXY["SLOTS"][slot]["ADDRESS"]
+        description = _("%(proxy)s sends new requests to the new release in slot %(slot)s (%(address)s), then waits for its old workers") % {
+            "proxy": proxy.kind, "slot": slot, "address": address,
+        }
+        return [Task(action=lambda: proxy.route_to(address), description=description)]
+
+    def retire_old_release(self) -> None:
+        """The old release's containers drained and stopped, once the proxy sends it nothing more.
+        The new release serves already: a failure is a warning, not a rollback."""
+        operation = self.operation
+        operation.runtime.slot = None
+        try:
+            run_step(operation, RETIRE_OLD_RELEASE, lambda: operation.runtime.run_commands(self.retire_commands()))
+        except Exception as error:
+            operation.warnings.append(_("The old release could not be stopped: %(error)s") % {"error": describe_failure(error)})
+        finally:
+            operation.runtime.slot = operation.new_slot
+
+    def retire_commands(self) -> list[Command]:
+        runtime, operation = self.operation.runtime, self.operation
+        old_slot = next((slot for slot, config in ops_settings.PROXY["SLOTS"].items() if config["ADDRESS"] == operation.serving_address), None)
+        if old_slot:
+            return runtime.remove_slot_commands(old_slot)
+        # The old release ran as the project's own web service: stop only that (the database and
+        # the rest serve the new release too).
+        return runtime.stop_web_commands()
 
     def plan_collectstatic(self) -> list[Task]:
         if not ops_settings.COLLECT_STATIC:
@@ -464,7 +583,7 @@ class Deployer:
         report(f"Strategy: {self.strategy.strategy}, because {self.strategy.reason}.", 0)
         report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
-        for stage in stages():
+        for stage in self.stages():
             for task in stage.plan(self):
                 emit(operation, stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)

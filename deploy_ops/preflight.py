@@ -280,8 +280,9 @@ def readiness_problems(runtime) -> list:
     return found
 
 
-def refuse_if_unready(runtime, force: bool, report) -> None:
-    """Raise PreflightFailed on any error; report warnings; probe the release serving now.
+def refuse_if_unready(runtime, force: bool, report, health_url: str | None = None) -> None:
+    """Raise PreflightFailed on any error; report warnings; probe the release serving now (at
+    ``health_url``: a blue/green slot's; default HEALTH_CHECK_URL).
 
     The probe alone yields to ``force``: the operator may knowingly deploy a fix over a broken site.
     """
@@ -291,7 +292,7 @@ def refuse_if_unready(runtime, force: bool, report) -> None:
         raise PreflightFailed(" ".join(f"{problem.msg} {problem.hint} ({problem.id})" for problem in errors))
     for problem in found:
         report(f"Warning: {problem.msg} {problem.hint} ({problem.id})", 0)
-    probe = probe_health()
+    probe = probe_health(health_url)
     if probe.healthy:
         return
     message = f"The release serving now does not pass its health check: {probe.problem()}"

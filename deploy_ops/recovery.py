@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Callable
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext as _
+
 from .audit import Recorder
 from .backups import Backup, create_backup, file_sha256, restore_backup
 from .conf import ops_settings
@@ -40,14 +42,20 @@ COLLECT_STATIC = "collect static"
 VERIFY_HEALTH = "verify health"
 # With a reverse proxy (DEPLOY_OPS['PROXY']): the traffic back to the release, once it is verified.
 ROUTE_TRAFFIC = "route traffic"
+# Blue/green: the proxy back to the release that kept serving beside the new one, and the new
+# release's slot removed.
+SWITCH_BACK = "switch traffic back"
+REMOVE_NEW_RELEASE = "remove new release"
 
 # The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
 # Migrations are unapplied by the release that has their files, so before the code goes back.
 STEP_ORDER = [
     SAFETY_BACKUP,
     UNAPPLY_MIGRATIONS,
+    SWITCH_BACK,
     REVERT_CODE,
     STOP_SERVICES,
+    REMOVE_NEW_RELEASE,
     RESTORE_DATABASE,
     RESTORE_IMAGES,
     START_SERVICES,
@@ -76,6 +84,11 @@ class Operation:
     # (app label, migration to go back to, or "zero") for a code-only rollback past migrations.
     migration_targets: list[tuple[str, str]] = field(default_factory=list)
     services_started_at: datetime | None = None
+    # Blue/green: where the proxy sent the traffic before the deploy (the old release), the slot
+    # the new release starts in, and the URL its health is checked at ("" : HEALTH_CHECK_URL).
+    serving_address: str = ""
+    new_slot: str = ""
+    health_url: str = ""
     warnings: list[str] = field(default_factory=list)
     # The structured progress callback (stage, event, detail); without one, events become report lines.
     progress: Progress | None = None
@@ -133,7 +146,7 @@ def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
 # -- health -----------------------------------------------------------------------------------
 def wait_until_healthy(operation: Operation) -> str:
     """HEALTH_CHECK_URL answers 200 and every service is running and healthy, within the retries."""
-    url = ops_settings.HEALTH_CHECK_URL
+    url = operation.health_url or ops_settings.HEALTH_CHECK_URL
     problem = ""
     for attempt in range(1, operation.health_retries + 1):
         probe = probe_health(url)
@@ -177,11 +190,62 @@ def stop_services(operation: Operation) -> str:
             notice = proxy.serve_maintenance(retry_after()) + "\n"
         except DeployOpsError as error:
             operation.warnings.append(f"The proxy could not answer with its maintenance page while the services were stopped: {error}")
-    return notice + operation.runtime.stop()
+    runtime = operation.runtime
+    if proxy and (ops_settings.PROXY or {}).get("SLOTS") and runs_side_by_side(runtime):
+        # A release serving from a blue/green slot stops too: the recovery starts the release it
+        # brings back as the project's own web service, at ADDRESS.
+        notice += "".join(runtime.run_commands(runtime.remove_slot_commands(slot)) for slot in runtime.slots_running())
+    return notice + runtime.stop()
 
 
 def route_traffic(operation: Operation) -> str:
     return configured_proxy().route_to(proxy_address())
+
+
+def switch_back(operation: Operation) -> str:
+    return configured_proxy().route_to(operation.serving_address)
+
+
+def remove_new_release(operation: Operation) -> str:
+    runtime = operation.runtime
+    output = runtime.run_commands(runtime.remove_slot_commands(operation.new_slot))
+    return _("Removed the new release's slot %(slot)s.") % {"slot": operation.new_slot} + ("\n" + output if output.strip() else "")
+
+
+def runs_side_by_side(runtime) -> bool:
+    """Whether the runtime can start a release beside the serving one (blue/green slots)."""
+    return getattr(runtime, "can_run_side_by_side", lambda: False)()
+
+
+def serving_slot() -> str | None:
+    """The blue/green slot the proxy sends the traffic to now; None when it is the project's own web service (or no slots)."""
+    proxy = configured_proxy()
+    slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
+    if not (proxy and slots):
+        return None
+    routed = proxy.routed_to()
+    return next((slot for slot, config in slots.items() if config["ADDRESS"] == routed), None)
+
+
+def serving_health_url() -> str:
+    """Where the release serving now answers its health check: its slot's URL, or HEALTH_CHECK_URL."""
+    slot = serving_slot()
+    return ops_settings.PROXY["SLOTS"][slot]["HEALTH_CHECK_URL"] if slot else ops_settings.HEALTH_CHECK_URL
+
+
+def remove_unrouted_slots(runtime, report) -> None:
+    """A blue/green slot the proxy does not send traffic to serves nobody: a new release that a run
+    which died had started (killed before its switch), or an old one it could not stop.  Removed
+    when the next run takes over, before anything else; the proxy stays where it is."""
+    proxy = configured_proxy()
+    slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
+    if not (proxy and slots and runs_side_by_side(runtime)):
+        return
+    routed = proxy.routed_to()
+    for slot in runtime.slots_running():
+        if slots[slot]["ADDRESS"] != routed:
+            runtime.run_commands(runtime.remove_slot_commands(slot))
+            report(_("Removed the slot %(slot)s, which the proxy sends no traffic to (left by a run that died).") % {"slot": slot}, 0)
 
 
 def safety_backup(operation: Operation) -> Backup:
@@ -339,6 +403,8 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),
         ROUTE_TRAFFIC: lambda: route_traffic(operation),
+        SWITCH_BACK: lambda: switch_back(operation),
+        REMOVE_NEW_RELEASE: lambda: remove_new_release(operation),
     }
     end_own_work(operation)
     for name in planned_steps(steps):

@@ -50,6 +50,7 @@ from .recovery import (
     how_images_come_back,
     images_kept,
     recover,
+    remove_unrouted_slots,
 )
 from .runtimes import get_runtime
 
@@ -285,6 +286,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
     try:
         runtime = get_runtime()
         take_over(lock.broken, runtime, report)
+        remove_unrouted_slots(runtime, report)
         head = checkout.head()
         target_sha = plan.commit or head.sha
         recorder.update(

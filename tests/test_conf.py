@@ -142,3 +142,15 @@ def test_system_check_warns_when_a_rollback_would_stop_the_database_service(sett
         call_command("check", "--fail-level", "WARNING")
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "APP_SERVICES": ["web"]}
     call_command("check", "--fail-level", "WARNING")
+
+
+def test_blue_green_slots_need_two_named_slots_each_with_an_address_and_a_health_url():
+    proxy = {"KIND": "nginx", "ROUTE_FILE": "route.conf", "ADDRESS": "127.0.0.1:8000"}
+    good = {"ADDRESS": "127.0.0.1:8001", "HEALTH_CHECK_URL": "http://127.0.0.1:8001/health/", "ENVIRONMENT": {"WEB_PORT": "8001"}}
+    assert problems({"PROXY": {**proxy, "SLOTS": {"blue": good, "green": {**good, "ADDRESS": "127.0.0.1:8002"}}}}) == []
+    (one,) = problems({"PROXY": {**proxy, "SLOTS": {"blue": good}}})
+    assert "SLOTS needs exactly two slots" in one
+    (no_url,) = problems({"PROXY": {**proxy, "SLOTS": {"blue": good, "green": {"ADDRESS": "127.0.0.1:8002"}}}})
+    assert "SLOTS['green'] needs HEALTH_CHECK_URL" in no_url
+    (number,) = problems({"PROXY": {**proxy, "SLOTS": {"blue": good, "green": {**good, "ENVIRONMENT": {"WEB_PORT": 8002}}}}})
+    assert "ENVIRONMENT'] must map variable names to strings" in number

@@ -153,3 +153,34 @@ def test_build_fails_on_a_broken_dockerfile(compose_site, sample_site):
     sample_site.checkout_latest()
     with pytest.raises(CommandFailed, match="a-file-that-does-not-exist"):
         runtime.build()
+
+
+SLOTS = {
+    "blue": {"ADDRESS": "127.0.0.1:8001", "HEALTH_CHECK_URL": "http://127.0.0.1:8001/health/", "ENVIRONMENT": {"WEB_PORT": "8001"}},
+    "green": {"ADDRESS": "127.0.0.1:8002", "HEALTH_CHECK_URL": "http://127.0.0.1:8002/health/", "ENVIRONMENT": {"WEB_PORT": "8002"}},
+}
+
+
+def test_a_blue_green_slot_starts_only_the_web_service_in_a_project_of_its_own_from_the_kept_image(compose_settings, settings, monkeypatch):
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROXY": {"KIND": "nginx", "ROUTE_FILE": "route.conf", "ADDRESS": "127.0.0.1:8000", "SLOTS": SLOTS}}
+    runtime = ComposeRuntime(compose_settings)
+    monkeypatch.setattr(runtime, "config", lambda: {"name": "certificates", "services": {"web": {"build": "."}, "db": {"image": "postgres"}}})
+    slot = ("docker-compose", "-f", "compose.yaml", "-f", "compose.prod.yaml", "-p", "certificates-green")
+    environment = {"WEB_PORT": "8002", "DEPLOY_OPS_SLOT": "green"}
+    cwd = str(compose_settings)
+    assert runtime.start_slot_commands("green", "0123456789abcdef") == [
+        Command(("docker", "image", "tag", "certificates-web:0123456789ab", "certificates-green-web")),
+        Command((*slot, "up", "--detach", "--no-deps", "--no-build", "--wait", "--wait-timeout", "120", "web"), env=environment, cwd=cwd),
+    ]
+    assert runtime.remove_slot_commands("green") == [Command((*slot, "down", "--timeout", "20"), env=environment, cwd=cwd)]
+    assert runtime.stop_web_commands() == [Command((*COMPOSE, "stop", "--timeout", "20", "web"), cwd=cwd)]
+    runtime.slot = "green"
+    assert runtime.manage_command("check") == Command((*slot, "exec", "-T", "web", "python", "manage.py", "check"), env=environment, cwd=cwd)
+    assert runtime.timeout_for(runtime.remove_slot_commands("green")[0]) == 20 + 60
+
+
+def test_only_plain_compose_runs_two_releases_side_by_side(ops_dirs):
+    from deploy_ops.runtimes.swarm import SwarmRuntime
+
+    assert ComposeRuntime(ops_dirs).can_run_side_by_side()
+    assert not SwarmRuntime(ops_dirs).can_run_side_by_side()

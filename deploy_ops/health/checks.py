@@ -42,6 +42,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from ..conf import ops_settings
 from ..exceptions import CommandFailed, DeployOpsError, GitError, HealthCheckFailed, ToolMissing
+from ..migration_safety import waiting_for_switch
 from ..models import DeploymentRecord
 from ..runtimes import ServiceRuntime, get_runtime
 
@@ -118,6 +119,10 @@ class MigrationsApplied(HealthCheck):
             names = pending_migrations(self.alias)
         except DatabaseError as error:
             raise _database_problem("The migration state", self.alias, error) from None
+        if names:
+            # A contract step (after-switch) runs once the old release is gone: the release works before it.
+            waiting = waiting_for_switch(names, self.alias)
+            names = [name for name in names if name not in waiting]
         if names:
             shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
             raise ServiceUnavailable(

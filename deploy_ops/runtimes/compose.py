@@ -16,7 +16,7 @@ from ..exceptions import ServiceError
 from ..runner import Command, run
 from .base import ServiceRuntime, ServiceState
 from .commands import host_manage_command
-from .compose_cli import compose_argv, exec_command, one_off_command
+from .compose_cli import compose_argv, exec_command, one_off_command, slot_argv
 
 # An image build may download and compile packages: generous, but a hung build still ends.
 BUILD_TIMEOUT = 3600
@@ -35,6 +35,13 @@ COMMIT_TAG = re.compile(r"^[0-9a-f]{12}$")
 
 class ComposeRuntime(ServiceRuntime):
     name = "compose"
+    # Blue/green: while set, the web service's commands, states and logs are those of this slot's
+    # Compose project (``<project>-<slot>``) instead of the project's own.
+    slot: str | None = None
+
+    def can_run_side_by_side(self) -> bool:
+        # A Swarm stack (a subclass) updates its services in place: it has no slots.
+        return type(self) is ComposeRuntime
 
     def _command(self, *arguments: str) -> Command:
         return Command(tuple(compose_argv(*arguments)), cwd=str(self.project_dir))
@@ -66,7 +73,50 @@ class ComposeRuntime(ServiceRuntime):
             # run finds it by label and kills it first.
             return one_off_command(ops_settings.WEB_SERVICE, argv, {RUN_LABEL: children.active_record() or "none"})
         # The release's own checks run in the serving container.
+        if self.slot:
+            return self.slot_command(self.slot, "exec", "-T", ops_settings.WEB_SERVICE, *argv)
         return exec_command(ops_settings.WEB_SERVICE, argv)
+
+    # -- blue/green slots --------------------------------------------------------------------------
+    # The web service of a release runs in a Compose project of its own, ``<project>-<slot>``,
+    # with the slot's ENVIRONMENT (its port, say) and DEPLOY_OPS_SLOT set for the Compose file to
+    # read.  Two projects never share a container, so starting one never recreates the other.
+    # (docker-rollout scales the service to two containers in one project instead; that needs a
+    # proxy that finds containers by DNS, and with host networking two copies cannot share a port.)
+    def slot_project(self, slot: str, project: str | None = None) -> str:
+        return f"{project or self.project()[0]}-{slot}"
+
+    def slot_command(self, slot: str, *arguments: str, project: str | None = None) -> Command:
+        environment = {**ops_settings.PROXY["SLOTS"][slot].get("ENVIRONMENT", {}), "DEPLOY_OPS_SLOT": slot}
+        return Command(tuple(slot_argv(self.slot_project(slot, project), *arguments)), env=environment, cwd=str(self.project_dir))
+
+    def start_slot_commands(self, slot: str, sha: str) -> list[Command]:
+        """Tag the release's kept images with the slot project's names, then start only its web service
+        (no dependencies: the database and the rest serve both releases)."""
+        config = self.config()
+        project = config["name"]
+        tags = [
+            Command(("docker", "image", "tag", f"{project}-{service}:{sha[:12]}", image if config["services"][service].get("image") else f"{project}-{slot}-{service}"))
+            for service, image in self.built_images(config).items()
+            if service == ops_settings.WEB_SERVICE
+        ]
+        up = self.slot_command(
+            slot, "up", "--detach", "--no-deps", "--no-build", "--wait", "--wait-timeout", str(ops_settings.START_TIMEOUT), ops_settings.WEB_SERVICE, project=project
+        )
+        return [*tags, up]
+
+    def stop_web_commands(self) -> list[Command]:
+        """Only the project's own web service stopped: the old release, once a slot serves instead."""
+        return [self._command("stop", "--timeout", str(ops_settings.STOP_TIMEOUT), ops_settings.WEB_SERVICE)]
+
+    def remove_slot_commands(self, slot: str) -> list[Command]:
+        return [self.slot_command(slot, "down", "--timeout", str(ops_settings.STOP_TIMEOUT))]
+
+    def slots_running(self) -> list[str]:
+        """The configured slots that have a container (running or not)."""
+        project = self.project()[0]
+        with docker_client() as client:
+            return [slot for slot in ops_settings.PROXY.get("SLOTS", {}) if _project_containers(client, self.slot_project(slot, project))]
 
     # -- releases kept as images -----------------------------------------------------------------
     # Compose builds each service into one image name (its `image:`, or <project>-<service>) and
@@ -148,11 +198,14 @@ class ComposeRuntime(ServiceRuntime):
 
     def timeout_for(self, command: Command) -> float | None:
         verb_at = len(compose_argv())
+        if not ops_settings.COMPOSE_PROJECT and command.argv[verb_at : verb_at + 1] == ("-p",):
+            verb_at += 2  # a blue/green slot's command names its own project
         verb = command.argv[verb_at] if len(command.argv) > verb_at else ""
         return {
             "build": BUILD_TIMEOUT,
             "up": ops_settings.START_TIMEOUT + MARGIN,
             "stop": ops_settings.STOP_TIMEOUT + MARGIN,
+            "down": ops_settings.STOP_TIMEOUT + MARGIN,
             "config": MARGIN,
         }.get(verb)
 
@@ -165,8 +218,15 @@ class ComposeRuntime(ServiceRuntime):
         config = self.config()
         return config["name"], sorted(config.get("services", {}))
 
-    def service_states(self) -> list[ServiceState]:
+    def serving_project(self) -> tuple[str, list[str]]:
+        """The project whose services a health check and the log scan look at: the slot's, while one is set."""
         project, services = self.project()
+        if self.slot:
+            return self.slot_project(self.slot, project), [ops_settings.WEB_SERVICE]
+        return project, services
+
+    def service_states(self) -> list[ServiceState]:
+        project, services = self.serving_project()
         states = []
         with docker_client() as client:
             for container in _project_containers(client, project):
@@ -185,7 +245,7 @@ class ComposeRuntime(ServiceRuntime):
         return states
 
     def logs_since(self, since: datetime) -> str:
-        project, _ = self.project()
+        project, _ = self.serving_project()
         lines = []
         with docker_client() as client:
             for container in _project_containers(client, project):

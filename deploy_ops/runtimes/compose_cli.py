@@ -18,6 +18,14 @@ def compose_argv(*arguments: str) -> list[str]:
     return argv + list(arguments)
 
 
+def slot_argv(project: str, *arguments: str) -> list[str]:
+    """As compose_argv, for the blue/green slot project ``project`` (its own -p)."""
+    argv = list(ops_settings.COMPOSE_COMMAND)
+    for compose_file in ops_settings.COMPOSE_FILES:
+        argv += ["-f", compose_file]
+    return argv + ["-p", project, *arguments]
+
+
 def exec_command(service: str, argv: Sequence[str], env: Mapping[str, str] | None = None, secrets: Sequence[str] = ()) -> Command:
     """``compose exec -T SERVICE argv`` with ``env`` passed by name only (-e NAME), never by value on argv."""
     env = dict(env or {})
