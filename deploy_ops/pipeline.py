@@ -44,7 +44,7 @@ from .migration_safety import ZERO_DOWNTIME, MigrationVerdict, choose_strategy, 
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .preflight import refuse_if_unready
-from .proxy import MAINTENANCE, configured_proxy, proxy_address, retry_after
+from .proxy import configured_proxy, proxy_address, retry_after
 from .recovery import (
     COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
@@ -54,6 +54,7 @@ from .recovery import (
     REMOVE_NEW_RELEASE,
     RESTORE_DATABASE,
     RESTORE_IMAGES,
+    RETIRE_OLD_RELEASE,
     REVERT_CODE,
     ROLLBACK_RUN,
     ROUTE_TRAFFIC,
@@ -68,10 +69,12 @@ from .recovery import (
     Progress,
     describe_failure,
     emit,
+    find_slots,
     how_images_come_back,
     planned_steps,
     recover,
     remove_unrouted_slots,
+    retire_old_release,
     run_step,
     runs_side_by_side,
     serving_health_url,
@@ -183,8 +186,6 @@ ZERO_DOWNTIME_STAGES = [
 # Once the old release is gone (the contract step of expand/contract): a failure here is a
 # stop-first recovery, with the database restored, as the old code cannot serve the new schema.
 AFTER_SWITCH_MIGRATE_STAGE = Stage("migrate after switch", frozenset(AFTER_MIGRATIONS_BEGAN | {REMOVE_NEW_RELEASE}))
-# Not a stage: the new release serves when it runs, so its failure is a warning, not a rollback.
-RETIRE_OLD_RELEASE = "retire old release"
 
 
 def stages() -> list[Stage]:
@@ -293,19 +294,7 @@ class Deployer:
         self.strategy = choose_strategy(self.classified, can_switch, self.options.strategy, self.options.force)
 
     def find_slots(self) -> bool:
-        """Whether the new release can start beside the serving one behind the proxy (blue/green):
-        a proxy with two SLOTS that routes to a release now, and a runtime that runs side by side.
-        Sets the serving address and the new release's slot."""
-        proxy, runtime = configured_proxy(), self.operation.runtime
-        slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
-        if not (proxy and slots and runs_side_by_side(runtime)):
-            return False
-        routed = proxy.routed_to()
-        if routed in (None, MAINTENANCE):
-            return False
-        self.operation.serving_address = routed
-        self.operation.new_slot = next(slot for slot, config in slots.items() if config["ADDRESS"] != routed)
-        return True
+        return find_slots(self.operation)
 
     def zero_downtime(self) -> bool:
         return self.strategy.strategy == ZERO_DOWNTIME
@@ -506,22 +495,10 @@ class Deployer:
         """The old release's containers drained and stopped, once the proxy sends it nothing more.
         The new release serves already: a failure is a warning, not a rollback."""
         operation = self.operation
-        operation.runtime.slot = None
         try:
-            run_step(operation, RETIRE_OLD_RELEASE, lambda: operation.runtime.run_commands(self.retire_commands()))
+            run_step(operation, RETIRE_OLD_RELEASE, lambda: retire_old_release(operation))
         except Exception as error:
             operation.warnings.append(_("The old release could not be stopped: %(error)s") % {"error": describe_failure(error)})
-        finally:
-            operation.runtime.slot = operation.new_slot
-
-    def retire_commands(self) -> list[Command]:
-        runtime, operation = self.operation.runtime, self.operation
-        old_slot = next((slot for slot, config in ops_settings.PROXY["SLOTS"].items() if config["ADDRESS"] == operation.serving_address), None)
-        if old_slot:
-            return runtime.remove_slot_commands(old_slot)
-        # The old release ran as the project's own web service: stop only that (the database and
-        # the rest serve the new release too).
-        return runtime.stop_web_commands()
 
     def plan_collectstatic(self) -> list[Task]:
         if not ops_settings.COLLECT_STATIC:

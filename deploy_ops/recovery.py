@@ -25,7 +25,7 @@ from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, Health
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .probe import probe_health
-from .proxy import configured_proxy, proxy_address, retry_after
+from .proxy import MAINTENANCE, configured_proxy, proxy_address, retry_after
 from .runtimes import ServiceRuntime
 from .secrets import mask
 
@@ -46,6 +46,11 @@ ROUTE_TRAFFIC = "route traffic"
 # release's slot removed.
 SWITCH_BACK = "switch traffic back"
 REMOVE_NEW_RELEASE = "remove new release"
+# A rollback without downtime: the release it brings back starts in the free slot beside the
+# serving one, is verified there, the proxy switches, then the release it leaves is stopped.
+START_BESIDE = "start beside"
+SWITCH_TRAFFIC = "switch traffic"
+RETIRE_OLD_RELEASE = "retire old release"
 
 # The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
 # Migrations are unapplied by the release that has their files, so before the code goes back.
@@ -60,7 +65,10 @@ STEP_ORDER = [
     RESTORE_IMAGES,
     START_SERVICES,
     COLLECT_STATIC,
+    START_BESIDE,
     VERIFY_HEALTH,
+    SWITCH_TRAFFIC,
+    RETIRE_OLD_RELEASE,
     ROUTE_TRAFFIC,
 ]
 
@@ -231,6 +239,53 @@ def serving_health_url() -> str:
     """Where the release serving now answers its health check: its slot's URL, or HEALTH_CHECK_URL."""
     slot = serving_slot()
     return ops_settings.PROXY["SLOTS"][slot]["HEALTH_CHECK_URL"] if slot else ops_settings.HEALTH_CHECK_URL
+
+
+def find_slots(operation: Operation) -> bool:
+    """Whether a release can start beside the serving one behind the proxy (blue/green): a proxy
+    with two SLOTS that routes to a release now, and a runtime that runs side by side.  Sets the
+    operation's serving address and the slot the other release starts in."""
+    proxy = configured_proxy()
+    slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
+    if not (proxy and slots and runs_side_by_side(operation.runtime)):
+        return False
+    routed = proxy.routed_to()
+    if routed in (None, MAINTENANCE):
+        return False
+    operation.serving_address = routed
+    operation.new_slot = next(slot for slot, config in slots.items() if config["ADDRESS"] != routed)
+    return True
+
+
+def start_beside(operation: Operation, sha: str) -> str:
+    runtime, slot = operation.runtime, operation.new_slot
+    runtime.slot = None
+    output = runtime.run_commands(runtime.start_slot_commands(slot, sha))
+    # From here the health check looks at the release in its slot, directly.
+    runtime.slot = slot
+    operation.health_url = ops_settings.PROXY["SLOTS"][slot]["HEALTH_CHECK_URL"]
+    return output
+
+
+def switch_traffic(operation: Operation) -> str:
+    return configured_proxy().route_to(ops_settings.PROXY["SLOTS"][operation.new_slot]["ADDRESS"])
+
+
+def retire_commands(operation: Operation) -> list:
+    """Stop the release the proxy no longer sends traffic to: its slot, or the project's own web service
+    (only that: the database and the rest serve the other release too)."""
+    runtime = operation.runtime
+    old_slot = next((slot for slot, config in ops_settings.PROXY["SLOTS"].items() if config["ADDRESS"] == operation.serving_address), None)
+    return runtime.remove_slot_commands(old_slot) if old_slot else runtime.stop_web_commands()
+
+
+def retire_old_release(operation: Operation) -> str:
+    runtime = operation.runtime
+    runtime.slot = None
+    try:
+        return runtime.run_commands(retire_commands(operation))
+    finally:
+        runtime.slot = operation.new_slot
 
 
 def remove_unrouted_slots(runtime, report) -> None:
@@ -404,6 +459,9 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         VERIFY_HEALTH: lambda: verify_health(operation),
         ROUTE_TRAFFIC: lambda: route_traffic(operation),
         SWITCH_BACK: lambda: switch_back(operation),
+        START_BESIDE: lambda: start_beside(operation, to_sha),
+        SWITCH_TRAFFIC: lambda: switch_traffic(operation),
+        RETIRE_OLD_RELEASE: lambda: retire_old_release(operation),
         REMOVE_NEW_RELEASE: lambda: remove_new_release(operation),
     }
     end_own_work(operation)
