@@ -275,8 +275,13 @@ def site_check_problems() -> list:
 def readiness_problems(runtime) -> list:
     """Everything above except the probe of the running release."""
     found = static_root_problems() + backup_dir_problems() + health_url_problems()
-    if runtime.name == "compose":
+    if runtime.name in ("compose", "swarm"):
         found += compose_problems(runtime) + site_check_problems()
+    if runtime.name == "swarm":
+        # A deploy from an engine that is no swarm manager would fail at its start, after the build.
+        from .checks import check_swarm_manager
+
+        found += check_swarm_manager(None)
     return found
 
 
