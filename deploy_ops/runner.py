@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -25,9 +24,10 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator, Mapping, Sequence
+from typing import IO, Callable, Iterator, Mapping
 
 from . import children
+from .argv import display_argv, redact, redact_argv
 from .exceptions import CommandFailed, ToolMissing
 
 logger = logging.getLogger("deploy_ops.runner")
@@ -35,7 +35,6 @@ logger = logging.getLogger("deploy_ops.runner")
 TAIL_CHARS = 4000
 # How long an interrupted or timed-out child's group gets to end before it is killed.
 GROUP_END_SECONDS = 5
-REDACTED = "***"
 # Called with each Command as it starts (after the log line); see observe_commands.
 _observers: list[Callable[[Command], None]] = []
 
@@ -63,21 +62,6 @@ class Completed:
     stdout: str
     stderr: str
     duration: float
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
-    return [redact(part, secrets) for part in argv]
-
-
-def display_argv(argv: Sequence[str]) -> str:
-    return shlex.join(list(argv))
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
-from .runner import REDACTED, redact
+from .argv import REDACTED, redact
 
 # Options whose names contain one of these are treated as secret, on any channel or mailer.
 SECRET_WORDS = ("URL", "SECRET", "TOKEN", "PASSWORD", "KEY")
