@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -30,9 +29,10 @@ from django.utils.translation import gettext as _
 from . import __version__, encryption, progress, signals, storage
 from . import compression as codec
 from .audit import replay_journal
+from .backup_files import NAME_PATTERN, metadata_path_for, write_metadata
 from .conf import ops_settings
 from .databases import COMPLETION_MARKERS, contents, engine_for, restore_blockers, sniff_vendor
-from .databases.sqlite import check_database_file
+from .databases.sqlite import check_database_file, sqlite_file_tables
 from .exceptions import (
     BackupCorrupt,
     BackupError,
@@ -43,16 +43,10 @@ from .exceptions import (
     GitError,
     RestoreRefused,
 )
-from .privatefiles import fsync_directory, write_atomically
+from .privatefiles import fsync_directory
 
 logger = logging.getLogger("deploy_ops.backups")
 
-# Ours (and the old scripts'): backup_20250109_120000; cookiecutter-django's maintenance/backup
-# names its dumps backup_2025_01_09T12_00_00 (`date +%Y_%m_%dT%H_%M_%S` in the postgres container).
-# An encrypted backup ends in .age after its compression suffix.
-NAME_PATTERN = re.compile(
-    r"^backup_(?P<stamp>\d{8}_\d{6}|\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?(?P<encrypted>\.age)?$"
-)
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 COOKIECUTTER_STAMP_FORMAT = "%Y_%m_%dT%H_%M_%S"
 METADATA_FORMAT = 1
@@ -129,11 +123,6 @@ class Backup:
         verification = (self.metadata or {}).get("verification")
         return None if not verification else bool(verification.get("ok"))
 
-    @property
-    def verified_at(self) -> datetime | None:
-        verification = (self.metadata or {}).get("verification")
-        return datetime.fromisoformat(verification["at"]) if verification else None
-
 
 def stamp_time(stamp: str) -> datetime:
     """When a backup without metadata was made, from its name."""
@@ -151,10 +140,6 @@ class RestoreResult:
 
 
 # -- files ------------------------------------------------------------------------------------
-def metadata_path_for(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def _read_metadata(path: Path) -> dict | None:
     try:
         with open(path, encoding="utf-8") as file:
@@ -177,10 +162,6 @@ def _backup_directory() -> Path:
     except OSError as error:
         raise BackupError(f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR'].") from None
     return directory
-
-
-def _write_metadata(backup_path: Path, metadata: dict) -> None:
-    write_atomically(metadata_path_for(backup_path), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _free_name(directory: Path, moment: datetime, extension: str) -> Path:
@@ -302,7 +283,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             metadata["encryption"] = {"format": "age", "recipients": recipients}
         path = _free_name(directory, started, engine.file_kind + codec.suffix(method) + (encryption.SUFFIX if recipients else ""))
         # Metadata first: a backup file in place always has its metadata.
-        _write_metadata(path, metadata)
+        write_metadata(path, metadata)
         os.replace(temporary, path)
         fsync_directory(directory)
     except BaseException:
@@ -449,7 +430,7 @@ def _check_content(backup: Backup) -> None:
                 file.write(chunk)
         check_database_file(Path(temporary))
         if recorded is not None:
-            _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)), recorded)
+            _compare_contents(backup, sqlite_file_tables(Path(temporary)), recorded)
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     finally:
@@ -500,7 +481,7 @@ def _record_verification(backup: Backup, record: bool, error: str) -> None:
     if not record or backup.metadata is None:
         return
     backup.metadata["verification"] = {"at": timezone.now().isoformat(), "ok": not error, "error": error}
-    _write_metadata(backup.path, backup.metadata)
+    write_metadata(backup.path, backup.metadata)
 
 
 # -- prune ------------------------------------------------------------------------------------

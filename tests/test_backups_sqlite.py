@@ -11,7 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deploy_ops import backups, rollback, signals
+from deploy_ops import backup_files, backups, rollback, signals
 from deploy_ops.exceptions import BackupCorrupt, BackupError, BackupNotFound, ConfigurationError
 from tests.fixtures.backups import sqlite_checksum
 
@@ -110,7 +110,7 @@ def make_backup_file(directory, days_old: float, name_time=None, metadata=True, 
     path = directory / f"backup_{timezone.localtime(name_time or moment).strftime('%Y%m%d_%H%M%S')}.sql"
     path.write_bytes(content)
     if metadata:
-        backups._write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+        backup_files.write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
     return path
 
 
