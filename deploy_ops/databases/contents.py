@@ -14,13 +14,11 @@ starts, so rows written while the dump runs cannot make a good backup look incom
 
 from __future__ import annotations
 
-import contextlib
 import re
-import sqlite3
-from pathlib import Path
 
 from ..runner import Command, run
 from . import DatabaseEngine, in_service
+from .sqlite import sqlite_live_tables
 
 # table -> rows in the dump; table -> whether it has rows, live.
 Tables = dict[str, int]
@@ -170,38 +168,6 @@ def dump_reader(vendor: str) -> PostgresDumpReader | MySQLDumpReader | None:
     return reader_class() if reader_class else None
 
 
-# -- SQLite --------------------------------------------------------------------------------------
-def _sqlite_tables(connection: sqlite3.Connection) -> list[str]:
-    rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
-    return [name for (name,) in rows]
-
-
-def _sqlite_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sqlite_file_tables(path: Path) -> Tables:
-    """Every table of the SQLite file at ``path`` and its exact row count."""
-    from .sqlite import read_only_uri
-
-    with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
-        return {name: connection.execute(f"SELECT count(*) FROM {_sqlite_quote(name)}").fetchone()[0] for name in _sqlite_tables(connection)}
-
-
-def _sqlite_live_tables(engine: DatabaseEngine) -> LiveTables:
-    from .sqlite import LOCK_TIMEOUT
-
-    if not engine.path.exists():
-        return {}  # the dump refuses it, with the reason (a plain connect would create it)
-    # The plain path, as Django opens it, not the dump's URI: a second way to name the file, so a
-    # mistake in either shows up as a difference.
-    with contextlib.closing(sqlite3.connect(engine.path, timeout=LOCK_TIMEOUT)) as connection:
-        return {
-            name: connection.execute(f"SELECT EXISTS (SELECT 1 FROM {_sqlite_quote(name)})").fetchone()[0] == 1
-            for name in _sqlite_tables(connection)
-        }
-
-
 # -- PostgreSQL ----------------------------------------------------------------------------------
 # Ordinary tables pg_dump writes the rows of: not partitioned parents (their partitions hold the
 # rows), temporary or foreign tables, system schemas, or objects that belong to an extension.
@@ -259,7 +225,7 @@ def _mysql_live_tables(engine: DatabaseEngine) -> LiveTables:
 
 def live_tables(engine: DatabaseEngine) -> LiveTables:
     """Every table of the live database and whether it has rows, by the engine's own client."""
-    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables, "sqlite": _sqlite_live_tables}
+    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables, "sqlite": sqlite_live_tables}
     return readers[engine.vendor](engine)
 
 
