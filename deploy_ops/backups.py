@@ -40,10 +40,10 @@ from .exceptions import (
     BackupNotFound,
     ConfigurationError,
     DeployOpsError,
-    GitError,
     RestoreRefused,
 )
 from .privatefiles import fsync_directory
+from .runner import Command, run
 
 logger = logging.getLogger("deploy_ops.backups")
 
@@ -217,13 +217,21 @@ class _HashingWriter:
 
 
 def current_commit() -> str:
-    """The checkout's HEAD, or '' where there is no git checkout."""
-    from .gitrepo import Checkout
+    """The checkout's HEAD, or '' where PROJECT_DIR is not the top of a git checkout with a commit.
 
+    One ``git rev-parse`` rather than GitPython (gitrepo's reads): importing it would add a tenth
+    of the dump of a small database to every ``backups create``, which needs nothing else of git.
+    """
+    project_dir = ops_settings.project_dir
     try:
-        return Checkout(ops_settings.project_dir).head().sha
-    except GitError:
+        top, sha = run(head_command(project_dir), timeout=30).stdout.split()
+    except (DeployOpsError, ValueError):
         return ""
+    return sha if Path(top).resolve() == Path(project_dir).resolve() else ""
+
+
+def head_command(project_dir: Path) -> Command:
+    return Command(("git", "rev-parse", "--show-toplevel", "--verify", "--quiet", "HEAD"), cwd=str(project_dir))
 
 
 # -- create -----------------------------------------------------------------------------------

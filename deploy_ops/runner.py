@@ -15,6 +15,7 @@ Two hooks let a command show work as it happens (see :mod:`deploy_ops.progress`)
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -33,6 +34,8 @@ from .exceptions import CommandFailed, ToolMissing
 logger = logging.getLogger("deploy_ops.runner")
 
 TAIL_CHARS = 4000
+# A streaming pipe's buffer: 1 MiB, the most an unprivileged process gets by default.
+PIPE_BYTES = 1 << 20
 # How long an interrupted or timed-out child's group gets to end before it is killed.
 GROUP_END_SECONDS = 5
 # Called with each Command as it starts (after the log line); see observe_commands.
@@ -247,6 +250,14 @@ def _text(data) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
+def _widen(pipe: IO[bytes]) -> None:
+    """Give a streaming pipe PIPE_BYTES of buffer (Linux's default is 64 KiB), so the dump tool runs on
+    while the Python end compresses a chunk, and Python writes on while psql works, as with a file."""
+    if PIPE_BYTES and hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: the default stays
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 @contextlib.contextmanager
 def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
     """Stream a long command's stdout (``reading``) or stdin (writing), in constant memory.
@@ -266,6 +277,7 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
         stderr=stderr_file,
     ) as process:
         pipe = process.stdout if reading else process.stdin
+        _widen(pipe)
         broken_pipe = False
         try:
             yield pipe

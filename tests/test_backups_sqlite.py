@@ -4,6 +4,7 @@ list, find, verify state, prune policy, naming, the restore confirmation."""
 import json
 import os
 import sqlite3
+import subprocess
 import time
 from datetime import timedelta
 
@@ -310,3 +311,18 @@ def test_an_sqlite_uri_as_name_is_refused_with_a_clear_error(sqlite_target, sett
     with pytest.raises(ConfigurationError, match=r"is an SQLite URI \(file:.*site\.sqlite3…\); give deploy_ops the plain path"):
         backups.create_backup()
     assert not (ops_dirs / "backups").exists() or list((ops_dirs / "backups").iterdir()) == []
+
+
+def test_a_backup_records_the_commit_of_project_dir_only_when_it_is_the_top_of_a_git_checkout(sqlite_target, ops_dirs, settings):
+    def git(*arguments, cwd=ops_dirs):
+        return subprocess.run(["git", *arguments], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert backups.create_backup().metadata["commit"] == ""  # no checkout
+    git("init", "--quiet")
+    assert backups.create_backup().metadata["commit"] == ""  # a checkout without a commit
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "--quiet", "--allow-empty", "-m", "one")
+    assert backups.create_backup().metadata["commit"] == git("rev-parse", "HEAD")
+    inner = ops_dirs / "inner"
+    inner.mkdir()
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROJECT_DIR": str(inner)}
+    assert backups.create_backup().metadata["commit"] == ""  # PROJECT_DIR inside someone else's checkout
