@@ -7,7 +7,7 @@ secrets module can all show a command without importing one another.
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 REDACTED = "***"
 

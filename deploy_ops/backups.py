@@ -16,11 +16,11 @@ import logging
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from django.db import connections
 from django.utils import timezone
@@ -128,7 +128,7 @@ def stamp_time(stamp: str) -> datetime:
     """When a backup without metadata was made, from its name."""
     if "T" in stamp:
         # The postgres container's clock has no time zone set: cookiecutter-django's names are UTC.
-        return datetime.strptime(stamp, COOKIECUTTER_STAMP_FORMAT).replace(tzinfo=dt_timezone.utc)
+        return datetime.strptime(stamp, COOKIECUTTER_STAMP_FORMAT).replace(tzinfo=UTC)
     # The old scripts named files by the host's local time (`date +%Y%m%d_%H%M%S`).
     return timezone.make_aware(datetime.strptime(stamp, STAMP_FORMAT))
 
@@ -160,7 +160,9 @@ def _backup_directory() -> Path:
         # Also when the folder existed: dumps hold every row of the database.
         os.chmod(directory, 0o700)
     except OSError as error:
-        raise BackupError(f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR'].") from None
+        raise BackupError(
+            f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR']."
+        ) from None
     return directory
 
 
@@ -369,7 +371,8 @@ def find_backup(name_or_path: str) -> Backup:
     if storage.configured() and NAME_PATTERN.match(given.name):
         return Backup.at(storage.fetch(given.name, ops_settings.backup_dir))
     existing = [backup.name for backup in list_backups()]
-    listing = f"The backups there are: {', '.join(existing[:10])}{' …' if len(existing) > 10 else ''}." if existing else "There are no backups there yet."
+    more = " …" if len(existing) > 10 else ""
+    listing = f"The backups there are: {', '.join(existing[:10])}{more}." if existing else "There are no backups there yet."
     raise BackupNotFound(f"No backup {name_or_path!r} in {ops_settings.backup_dir}. {listing}")
 
 
@@ -504,7 +507,9 @@ def _is_valid(backup: Backup, record: bool) -> bool:
     return True
 
 
-def prune_backups(days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()) -> list[Backup]:
+def prune_backups(
+    days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()
+) -> list[Backup]:
     """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones and ``protect``.
 
     Returns what was deleted (or, with ``dry_run``, what would be).  Only files named like
@@ -517,7 +522,7 @@ def prune_backups(days: int | None = None, keep: int | None = None, dry_run: boo
     if days < 0:
         raise ConfigurationError("days must be 0 or more.")
     backups = list_backups()
-    kept = set()
+    kept: set[str] = set()
     for backup in backups:
         if len(kept) >= keep:
             break

@@ -35,7 +35,7 @@ class _Release:
         self.executor = MigrationExecutor(connections[ops_settings.BACKUP_DATABASE])
         self.loader = self.executor.loader
         self.applied = set(self.loader.applied_migrations)
-        root = Path(checkout.repo.working_tree_dir).resolve()
+        root = Path(checkout.repo.working_tree_dir or checkout.project_dir).resolve()
         # app label -> its migrations folder, relative to the checkout (apps outside it are not ours to move).
         self.folders: dict[str, str] = {}
         for (label, _name), migration in self.loader.disk_migrations.items():
@@ -59,9 +59,7 @@ class _Release:
         if name in self.names_at(sha, label):
             return True
         replaces = self.loader.graph.nodes[key].replaces
-        return bool(replaces) and all(
-            replaced_label in self.folders and replaced_name in self.names_at(sha, replaced_label) for replaced_label, replaced_name in replaces
-        )
+        return bool(replaces) and all(app in self.folders and migration in self.names_at(sha, app) for app, migration in replaces)
 
 
 def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, str]]]:
@@ -74,12 +72,11 @@ def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, s
     release = _Release(Checkout(ops_settings.project_dir))
     graph = release.loader.graph
     gone = {key for key in graph.nodes if key in release.applied and not release.kept_at(target_sha, key)}
-    targets = []
+    targets: list[tuple[str, str]] = []
     for label in sorted({label for label, _name in gone}):
         # Where the app stops: its own migrations just before the gone ones (a merge may have two).
-        stops = sorted(
-            parent[1] for key in gone if key[0] == label for parent in graph.node_map[key].parents if parent[0] == label and parent not in gone
-        )
+        parents = {parent for key in gone if key[0] == label for parent in graph.node_map[key].parents}
+        stops = sorted(name for parent_label, name in parents if parent_label == label and (parent_label, name) not in gone)
         targets.extend((label, name) for name in dict.fromkeys(stops or ["zero"]))
     plan = release.executor.migration_plan([(label, None if name == "zero" else name) for label, name in targets])
     unapplied = [(migration.app_label, migration.name) for migration, backwards in plan if backwards]

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator, Mapping
+from typing import cast
 
 from . import children
 from .argv import display_argv, redact, redact_argv
@@ -80,8 +83,13 @@ def find_executable(name: str) -> str:
 
 def _install_hint(name: str) -> str:
     hints = {
-        "pg_dump": "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'] to run it inside the database container.",
-        "psql": "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
+        "pg_dump": (
+            "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), "
+            "or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'] to run it inside the database container."
+        ),
+        "psql": (
+            "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."
+        ),
         "mysqldump": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
         "mysql": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
         "git": "Install git (Debian: apt-get install git).",
@@ -141,7 +149,7 @@ def _own_group() -> dict:
     reach deploy_ops alone, which ends the child's whole group itself (:func:`_end_group`), and
     the services a start command launches do not die with the terminal.
     """
-    if os.name == "nt":
+    if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
@@ -224,7 +232,7 @@ def _run_streaming(command: Command, argv, started: float, check: bool, timeout,
         readers = [threading.Thread(target=pump, args=(getattr(process, name), captured[name]), daemon=True) for name in captured]
         for reader in readers:
             reader.start()
-        if input is not None:
+        if input is not None and process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.write(input)
                 process.stdin.close()
@@ -250,7 +258,7 @@ def _text(data) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
-def _widen(pipe: IO[bytes]) -> None:
+def _widen(pipe: io.BufferedIOBase) -> None:
     """Give a streaming pipe PIPE_BYTES of buffer (Linux's default is 64 KiB), so the dump tool runs on
     while the Python end compresses a chunk, and Python writes on while psql works, as with a file."""
     if PIPE_BYTES and hasattr(fcntl, "F_SETPIPE_SZ"):
@@ -259,7 +267,7 @@ def _widen(pipe: IO[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
+def open_process(command: Command, *, reading: bool) -> Iterator[io.BufferedIOBase]:
     """Stream a long command's stdout (``reading``) or stdin (writing), in constant memory.
 
     Yields the pipe.  On leaving, waits for the process and raises CommandFailed if it
@@ -276,7 +284,8 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
         stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
         stderr=stderr_file,
     ) as process:
-        pipe = process.stdout if reading else process.stdin
+        # Popen's PIPE end: buffered, with read1 (see databases' dump loops).
+        pipe = cast(io.BufferedIOBase, process.stdout if reading else process.stdin)
         _widen(pipe)
         broken_pipe = False
         try:

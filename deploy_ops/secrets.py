@@ -21,7 +21,7 @@ deploy_ops's own and must stay intact even when a short secret happens to appear
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings

@@ -152,7 +152,10 @@ def copy_off_host(backup) -> None:
     except Exception as error:  # every backend raises its own errors (paramiko, botocore, OSError)
         raise _failure(f"copy {backup.name} to", error) from None
     if copied != backup.sha256:
-        raise BackupCorrupt(f"The copy of {backup.name} in {describe_storage()} reads back with sha256 {copied}, not {backup.sha256}; it was not kept as a valid copy.")
+        raise BackupCorrupt(
+            f"The copy of {backup.name} in {describe_storage()} reads back with sha256 {copied}, not {backup.sha256}; "
+            "it was not kept as a valid copy."
+        )
     metadata = {key: value for key, value in backup.metadata.items() if key not in ("verification", "off_host")}
     try:
         _replace(storage, name + ".json", ContentFile(metadata_bytes(metadata)))
@@ -258,10 +261,11 @@ def fetch(name: str, directory: Path) -> Path:
             os.fsync(local.fileno())
         if digest.hexdigest() != copy.sha256:
             raise BackupCorrupt(
-                f"The copy of {name} in {describe_storage()} is damaged: its sha256 is {digest.hexdigest()} but the metadata recorded {copy.sha256}."
+                f"The copy of {name} in {describe_storage()} is damaged: its sha256 is {digest.hexdigest()} "
+                f"but the metadata recorded {copy.sha256}."
             )
         target = directory / name
-        write_metadata(target, dict(copy.metadata, fetched_from=ops_settings.BACKUP_STORAGE))
+        write_metadata(target, dict(copy.metadata or {}, fetched_from=ops_settings.BACKUP_STORAGE))
         os.replace(temporary, target)
     except BackupError:
         raise

@@ -162,7 +162,7 @@ class MySQLDumpReader(_DumpReader):
 DUMP_READERS = {"postgresql": PostgresDumpReader, "mysql": MySQLDumpReader}
 
 
-def dump_reader(vendor: str) -> PostgresDumpReader | MySQLDumpReader | None:
+def dump_reader(vendor: str) -> _DumpReader | None:
     """The reader for a plain SQL dump of ``vendor``; None for SQLite, whose backup is a database file."""
     reader_class = DUMP_READERS.get(vendor)
     return reader_class() if reader_class else None
@@ -174,7 +174,8 @@ def dump_reader(vendor: str) -> PostgresDumpReader | MySQLDumpReader | None:
 # FROM ONLY: an inheritance parent's COPY holds its own rows, not its children's.
 POSTGRES_LIVE_TABLES_SQL = r"""
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       (xpath('/row/found/text()', query_to_xml(format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
+       (xpath('/row/found/text()',
+              query_to_xml(format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND c.relpersistence <> 't'
    AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
@@ -196,7 +197,7 @@ def postgres_live_tables_command(settings_dict: dict, service: str | None = None
 def _postgres_live_tables(engine: DatabaseEngine) -> LiveTables:
     fields = run(postgres_live_tables_command(engine.settings_dict, engine.exec_service), timeout=300).stdout.split("\0")
     # zip drops the empty field after the last separator.
-    return {name: found == "true" for name, found in zip(fields[::2], fields[1::2])}
+    return {name: found == "true" for name, found in zip(fields[::2], fields[1::2], strict=False)}
 
 
 # -- MySQL / MariaDB -----------------------------------------------------------------------------
@@ -220,7 +221,7 @@ def _mysql_live_tables(engine: DatabaseEngine) -> LiveTables:
         return {}
     probes = ", ".join(f"EXISTS (SELECT 1 FROM {quote_name(database)}.{quote_name(name)})" for name in names)
     [flags] = query(f"SELECT CONCAT_WS(',', {probes})")
-    return {name: flag == "1" for name, flag in zip(names, flags.split(","))}
+    return {name: flag == "1" for name, flag in zip(names, flags.split(","), strict=True)}
 
 
 def live_tables(engine: DatabaseEngine) -> LiveTables:
@@ -246,7 +247,9 @@ def differences(found: Tables, recorded: Tables) -> list[str]:
     problems = []
     absent = [name for name in recorded if name not in found]
     extra = [name for name in found if name not in recorded]
-    changed = [f"{name} ({found[name]} rows, recorded {recorded[name]})" for name in recorded if name in found and found[name] != recorded[name]]
+    changed = [
+        f"{name} ({found[name]} rows, recorded {recorded[name]})" for name in recorded if name in found and found[name] != recorded[name]
+    ]
     if absent:
         problems.append(f"recorded table(s) missing: {_listed(absent)}")
     if extra:
