@@ -71,3 +71,5 @@ def test_a_streaming_pipe_gets_a_wide_buffer_so_the_dump_tool_is_not_held_back(r
     code = "import sys; sys.stdout.write('x')" if reading else "import sys; sys.stdin.read()"
     with open_process(python(code), reading=reading) as pipe:
         assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+        if reading:
+            assert pipe.read() == b"x"
