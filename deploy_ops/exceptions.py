@@ -8,6 +8,8 @@ Exit codes (the deploy's, reused by rollback and backups):
 
 from __future__ import annotations
 
+from .argv import display_argv
+
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
 EXIT_NEEDS_HUMAN = 2
@@ -58,8 +60,6 @@ class CommandFailed(DeployOpsError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        from .runner import display_argv
-
         if self.timed_out:
             head = f"Command timed out after {self.duration:.1f}s: {display_argv(self.argv)}"
         else:
