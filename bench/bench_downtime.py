@@ -8,11 +8,12 @@ counts failed requests: refused or reset connections, timeouts, and 5xx answers 
 maintenance 503 (a 503 with Retry-After).  Side by side, in one run:
 
 - a good deploy, and a deploy whose health check fails (the automatic rollback);
-- each stop-first with the site answering directly (no proxy: deploy_ops as before), and
-  stop-first behind nginx with DEPLOY_OPS['PROXY'] (the maintenance answer during the window).
+- each stop-first with the site answering directly (no proxy: deploy_ops as before), stop-first
+  behind nginx with DEPLOY_OPS['PROXY'] (the maintenance answer during the window), and
+  zero-downtime behind nginx with two blue/green SLOTS (the plan has no migration, so the
+  strategy chosen is zero-downtime; the record's strategy is checked and printed).
 
-Zero-downtime (blue/green) rows are not printed: that strategy is not built yet (see the report
-of issue 12).  Prints figures; asserts nothing.  Run from the repository root.  Removes what it creates.
+Prints figures; asserts nothing.  Run from the repository root.  Removes what it creates.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.e2e.helpers import manage  # noqa: E402
+from tests.e2e.helpers import last_record, manage  # noqa: E402
 from tests.fixtures.databases import POSTGRES, unique_name  # noqa: E402
-from tests.fixtures.sample_site import SampleSite, health_fails, postgres_url, release  # noqa: E402
+from tests.fixtures.docker import compose_down  # noqa: E402
+from tests.fixtures.sample_site import SampleSite, free_port, health_fails, postgres_url, release  # noqa: E402
 from tests.test_proxy_nginx import Nginx  # noqa: E402
 
 COMPOSE = ["docker", "compose"]
@@ -99,7 +101,7 @@ def postgres(sql: str) -> None:
     subprocess.run(["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql], check=True, capture_output=True)
 
 
-def run_cases(folder: Path, behind_nginx: bool, rate: float) -> dict[str, dict]:
+def run_cases(folder: Path, behind_nginx: bool, rate: float, blue_green: bool = False) -> dict[str, dict]:
     name = unique_name("deploy_ops_bench")
     postgres(f'CREATE DATABASE "{name}"')
     (folder / "site").mkdir(parents=True)
@@ -115,6 +117,12 @@ def run_cases(folder: Path, behind_nginx: bool, rate: float) -> dict[str, dict]:
                 "RELOAD_COMMAND": [*nginx.base, "-s", "reload"], "TEST_COMMAND": [*nginx.base, "-t", "-q"],
                 "PID_FILE": str(nginx.folder / "nginx.pid"), "DRAIN_TIMEOUT": 10,
             }
+            if blue_green:
+                ports = {slot: free_port() for slot in ("blue", "green")}
+                overrides["PROXY"]["SLOTS"] = {
+                    slot: {"ADDRESS": f"127.0.0.1:{port}", "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/", "ENVIRONMENT": {"WEB_PORT": str(port)}}
+                    for slot, port in ports.items()
+                }
         site.use_compose(COMPOSE, postgres_url({**POSTGRES, "NAME": name}), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, **overrides)
         subprocess.run([*COMPOSE, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"], cwd=site.production, check=True, capture_output=True)
         site.manage("migrate", "--verbosity", "0")
@@ -129,11 +137,14 @@ def run_cases(folder: Path, behind_nginx: bool, rate: float) -> dict[str, dict]:
             time.sleep(1)
             finished = manage(site, *DEPLOY, *arguments)
             time.sleep(1)
-            results[case] = {**load.stop(), "exit": finished.returncode, "expected_exit": expected}
+            results[case] = {**load.stop(), "exit": finished.returncode, "expected_exit": expected, "strategy": last_record(site)["record"]["strategy"]}
         return results
     finally:
         if nginx:
             nginx.stop()
+        if blue_green:
+            for slot in ("blue", "green"):
+                compose_down(COMPOSE, site.production, f"{site.deploy_ops['COMPOSE_PROJECT']}-{slot}")
         site.close()
         postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -147,15 +158,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="deploy_ops_downtime_") as folder:
         direct = run_cases(Path(folder) / "direct", behind_nginx=False, rate=rate)
         proxied = run_cases(Path(folder) / "nginx", behind_nginx=True, rate=rate)
-    print(f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s, stop-first")
-    print(f"  {'case':<36} {'no proxy: failed':>17} {'behind nginx: failed':>21} {'maintenance 503s':>17} {'p99 no proxy':>13} {'p99 nginx':>10}")
+        switched = run_cases(Path(folder) / "bluegreen", behind_nginx=True, rate=rate, blue_green=True)
+    columns = {"stop-first, no proxy": direct, "stop-first, nginx": proxied, "zero-downtime, nginx": switched}
+    print(f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s; maintenance 503s; p99 of the answered requests")
+    print(f"  {'case':<36} {'mode':<22} {'strategy ran':<14} {'failed':>7} {'503s':>6} {'ok':>6} {'p99':>10}")
     for case in direct:
-        a, b = direct[case], proxied[case]
-        print(f"  {case:<36} {a['failed']:>17} {b['failed']:>21} {b['maintenance']:>17} {a['p99_ms']:>10.1f} ms {b['p99_ms']:>7.1f} ms")
-        for label, row in (("no proxy", a), ("behind nginx", b)):
+        for label, results in columns.items():
+            row = results[case]
+            print(f"  {case:<36} {label:<22} {row['strategy']:<14} {row['failed']:>7} {row['maintenance']:>6} {row['ok']:>6} {row['p99_ms']:>7.1f} ms")
             if row["exit"] != row["expected_exit"]:
                 print(f"    {label}: the deploy exited {row['exit']}, not {row['expected_exit']}: these figures are not the case's")
-    print("  failure kinds: " + json.dumps({case: {"no proxy": direct[case]["kinds"], "behind nginx": proxied[case]["kinds"]} for case in direct}))
+        base, best = direct[case]["failed"], switched[case]["failed"]
+        print(f"  {case}: zero-downtime fails {best} request(s) where stop-first without a proxy fails {base}" + (f" ({best / base:.3f}x)" if base else ""))
+    print("  failure kinds: " + json.dumps({case: {label: results[case]["kinds"] for label, results in columns.items()} for case in direct}))
 
 
 if __name__ == "__main__":
