@@ -193,6 +193,27 @@ def waiting_for_switch(names: list[str], alias: str = "default") -> set[str]:
     return {".".join(key) for key in waiting}
 
 
+def classify_applied(names: list[str], alias: str = "default") -> list[MigrationVerdict]:
+    """Migrations already applied (``app.name``, files still here), classified as a plan would be:
+    whether the release from before them can run on the schema they left."""
+    from django.db import connections
+    from django.db.migrations.loader import MigrationLoader
+
+    graph = MigrationLoader(connections[alias], ignore_no_migrations=True).graph
+    keys = [tuple(name.split(".", 1)) for name in names]
+    ordered = _in_graph_order(graph, keys)
+    return classify_plan([(graph.nodes[key], False) for key in ordered], graph)
+
+
+def _in_graph_order(graph, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    wanted, ordered = set(keys), []
+    for leaf in graph.leaf_nodes():
+        for key in graph.forwards_plan(leaf):
+            if key in wanted and key not in ordered:
+                ordered.append(key)
+    return ordered
+
+
 def plan_as_json(verdicts: list[MigrationVerdict]) -> list[dict]:
     return [{**asdict(verdict), "label": verdict.label} for verdict in verdicts]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
 
 from . import children, signals
 from .audit import Recorder
@@ -25,6 +26,7 @@ from .exceptions import (
 )
 from .gitrepo import Checkout
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
+from .migration_safety import blocking_operations, classify_applied
 from .migration_targets import migrations_to_unapply, refuse_forward_migrations
 from .models import DeploymentRecord
 from .notifications import Level, notify
@@ -34,12 +36,15 @@ from .recovery import (
     FAILED,
     RESTORE_DATABASE,
     RESTORE_IMAGES,
+    RETIRE_OLD_RELEASE,
     REVERT_CODE,
     ROLLBACK_RUN,
     SAFETY_BACKUP,
+    START_BESIDE,
     START_SERVICES,
     STOP_SERVICES,
     SUCCEEDED,
+    SWITCH_TRAFFIC,
     UNAPPLY_MIGRATIONS,
     VERIFY_HEALTH,
     Operation,
@@ -47,6 +52,7 @@ from .recovery import (
     describe_failure,
     emit,
     end_own_work,
+    find_slots,
     how_images_come_back,
     images_kept,
     recover,
@@ -91,7 +97,9 @@ class RollbackPlan:
             )
         if self.reason:
             lines.append(f"why: {self.reason}")
-        if ops_settings.PROXY and self.steps & {STOP_SERVICES}:
+        if START_BESIDE in self.steps:
+            lines.append(_("then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it leaves"))
+        elif ops_settings.PROXY and self.steps & {STOP_SERVICES}:
             lines.append("then: start the services and verify their health; meanwhile the proxy answers 503 with Retry-After, and it gets the traffic again once they are verified")
         else:
             lines.append("then: start the services and verify their health")
@@ -123,6 +131,40 @@ def plan_commit(ref: str) -> RollbackPlan:
     plan.unapplied, plan.migration_targets = migrations_to_unapply(sha)
     if plan.migration_targets:
         plan.steps.add(UNAPPLY_MIGRATIONS)
+    return without_downtime(plan)
+
+
+# Blue/green: the release comes back beside the serving one; nothing stops, the database stays.
+BESIDE_STEPS = {REVERT_CODE, RESTORE_IMAGES, COLLECT_STATIC, START_BESIDE, VERIFY_HEALTH, SWITCH_TRAFFIC, RETIRE_OLD_RELEASE}
+
+
+def without_downtime(plan: RollbackPlan) -> RollbackPlan:
+    """The plan as a rollback without downtime where it can be one: the code goes back, a proxy
+    switches between two slots, the release's images are kept, and every migration applied since
+    that release is backward compatible (its schema still serves the old code), so neither an
+    unapply nor a restore is needed.  Otherwise the plan as it was (stop-first), and why."""
+    runtime = get_runtime()
+    probe = Operation(checkout=_checkout(), runtime=runtime, recorder=None)
+    if not plan.commit or not find_slots(probe) or images_kept(runtime, plan.commit) is not True:
+        return plan
+    applied_since = plan.unapplied or migrations_to_unapply(plan.commit)[0]
+    verdicts = classify_applied(applied_since)
+    if blocking_operations(verdicts) or any(migration.after_switch for migration in verdicts):
+        plan.reason += "\n" + _(
+            "Not without downtime: a migration applied since %(commit)s could break it (see `deploy --dry-run`), "
+            "so the database goes back as well."
+        ) % {"commit": plan.commit[:12]}
+        return plan
+    if applied_since:
+        database = _("the migrations applied since (%(names)s) are backward compatible, so the schema and the data still serve it") % {"names": ", ".join(applied_since)}
+    else:
+        database = _("no migration was applied since, so the schema and the data still serve it")
+    plan.reason += "\n" + _(
+        "Without downtime: %(commit)s starts in slot %(slot)s beside the serving release, and the proxy switches once it is "
+        "verified. The database is not restored: %(database)s."
+    ) % {"commit": plan.commit[:12], "slot": probe.new_slot, "database": database}
+    plan.steps, plan.backup, plan.recorded_sha256 = set(BESIDE_STEPS), None, ""
+    plan.unapplied, plan.migration_targets = [], []
     return plan
 
 
@@ -207,10 +249,24 @@ def plan_quick() -> RollbackPlan:
         f"{bringer.started_at:%Y-%m-%d %H:%M}, {bringer.status}); {backup.name} is the newest backup taken while it served "
         f"(by the deploy of {taker.started_at:%Y-%m-%d %H:%M}, {taker.status})."
     )
-    return RollbackPlan(
+    return without_downtime(RollbackPlan(
         commit=target, commit_summary=bringer.from_summary or checkout.summary(target), backup=backup,
         steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
-    )
+    ))
+
+
+def give_back_if_never_switched(operation: Operation, recorder: Recorder, head_sha: str) -> None:
+    """A rollback without downtime that failed before its switch: the release it started beside
+    is removed and the code goes back to what still serves (best effort: the site never stopped)."""
+    names = {stage.name for stage in recorder.stages}
+    if START_BESIDE not in names or SWITCH_TRAFFIC in names:
+        return
+    operation.runtime.slot = None
+    try:
+        operation.runtime.run_commands(operation.runtime.remove_slot_commands(operation.new_slot))
+        operation.checkout.checkout(head_sha)
+    except Exception as error:
+        operation.warnings.append(_("The release started beside could not be removed: %(error)s") % {"error": describe_failure(error)})
 
 
 def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
@@ -262,11 +318,14 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             recorded_sha256=plan.recorded_sha256,
             migration_targets=plan.migration_targets,
         )
+        if START_BESIDE in plan.steps and not find_slots(operation):
+            raise PreflightFailed(_("The proxy no longer sends the traffic to a release, so the rollback cannot start beside it. Nothing was changed."))
         try:
             with children.tracking(str(recorder.record.id)):
                 recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
         except (Exception, KeyboardInterrupt) as error:
             end_own_work(operation)
+            give_back_if_never_switched(operation, recorder, head.sha)
             message = describe_failure(error)
             failed = next((stage.name for stage in reversed(recorder.stages) if stage.status == "failed"), "")
             if failed == SAFETY_BACKUP:

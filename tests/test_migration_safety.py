@@ -188,3 +188,16 @@ def test_strategy_zero_downtime_without_a_proxy_is_refused_with_exit_3_and_no_al
     assert sample_site.production_head() == sample_site.initial_sha
     assert records(sample_site) == [] and events(sample_site) == []
     assert "release 1" in sample_site.get("/")[1]
+
+
+@pytest.mark.django_db
+def test_applied_migrations_are_classified_from_their_files_in_graph_order_for_a_rollback():
+    from deploy_ops.migration_safety import blocking_operations, classify_applied
+
+    verdicts = classify_applied(["deploy_ops.0006_record_strategy", "deploy_ops.0005_stage_statuses_that_are_produced"])
+    assert [migration.label for migration in verdicts] == ["deploy_ops.0005_stage_statuses_that_are_produced", "deploy_ops.0006_record_strategy"]
+    # AlterField (0005) could break the release from before it; a NOT NULL CharField with Django's default (0006) too.
+    assert [(migration.label, operation.kind) for migration, operation in blocking_operations(verdicts)] == [
+        ("deploy_ops.0005_stage_statuses_that_are_produced", "AlterField"),
+        ("deploy_ops.0006_record_strategy", "AddField"),
+    ]

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.e2e.helpers import deploy, failure_text, last_record, records, wait_for
+from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
 from tests.fixtures.docker import compose_down
 from tests.fixtures.environment import skip_or_fail
 from tests.fixtures.sample_site import flags, free_port, health_fails, postgres_url, release
@@ -22,6 +22,17 @@ from tests.test_proxy_nginx import Load, Nginx, wait_until
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 SLOTS = ("blue", "green")
+
+COMPATIBLE_MIGRATION = {
+    # A nullable column: the release from before it keeps working on the new schema.
+    "notes/migrations/0002_note_tag.py": '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("notes", "0001_initial")]
+    operations = [migrations.AddField("note", "tag", models.TextField(null=True))]
+''',
+}
 
 AFTER_SWITCH_MIGRATION = {
     # The contract step: the old release would still write the column, so it goes once that release is gone.
@@ -85,6 +96,10 @@ def blue_green(sample_site, docker_engine, postgres_database, tmp_path):
 def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_release_after_the_switch(blue_green):
     site, nginx, project, addresses = blue_green
     site.commit_change(release("2"), "Release 2")
+    planned = deploy(site, "--dry-run")
+    assert planned.returncode == 0, failure_text(planned)
+    assert "Strategy: zero-downtime" in planned.stdout and f"-p {project}-blue up --detach --no-deps --no-build" in planned.stdout
+    assert f"slot blue ({addresses['blue']})" in planned.stdout
     load = Load(nginx)
     try:
         finished = deploy(site)
@@ -103,7 +118,7 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     assert containers(f"{project}-blue") and not containers(project)
 
     # The next one starts in the other slot, and the first slot goes once the proxy left it.
-    site.commit_change(release("3"), "Release 3")
+    site.commit_change({**release("3"), **COMPATIBLE_MIGRATION}, "Release 3 with a nullable column")
     load = Load(nginx)
     try:
         finished = deploy(site)
@@ -114,6 +129,23 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     assert nginx.proxy().routed_to() == addresses["green"]
     assert containers(f"{project}-green") and not containers(f"{project}-blue")
     assert "release 3" in nginx.get()[2]
+
+    # Back to release 2 without downtime: its images are kept and the column since is nullable,
+    # so it starts beside release 3, the proxy switches, and the database is not restored.
+    site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='written by release 3')")
+    load = Load(nginx)
+    try:
+        finished = manage(site, "rollback", "--quick", "--noinput")
+    finally:
+        load.stop()
+    assert finished.returncode == 0, failure_text(finished)
+    record = last_record(site)["record"]
+    stages = [stage["name"] for stage in last_record(site)["stages"]]
+    assert stages == ["revert code", "restore images", "collect static", "start beside", "verify health", "switch traffic", "retire old release"]
+    assert "The database is not restored" in record["rollback_reason"] and "notes.0002_note_tag" in record["rollback_reason"]
+    assert load.failures == [] and {status for status, _ in load.answers} == {200}
+    assert "release 2" in nginx.get()[2] and nginx.proxy().routed_to() == addresses["blue"]
+    assert site.notes() == ["first", "written by release 3"]
 
 
 def test_a_failed_health_check_under_load_removes_the_new_release_never_switches_and_leaves_the_database_alone(blue_green):
