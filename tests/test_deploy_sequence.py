@@ -13,8 +13,9 @@ import shlex
 import sqlite3
 
 import pytest
+from django.db.migrations.loader import MigrationLoader
 
-from deploy_ops import rollback, runner
+from deploy_ops import demo, rollback, runner
 from deploy_ops.exceptions import EXIT_OK, EXIT_ROLLED_BACK, CommandFailed
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
@@ -314,3 +315,73 @@ def test_behind_a_proxy_the_dry_run_shows_the_maintenance_answer_before_the_stop
     assert stop[0] == "nginx answers 503 with Retry-After: 9 and the maintenance page, then the old release stops" and stop[1] == STOP
     assert planned[-1] == ("route", "nginx sends the traffic to 127.0.0.1:8000 again")
     assert not (tmp_path / "route.conf").exists()  # a dry run changes nothing
+
+
+@pytest.fixture
+def blue_green(recorded, settings, tmp_path, monkeypatch):
+    """As ``recorded``, behind a proxy with two slots whose reload commands are recorded too."""
+    site, recording = recorded
+    route = tmp_path / "route.conf"
+    route.write_text("# deploy_ops: 127.0.0.1:8000\nproxy_pass http://127.0.0.1:8000;\n")
+    slots = {
+        slot: {"ADDRESS": f"127.0.0.1:{port}", "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/", "ENVIRONMENT": {"WEB_PORT": str(port)}}
+        for slot, port in (("blue", 8001), ("green", 8002))
+    }
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "PROXY": {
+            "KIND": "nginx", "ROUTE_FILE": str(route), "ADDRESS": "127.0.0.1:8000",
+            "TEST_COMMAND": ["nginx", "-t"], "RELOAD_COMMAND": ["nginx", "-s", "reload"], "DRAIN_TIMEOUT": 0, "SLOTS": slots,
+        },
+    }
+    monkeypatch.setattr("deploy_ops.proxy.nginx.run", recording)
+    monkeypatch.setattr(ComposeRuntime, "slots_running", lambda self: [])
+    # The site's table of applied migrations (its database is not a Django connection here): every
+    # one this project knows, so the target's plan is the sample app's notes.0001_initial, a CreateModel.
+    known = sorted(f"{app}.{name}" for app, name in MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+    monkeypatch.setattr("deploy_ops.pipeline.applied_migrations", lambda: known)
+    # The target classifies its plan with its own manage.py, which finds deploy_ops through this (as .env gives it).
+    monkeypatch.setenv("EXTRA_PYTHONPATH", demo.deploy_ops_source())
+    return site, recording, route
+
+
+BLUE = "docker compose -p seqtest-blue"
+
+
+def test_a_zero_downtime_deploy_migrates_and_starts_the_new_release_beside_the_old_then_switches_then_stops_the_old(blue_green):
+    site, recording, route = blue_green
+    new = site.commit_change(release("2"), "Release 2")
+    exit_code, commands = run_deploy(site, recording)
+    assert exit_code == EXIT_OK
+    stages = deploy_sequence(site.initial_sha, new)
+    assert commands == in_order(stages, ["checkout", "build", "collectstatic", "migrate"]) + [
+        f"docker image tag seqtest-web:{new[:12]} seqtest-blue-web",
+        f"{BLUE} up --detach --no-deps --no-build --wait --wait-timeout 30 web",
+        f"{BLUE} exec -T web python manage.py check",
+        f"{BLUE} exec -T web python manage.py healthcheck --gate --skip-services",
+        "nginx -t",
+        "nginx -s reload",
+        STOP,
+    ]
+    assert route.read_text().startswith("# deploy_ops: 127.0.0.1:8001")
+    assert DeploymentRecord.objects.get(kind="deploy").strategy == "zero-downtime"
+
+
+def test_a_zero_downtime_deploy_that_fails_its_health_check_removes_the_new_release_and_never_touches_the_proxy_or_the_old_release(blue_green):
+    site, recording, route = blue_green
+    new = site.commit_change(release("2"), "Release 2")
+    recording.bad_health_sha = new
+    exit_code, commands = run_deploy(site, recording)
+    assert exit_code == EXIT_ROLLED_BACK
+    stages = deploy_sequence(site.initial_sha, new)
+    assert commands == in_order(stages, ["checkout", "build", "collectstatic", "migrate"]) + [
+        f"docker image tag seqtest-web:{new[:12]} seqtest-blue-web",
+        f"{BLUE} up --detach --no-deps --no-build --wait --wait-timeout 30 web",
+        f"git checkout --quiet --detach {site.initial_sha}",
+        f"{BLUE} down --timeout 5",
+        f"docker image tag seqtest-web:{site.initial_sha[:12]} seqtest-web",
+        f"{ONE_OFF} collectstatic --noinput",
+    ]
+    assert route.read_text().startswith("# deploy_ops: 127.0.0.1:8000")
+    record = DeploymentRecord.objects.get(kind="deploy")
+    assert "The database is not restored: the migrations that ran beside the old release are backward compatible" in record.rollback_reason
