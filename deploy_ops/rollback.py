@@ -26,7 +26,7 @@ from .exceptions import (
 )
 from .gitrepo import Checkout
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
-from .migration_safety import blocking_operations, classify_applied
+from .migration_safety import STOP_FIRST, ZERO_DOWNTIME, blocking_operations, classify_applied
 from .migration_targets import migrations_to_unapply, refuse_forward_migrations
 from .models import DeploymentRecord
 from .notifications import Level, notify
@@ -302,6 +302,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             backup_name=plan.backup.name if plan.backup else "",
             backup_sha256=(plan.backup.sha256 or "") if plan.backup else "",
             rollback_reason=plan.reason,
+            strategy=ZERO_DOWNTIME if START_BESIDE in plan.steps else STOP_FIRST,
         )
         recorder.save()
         operation = Operation(

@@ -142,6 +142,7 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     record = last_record(site)["record"]
     stages = [stage["name"] for stage in last_record(site)["stages"]]
     assert stages == ["revert code", "restore images", "collect static", "start beside", "verify health", "switch traffic", "retire old release"]
+    assert record["strategy"] == "zero-downtime"
     assert "The database is not restored" in record["rollback_reason"] and "notes.0002_note_tag" in record["rollback_reason"]
     assert load.failures == [] and {status for status, _ in load.answers} == {200}
     assert "release 2" in nginx.get()[2] and nginx.proxy().routed_to() == addresses["blue"]
