@@ -74,6 +74,7 @@ from .recovery import (
     planned_steps,
     recover,
     remove_unrouted_slots,
+    retire_commands,
     retire_old_release,
     run_step,
     runs_side_by_side,
@@ -396,14 +397,17 @@ class Deployer:
     # -- the stages: each plans its tasks; a deploy runs them, --dry-run shows them ------------
     def run_stage(self, stage: Stage) -> str:
         if stage.name == "start" and self.zero_downtime():
-            # From here the health and verify stages look at the new release's slot, directly.
-            self.operation.runtime.slot = self.operation.new_slot
-            self.operation.health_url = ops_settings.PROXY["SLOTS"][self.operation.new_slot]["HEALTH_CHECK_URL"]
+            self.enter_new_slot()
         if stage.name == "start":
             # The log scan reads from here: what the old release logged before is not this deploy's.
             self.operation.services_started_at = timezone.now()
         outputs = [task.run() for task in stage.plan(self)]
         return "\n".join(output.strip() for output in outputs if output and output.strip())
+
+    def enter_new_slot(self) -> None:
+        """From the start stage on, the health and verify stages look at the new release's slot, directly."""
+        self.operation.runtime.slot = self.operation.new_slot
+        self.operation.health_url = ops_settings.PROXY["SLOTS"][self.operation.new_slot]["HEALTH_CHECK_URL"]
 
     def commands(self, commands: list[Command]) -> list[Task]:
         """Runtime commands as tasks, each with the runtime's time limit for it."""
@@ -507,7 +511,7 @@ class Deployer:
 
     def plan_health(self) -> list[Task]:
         operation = self.operation
-        probe = f"GET {ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"
+        probe = f"GET {operation.health_url or ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"
         return [Task(action=lambda: wait_until_healthy(operation), description=probe)]
 
     def plan_verify(self) -> list[Task]:
@@ -561,8 +565,13 @@ class Deployer:
         report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
         for stage in self.stages():
+            if stage.name == "start" and self.zero_downtime():
+                self.enter_new_slot()
             for task in stage.plan(self):
                 emit(operation, stage.name, PLANNED, task.display())
+            if stage.name == "switch":
+                for command in retire_commands(operation):
+                    emit(operation, RETIRE_OLD_RELEASE, PLANNED, command.display())
         report("Dry run: nothing was changed.", 0)
 
 

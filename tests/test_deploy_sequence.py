@@ -385,3 +385,26 @@ def test_a_zero_downtime_deploy_that_fails_its_health_check_removes_the_new_rele
     assert route.read_text().startswith("# deploy_ops: 127.0.0.1:8000")
     record = DeploymentRecord.objects.get(kind="deploy")
     assert "The database is not restored: the migrations that ran beside the old release are backward compatible" in record.rollback_reason
+
+
+def test_the_dry_run_of_a_zero_downtime_deploy_shows_exactly_the_commands_it_runs_and_the_strategy(blue_green):
+    site, recording, route = blue_green
+    site.commit_change(release("2"), "Release 2")
+    planned: list[tuple[str, str]] = []
+    lines: list[str] = []
+    dry = Deployer(
+        DeployOptions(dry_run=True), report=lambda line, level=1: lines.append(line),
+        progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None,
+    )
+    assert dry.run() == EXIT_OK
+    recording.commands.clear()
+
+    exit_code, commands = run_deploy(site, recording)
+
+    assert exit_code == EXIT_OK
+    assert "Strategy: zero-downtime, because every migration that runs before the switch is backward compatible." in lines
+    shown_commands = [detail for _, detail in planned if detail.startswith(("git ", "docker "))]
+    # The proxy's own commands (nginx -t, the reload) run inside the switch, shown by its description.
+    ran = [command for command in commands if not command.startswith(("git fetch", "nginx "))]
+    assert [line.replace("deploy_ops.record=none", "deploy_ops.record=RECORD") for line in shown_commands] == ran
+    assert ("switch", "nginx sends new requests to the new release in slot blue (127.0.0.1:8001), then waits for its old workers") in planned

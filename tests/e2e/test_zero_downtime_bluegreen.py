@@ -99,7 +99,7 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     planned = deploy(site, "--dry-run")
     assert planned.returncode == 0, failure_text(planned)
     assert "Strategy: zero-downtime" in planned.stdout and f"-p {project}-blue up --detach --no-deps --no-build" in planned.stdout
-    assert f"slot blue ({addresses['blue']})" in planned.stdout
+    assert f"slot blue ({addresses['blue']})" in planned.stdout and f"retire old release: docker compose -p {project} stop --timeout 5 web" in planned.stdout
     load = Load(nginx)
     try:
         finished = deploy(site)
