@@ -206,3 +206,19 @@ def test_a_deploy_killed_between_the_green_start_and_the_switch_leaves_the_proxy
     status, _, body = nginx.get()
     assert status == 200 and "release 3" in body
     assert nginx.proxy().routed_to() == addresses["blue"]
+
+
+def test_ctrl_c_before_the_switch_removes_the_new_release_and_the_old_one_never_stops_serving(blue_green):
+    from tests.e2e.test_ctrl_c import interrupt_the_deploy_during
+
+    site, nginx, project, addresses = blue_green
+    site.commit_change({**release("2"), **health_fails()}, "Release 2: its health stage is slow to fail")
+    load = Load(nginx)
+    try:
+        interrupt_the_deploy_during(site, "health", "--health-retries", "50", "--health-delay", "0.5")
+    finally:
+        load.stop()
+    stages = [stage["name"] for stage in last_record(site)["stages"]]
+    assert "remove new release" in stages and "restore database" not in stages
+    assert load.failures == [] and all("release 1" in body for _, body in load.answers)
+    assert not containers(f"{project}-blue") and nginx.proxy().routed_to() == f"127.0.0.1:{site.web_port}"
