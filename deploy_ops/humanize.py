@@ -11,8 +11,14 @@ from datetime import datetime
 from django.template.defaultfilters import filesizeformat
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
-UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
+UNITS = (
+    (86400, pgettext_lazy("duration unit: days", "d")),
+    (3600, pgettext_lazy("duration unit: hours", "h")),
+    (60, pgettext_lazy("duration unit: minutes", "min")),
+    (1, pgettext_lazy("duration unit: seconds", "s")),
+)
 
 
 def size(octets: int | None) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .conf import ops_settings
 from .exceptions import LockHeld
@@ -69,17 +70,22 @@ class LockState:
 
     def describe(self) -> str:
         if not self.held:
-            return "free"
+            return _("free")
         if self.unreadable:
-            return "stale: its details file is empty or unreadable, and no process holds the lock"
+            return _("stale: its details file is empty or unreadable, and no process holds the lock")
         if not self.holder:
-            return "held: by a process that has not written its details yet"
-        who = f"{self.holder.get('what', 'a deploy')} by pid {self.holder.get('pid')} on {self.holder.get('host')} since {self.holder.get('since')}"
+            return _("held: by a process that has not written its details yet")
+        holder = self.holder
+        # "what" is the holder's own word (deploy, rollback, restore, backup), as it wrote it.
+        values = {"what": holder.get("what", "deploy"), "pid": holder.get("pid"), "host": holder.get("host"), "since": holder.get("since")}
         if self.foreign:
-            return f"left by {who}, another host: no process here holds it, and whether that one still runs cannot be told from here"
+            return _(
+                "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
+                "and whether that one still runs cannot be told from here"
+            ) % values
         if self.stale:
-            return f"stale: left by {who}, which is no longer running"
-        return f"held: {who}"
+            return _("stale: left by %(what)s by pid %(pid)s on %(host)s since %(since)s, which is no longer running") % values
+        return _("held: %(what)s by pid %(pid)s on %(host)s since %(since)s") % values
 
 
 # -- the kernel lock, portable ----------------------------------------------------------------------
