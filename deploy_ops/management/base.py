@@ -11,10 +11,12 @@ line (``--traceback`` shows where), and a usage error with EXIT_USAGE.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import translation
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -41,12 +43,27 @@ def check_language(code: str) -> str:
     return code
 
 
+def evaluate_help(parser: argparse.ArgumentParser) -> None:
+    """Lazy help texts as str in the language active now, subcommands' too: argparse's formatter needs str."""
+    parser.description = str(parser.description) if isinstance(parser.description, Promise) else parser.description
+    for action in parser._actions:
+        if isinstance(action.help, Promise):
+            action.help = str(action.help)
+        if isinstance(action, argparse._SubParsersAction):
+            for choice in action._choices_actions:
+                choice.help = str(choice.help) if isinstance(choice.help, Promise) else choice.help
+            for subparser in action.choices.values():
+                evaluate_help(subparser)
+
+
 class TranslatedCommand(BaseCommand):
     """A command that speaks ``--lang`` when given, else ``settings.LANGUAGE_CODE``."""
 
     def create_parser(self, prog_name, subcommand, **kwargs):
+        self.help = str(self.help)  # a lazy class attribute, worded in the language active now
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.add_argument("--lang", metavar="CODE", help=LANG_HELP)
+        evaluate_help(parser)
         return parser
 
     def run_from_argv(self, argv):
