@@ -6,7 +6,7 @@ a copy of the package, so the committed files are never touched.
 
 To update the catalog after changing a text (the same command the test runs, then compile):
 
-    cd deploy_ops && python ../manage.py makemessages -l es --ignore 'demo/site/*' --add-location file
+    cd deploy_ops && python ../manage.py makemessages -l es --ignore 'demo/site/*' --add-location file --no-obsolete
     python ../manage.py compilemessages -l es
 """
 
@@ -27,7 +27,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "deploy_ops"
 CATALOG = PACKAGE / "locale" / "es" / "LC_MESSAGES" / "django.po"
 COMPILED = CATALOG.with_suffix(".mo")
 MANAGE = PACKAGE.parent / "manage.py"
-MAKEMESSAGES = ["makemessages", "-l", "es", "--ignore", "demo/site/*", "--add-location", "file"]
+MAKEMESSAGES = ["makemessages", "-l", "es", "--ignore", "demo/site/*", "--add-location", "file", "--no-obsolete"]
 
 
 def require_gettext() -> None:
