@@ -69,7 +69,7 @@ class EmailChannel(Channel):
     def build_payload(self, event: Event) -> EmailMessage:
         recipients = self.recipients()
         if not recipients:
-            raise DeliveryFailed("no recipients: set the channel's RECIPIENTS option or settings.ADMINS.")
+            raise DeliveryFailed(_("no recipients: set the channel's RECIPIENTS option or settings.ADMINS."))
         return EmailMessage(
             subject=subject(event),
             body=body(event),
@@ -80,4 +80,4 @@ class EmailChannel(Channel):
     def deliver(self, payload: EmailMessage) -> None:
         sent = payload.send()
         if not sent:
-            raise DeliveryFailed("the mail backend accepted no message.")
+            raise DeliveryFailed(_("the mail backend accepted no message."))
