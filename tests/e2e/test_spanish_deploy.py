@@ -89,7 +89,7 @@ def test_a_deploy_its_automatic_rollback_and_a_manual_rollback_speak_only_spanis
     everything = "\n".join(said)
 
     # Sentences known to be said: the notifications' titles and the backups listed by --status.
-    missing = [spanish for spanish in ("Despliegue de", "Revertido a", "hace ", "sin verificar") if spanish not in everything]
+    missing = [spanish for spanish in ("Despliegue de", "Se revirtió a", "hace ", "sin verificar") if spanish not in everything]
     leaks = english_lines(everything)
     assert not leaks and not missing, (
         f"{len(leaks)} line(s) in English:\n" + "\n".join(leaks) + f"\n\nSpanish not found: {missing}\n\nEverything:\n{everything}"
