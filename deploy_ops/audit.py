@@ -24,6 +24,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, transaction
 from django.utils import timezone
@@ -34,6 +35,9 @@ from .models import DeploymentRecord, DeploymentStage
 from .privatefiles import open_private_append, write_atomically
 from .runner import tail
 from .secrets import known_secrets, mask, mask_fields
+
+if TYPE_CHECKING:
+    from .lock import LockState
 
 logger = logging.getLogger("deploy_ops.audit")
 
@@ -248,3 +252,24 @@ def compact_journal() -> bool:
     write_atomically(path, compacted.encode("utf-8"))
     logger.info("journal compacted: %d lines to %d", len(original.splitlines()), len(kept))
     return True
+
+
+def mark_interrupted(state: LockState) -> None:
+    """The record of a deploy whose process died is closed as interrupted, in journal and database."""
+    record_id = state.holder.get("record")
+    snapshot = read_journal().get(record_id) if record_id else None
+    if not snapshot or snapshot["record"]["status"] != DeploymentRecord.Status.RUNNING:
+        return
+    now = timezone.now().isoformat()
+    running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
+    snapshot["record"].update(
+        status=DeploymentRecord.Status.INTERRUPTED,
+        finished_at=now,
+        failed_stage=running[-1] if running else snapshot["record"].get("failed_stage", ""),
+        error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.",
+    )
+    for stage in snapshot["stages"]:
+        if stage["status"] == DeploymentStage.Status.RUNNING:
+            stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")
+    append_to_journal(snapshot)
+    write_snapshot(snapshot)

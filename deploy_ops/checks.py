@@ -12,6 +12,7 @@ deploy_ops.W003  whether the database can be restored could not be checked (depl
 deploy_ops.E030  BACKUP_STORAGE names no STORAGES alias, or BACKUP_AGE_RECIPIENTS holds a non-key (or pyrage is missing)
 deploy_ops.E020  a notification channel cannot be loaded or lacks an option (notifications/channels.py)
 deploy_ops.E030-E036, W031-W035  what the deploy's preflight refuses on or warns about (deploy check; preflight.py)
+deploy_ops.E050  RUNTIME is 'swarm' but the Docker engine is not a swarm manager (deploy check)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ W003 = "deploy_ops.W003"
 E010 = "deploy_ops.E010"
 E011 = "deploy_ops.E011"
 E030 = "deploy_ops.E030"
+E050 = "deploy_ops.E050"
 
 
 @register(Tags.compatibility)
@@ -144,6 +146,8 @@ def needed_tools() -> list[str]:
     tools = ["git"]
     if ops_settings.RUNTIME == "compose" or ops_settings.BACKUP_EXEC_SERVICE:
         tools.append(ops_settings.COMPOSE_COMMAND[0])
+    if ops_settings.RUNTIME == "swarm":
+        tools += [tool for tool in (ops_settings.COMPOSE_COMMAND[0], "docker") if tool not in tools]
     if not ops_settings.BACKUP_EXEC_SERVICE:
         tools.extend(host_tools(settings.DATABASES.get(ops_settings.BACKUP_DATABASE, {})))
     return tools
@@ -197,3 +201,19 @@ def check_backup_lifecycle(app_configs, **kwargs):
     if problem:
         found.append(Error(problem, hint=_("See docs/BACKUPS.md, Encryption."), id=E030))
     return found
+
+
+@register(Tags.compatibility, deploy=True)
+def check_swarm_manager(app_configs, **kwargs):
+    """RUNTIME = "swarm" deploys with `docker stack deploy`, which only a swarm manager accepts."""
+    if problems(getattr(settings, "DEPLOY_OPS", {})) or ops_settings.RUNTIME != "swarm":
+        return []
+    from .runtimes.swarm import swarm_problem
+
+    try:
+        problem = swarm_problem()
+    except DeployOpsError as error:
+        problem = str(error)
+    if not problem:
+        return []
+    return [Error(problem, hint="Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md).", id=E050)]

@@ -83,6 +83,29 @@ def _health_checks(value):
     return None
 
 
+PROXY_KEYS = {"KIND", "ROUTE_FILE", "RELOAD_COMMAND", "TEST_COMMAND", "PID_FILE", "DRAIN_TIMEOUT", "ADDRESS", "RETRY_AFTER"}
+
+
+def _proxy(value):
+    if not value:
+        return None
+    unknown = set(value) - PROXY_KEYS
+    if unknown:
+        return f"has unknown keys {', '.join(sorted(unknown))}; the keys are {', '.join(sorted(PROXY_KEYS))}"
+    if value.get("KIND") != "nginx":
+        return "needs KIND 'nginx' (the one proxy deploy_ops drives so far)"
+    for key in ("ROUTE_FILE", "ADDRESS"):
+        if not isinstance(value.get(key), str) or not value[key]:
+            return f"needs {key} (a non-empty string)"
+    for key in ("RELOAD_COMMAND", "TEST_COMMAND"):
+        if key in value and _argv(value[key]):
+            return f"{key} {_argv(value[key])}"
+    for key in ("DRAIN_TIMEOUT", "RETRY_AFTER"):
+        if key in value and (isinstance(value[key], bool) or not isinstance(value[key], (int, float)) or value[key] < 0):
+            return f"{key} must be a number of seconds, 0 or more"
+    return None
+
+
 # What /health/ runs, where the site runs (inside the web container): nothing here needs the
 # Docker engine or the host's backup folder.
 DEFAULT_HEALTH_CHECKS = [
@@ -127,7 +150,7 @@ OPTIONS: dict[str, Option] = {
     "GIT_REMOTE": Option("origin", str, "The remote a deploy fetches from."),
     "GIT_BRANCH": Option("main", str, "The branch a deploy takes when --ref is not given."),
     # Services.
-    "RUNTIME": Option("compose", str, "compose (Docker Compose) or commands (argv lists in COMMANDS).", _one_of("compose", "commands")),
+    "RUNTIME": Option("compose", str, "compose (Docker Compose), swarm (a Docker Swarm stack from the Compose file; docs/SWARM.md) or commands (argv lists in COMMANDS).", _one_of("compose", "commands", "swarm")),
     "COMMANDS": Option({}, dict, "For the commands runtime: {'build': [...], 'start': [...], 'stop': [...]} run in PROJECT_DIR.", _commands),
     "COMPOSE_COMMAND": Option(["docker", "compose"], list, "How to call Compose: ['docker', 'compose'] or ['docker-compose'].", _argv),
     "COMPOSE_FILES": Option([], list, "Compose files (-f), relative to PROJECT_DIR; empty means Compose's own default.", _patterns),
@@ -161,6 +184,13 @@ OPTIONS: dict[str, Option] = {
     "ENVIRONMENT": Option("production", str, "Shown in notifications."),
     "ADMIN_BASE_URL": Option(None, (str, type(None)), "e.g. https://example.org — notifications link to the record in the admin."),
     "NOTIFICATIONS": Option([], list, "Channels besides the always-on log: [{'BACKEND': 'deploy_ops.notifications.slack.SlackChannel', ...}].", _channels),
+    # The reverse proxy in front of the site (docs/RUNTIMES.md, zero-downtime); empty: none.
+    "PROXY": Option({}, dict, "{'KIND': 'nginx', 'ROUTE_FILE': ..., 'ADDRESS': '127.0.0.1:8000', 'RELOAD_COMMAND': ['nginx', '-s', 'reload'], ...}: while a deploy or rollback has the site stopped, the proxy answers 503 with Retry-After and a maintenance page.", _proxy),
+    # Docker Swarm (RUNTIME = "swarm"; docs/SWARM.md).
+    "SWARM_STACK": Option(None, (str, type(None)), "The stack name (`docker stack deploy ... NAME`); None: the Compose project name."),
+    "REGISTRY": Option(None, (str, type(None)), "Where a release's images are pushed after the build (registry.example.org:5000/team), for a swarm of several nodes; None: one node uses its local images."),
+    "SWARM_UPDATE_ORDER": Option("stop-first", str, "Each service's update and rollback order where the Compose file sets none: start-first needs an app that listens beside its old task (gunicorn --reuse-port).", _one_of("stop-first", "start-first")),
+    "SWARM_UPDATE_MONITOR": Option(10, int, "Seconds swarm watches each new task before its update counts as done (a task failing within them rolls the service back), where the Compose file sets none.", _not_negative),
 }
 
 # Names the old shell scripts used, read unprefixed from the environment by the bundled settings.

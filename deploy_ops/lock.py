@@ -21,6 +21,7 @@ ones: it would add a dependency for a dozen lines, and the details file would st
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -33,9 +34,13 @@ from pathlib import Path
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import children
+from .audit import compact_journal, mark_interrupted, read_journal
 from .conf import ops_settings
-from .exceptions import LockHeld
+from .exceptions import DeployOpsError, LockHeld
+from .models import DeploymentStage
 from .privatefiles import private_file, write_atomically
+from .runtimes import get_runtime
 
 logger = logging.getLogger("deploy_ops.lock")
 
@@ -250,8 +255,6 @@ class DeployLock:
 
 def _compact_journal() -> None:
     # After every run, under the lock, so no other run appends meanwhile; never worth failing a run for.
-    from .audit import compact_journal
-
     try:
         compact_journal()
     except Exception as error:
@@ -274,3 +277,51 @@ def _refusal(state: LockState) -> str:
         )
     return f"Another deploy or rollback is running ({state.describe()}). Wait for it to finish."
 
+
+def describe_lock_refusal(held: LockHeld) -> str:
+    message = str(held)
+    record_id = held.holder.get("record")
+    snapshot = read_journal().get(record_id) if record_id else None
+    if held.stale and snapshot:
+        running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
+        where = f" during stage {running[-1]!r}" if running else ""
+        record = snapshot["record"]
+        message += (
+            f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
+            f"started {record['started_at']}."
+        )
+    if held.stale:
+        still = work_left_behind()
+        if still:
+            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
+                f"  {line}" for line in still
+            )
+    return message
+
+
+def acquire_lock(lock: DeployLock) -> None:
+    """Take ``lock``; its refusal (exit 3) says who holds it and, for a run that died, where it died."""
+    try:
+        lock.acquire()
+    except LockHeld as held:
+        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
+
+
+def work_left_behind() -> list[str]:
+    """What a run that died still has running: host processes, and one-off containers where the runtime has them."""
+    found = [child.describe() for child in children.left_behind()]
+    # An unreachable engine is reported where the services are (`--status`'s services error); the
+    # takeover, which must stop that work, fails loudly on it instead.
+    with contextlib.suppress(DeployOpsError):
+        found += get_runtime().one_off_work()
+    return found
+
+
+def take_over(broken: LockState | None, runtime, report) -> None:
+    """Just after the lock is taken and before anything changes: stop what a run that died left
+    running (its host process groups, its one-off containers), then close its record."""
+    for line in children.stop_left_behind() + runtime.stop_one_off_work():
+        report(f"Stopped, left running by a run that died: {line}", 0)
+    if broken:
+        mark_interrupted(broken)
+        report(f"Broke the stale lock: {broken.describe()}", 0)

@@ -41,6 +41,8 @@ class DeploymentRecord(models.Model):
     backup_sha256 = models.CharField(max_length=64, blank=True)
     # The images of the release this run brought up (built, or started from the kept ones), one a line.
     images = models.TextField(blank=True)
+    # How the deploy went about it: "stop-first" or "zero-downtime" (deploy_ops.migration_safety).
+    strategy = models.CharField(max_length=16, blank=True)
     failed_stage = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     rollback_reason = models.TextField(blank=True)
@@ -71,8 +73,6 @@ class DeploymentStage(models.Model):
         RUNNING = "running", "running"
         SUCCEEDED = "succeeded", "succeeded"
         FAILED = "failed", "failed"
-        SKIPPED = "skipped", "skipped"
-        UNDONE = "undone", "undone"
 
     record = models.ForeignKey(DeploymentRecord, on_delete=models.CASCADE, related_name="stages")
     position = models.PositiveIntegerField()

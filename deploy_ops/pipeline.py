@@ -7,6 +7,7 @@ failure rolls back with the recovery steps the begun stages ask for (see recover
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import shutil
 import subprocess
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from django.db import DatabaseError, connections
+from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
+from django.utils.connection import ConnectionDoesNotExist
 
 from . import children, runner, signals
-from .audit import Recorder, append_to_journal, read_journal, write_snapshot
+from .audit import Recorder
 from .backups import create_backup, list_backups, refuse_restore_blockers
 from .conf import ops_settings
 from .exceptions import (
@@ -30,15 +34,16 @@ from .exceptions import (
     DeployOpsError,
     HealthCheckFailed,
     HealthUnverified,
-    LockHeld,
     PreflightFailed,
 )
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
-from .lock import DeployLock, LockState
-from .models import DeploymentRecord, DeploymentStage
-from .notifications import Level
+from .lock import DeployLock, acquire_lock, take_over
+from .migration_safety import MigrationVerdict, choose_strategy, describe_plan, plan_from_json
+from .models import DeploymentRecord
+from .notifications import Level, notify
 from .preflight import refuse_if_unready
+from .proxy import configured_proxy, proxy_address, retry_after
 from .recovery import (
     COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
@@ -49,6 +54,7 @@ from .recovery import (
     RESTORE_IMAGES,
     REVERT_CODE,
     ROLLBACK_RUN,
+    ROUTE_TRAFFIC,
     SKIPPED,
     START_SERVICES,
     STARTED,
@@ -60,7 +66,6 @@ from .recovery import (
     describe_failure,
     emit,
     how_images_come_back,
-    notify,
     planned_steps,
     recover,
     run_step,
@@ -69,6 +74,7 @@ from .recovery import (
 from .retention import after_deploy
 from .runner import Command
 from .runtimes import get_runtime
+from .secrets import mask
 
 Status = DeploymentRecord.Status
 SUCCEEDED_STATUSES = (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS)
@@ -97,8 +103,11 @@ class DeployOptions:
     health_retries: int | None = None
     health_delay: float | None = None
     break_lock: bool = False
-    # Deploy even though the release serving now fails its health check (a fix for a broken site).
+    # Deploy even though the release serving now fails its health check (a fix for a broken site),
+    # or with --strategy zero-downtime over migrations that could break the old release.
     force: bool = False
+    # "stop-first" or "zero-downtime"; empty: chosen from the migration plan.
+    strategy: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +152,13 @@ STAGES = [
     Stage("health", frozenset(AFTER_MIGRATIONS_BEGAN)),
     Stage("verify", frozenset(AFTER_MIGRATIONS_BEGAN)),
 ]
+# Behind a reverse proxy, the stop stage turns on its maintenance answer (503, Retry-After) and
+# this last stage sends the traffic to the verified release again.
+ROUTE_STAGE = Stage("route", frozenset(AFTER_MIGRATIONS_BEGAN | {ROUTE_TRAFFIC}))
+
+
+def stages() -> list[Stage]:
+    return STAGES + [ROUTE_STAGE] if ops_settings.PROXY else STAGES
 
 
 class Deployer:
@@ -223,13 +239,27 @@ class Deployer:
         target = checkout.resolve(self.options.ref or ops_settings.GIT_BRANCH, ops_settings.GIT_REMOTE)
         self.operation.previous_sha = previous.sha
         self.operation.target_sha = target.sha
+        self.choose_strategy(checkout, target.sha)
         self.recorder.update(
             save=False,
             from_commit=previous.sha,
             from_summary=previous.summary[:255],
             to_commit=target.sha,
             to_summary=target.summary[:255],
+            strategy=self.strategy.strategy,
         )
+
+    def choose_strategy(self, checkout: Checkout, sha: str) -> None:
+        """The strategy, from the target's migration plan, before anything changes; a refusal when
+        zero-downtime was asked for but cannot or may not run."""
+        # Two releases side by side behind a switched proxy (blue/green) are not built yet: every
+        # deploy is stop-first (behind DEPLOY_OPS['PROXY'], with its maintenance answer), and the
+        # plan is classified only to be shown.
+        can_switch = False
+        self.classified, self.unclassified_reason = (None, "")
+        if self.options.dry_run or can_switch:
+            self.classified, self.unclassified_reason = classify_target(checkout, sha)
+        self.strategy = choose_strategy(self.classified, can_switch, self.options.strategy, self.options.force)
 
     def summary(self) -> str:
         record = self.recorder.record
@@ -243,7 +273,7 @@ class Deployer:
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
-        for stage in STAGES:
+        for stage in stages():
             begun.append(stage)
             try:
                 run_step(operation, stage.name, lambda stage=stage: self.run_stage(stage))
@@ -282,7 +312,12 @@ class Deployer:
             recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
             emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
             return EXIT_NEEDS_HUMAN
-        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}")
+        database = (
+            "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+            if RESTORE_DATABASE in steps
+            else "The database is not restored: no migration had run, so it still serves the old code as it is."
+        )
+        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}\n{database}")
         emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
@@ -348,7 +383,20 @@ class Deployer:
     def plan_stop(self) -> list[Task]:
         # The old release stops before the migrations: it never meets the new schema, and two
         # releases never write the database at once.
-        return self.commands(self.operation.runtime.stop_commands())
+        stop = self.commands(self.operation.runtime.stop_commands())
+        proxy = configured_proxy()
+        if proxy is None:
+            return stop
+        seconds = retry_after()
+        maintenance = Task(
+            action=lambda: proxy.serve_maintenance(seconds),
+            description=f"{proxy.kind} answers 503 with Retry-After: {seconds} and the maintenance page, then the old release stops",
+        )
+        return [maintenance, *stop]
+
+    def plan_route(self) -> list[Task]:
+        proxy, address = configured_proxy(), proxy_address()
+        return [Task(action=lambda: proxy.route_to(address), description=f"{proxy.kind} sends the traffic to {address} again")]
 
     def plan_start(self) -> list[Task]:
         return self.commands(self.operation.runtime.start_commands())
@@ -409,12 +457,14 @@ class Deployer:
         report(f"Commits that would go out ({len(commits)}):", 0)
         for commit in commits:
             report(f"  {commit.short} {commit.summary}", 0)
-        report("Migrations the target would apply:", 0)
-        for line in pending_migrations(operation.checkout, operation.target_sha):
+        report("Migrations the target would apply, each operation classified for the release serving now:", 0)
+        lines = describe_plan(self.classified) if self.classified is not None else [f"(not classified: {self.unclassified_reason})"]
+        for line in lines:
             report(f"  {line}", 0)
+        report(f"Strategy: {self.strategy.strategy}, because {self.strategy.reason}.", 0)
         report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
         report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
-        for stage in STAGES:
+        for stage in stages():
             for task in stage.plan(self):
                 emit(operation, stage.name, PLANNED, task.display())
         report("Dry run: nothing was changed.", 0)
@@ -480,25 +530,48 @@ def log_records(lines: list[str]) -> list[list[str]]:
     return records
 
 
-def pending_migrations(checkout: Checkout, sha: str) -> list[str]:
-    """``migrate --plan`` of the target release, from a temporary worktree (nothing else changes)."""
+@contextlib.contextmanager
+def target_worktree(checkout: Checkout, sha: str):
+    """A temporary ``git worktree`` of ``sha`` (nothing else changes); yields its path, or raises PreflightFailed."""
     with tempfile.TemporaryDirectory(prefix="deploy_ops_plan_") as folder:
         worktree = Path(folder) / "release"
         added = subprocess.run(
             ["git", "worktree", "add", "--detach", str(worktree), sha], cwd=checkout.project_dir, capture_output=True, text=True
         )
         if added.returncode != 0:
-            return [f"(could not prepare the target's tree: {added.stderr.strip()})"]
+            raise PreflightFailed(f"Could not prepare the target's tree: {added.stderr.strip()}")
         try:
-            planned = subprocess.run(
-                [sys.executable, "manage.py", "migrate", "--plan"], cwd=worktree, capture_output=True, text=True, timeout=120
-            )
+            yield worktree
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=checkout.project_dir, capture_output=True)
-        if planned.returncode != 0:
-            return [f"(migrate --plan failed in the target: {planned.stderr.strip().splitlines()[-1] if planned.stderr.strip() else planned.returncode})"]
-        lines = [line.strip() for line in planned.stdout.splitlines() if line.strip() and not line.startswith("Planned operations")]
-        return lines or ["none"]
+
+
+def classify_target(checkout: Checkout, sha: str) -> tuple[list[MigrationVerdict] | None, str]:
+    """The target release's pending migrations, classified by its own code (``manage.py migration_safety --json``
+    in a temporary worktree, given what the serving database has applied); (None, why) when that could not run."""
+    try:
+        applied = applied_migrations()
+    except (DatabaseError, ConnectionDoesNotExist) as error:
+        return None, f"the applied migrations could not be read: {mask(str(error))}"
+    try:
+        with target_worktree(checkout, sha) as worktree:
+            classified = subprocess.run(
+                [sys.executable, "manage.py", "migration_safety", "--json", "--applied", "-"],
+                input=json.dumps(applied), cwd=worktree, capture_output=True, text=True, timeout=120,
+            )
+    except (PreflightFailed, subprocess.TimeoutExpired) as error:
+        return None, str(error)
+    if classified.returncode != 0:
+        last = classified.stderr.strip().splitlines()[-1] if classified.stderr.strip() else f"exit code {classified.returncode}"
+        return None, f"manage.py migration_safety failed in the target: {mask(last)}"
+    try:
+        return plan_from_json(json.loads(classified.stdout)), ""
+    except (ValueError, KeyError, TypeError) as error:
+        return None, f"manage.py migration_safety printed no classification: {error}"
+
+
+def applied_migrations() -> list[str]:
+    return sorted(f"{app}.{name}" for app, name in MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations())
 
 
 def _needed_tools() -> list[str]:
@@ -515,73 +588,3 @@ def _check_disk_room() -> None:
     wanted = ops_settings.BACKUP_MIN_FREE_MB + ((newest.size if newest else 0) // (1024 * 1024))
     if free_mb < wanted:
         raise PreflightFailed(f"Only {free_mb} MB free in {existing}; the backup needs about {wanted} MB. Free space or prune backups (`manage.py backups prune`).")
-
-
-def describe_lock_refusal(held: LockHeld) -> str:
-    message = str(held)
-    record_id = held.holder.get("record")
-    snapshot = read_journal().get(record_id) if record_id else None
-    if held.stale and snapshot:
-        running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
-        where = f" during stage {running[-1]!r}" if running else ""
-        record = snapshot["record"]
-        message += (
-            f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
-            f"started {record['started_at']}."
-        )
-    if held.stale:
-        still = work_left_behind()
-        if still:
-            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
-                f"  {line}" for line in still
-            )
-    return message
-
-
-def acquire_lock(lock: DeployLock) -> None:
-    """Take ``lock``; its refusal (exit 3) says who holds it and, for a run that died, where it died."""
-    try:
-        lock.acquire()
-    except LockHeld as held:
-        raise LockHeld(describe_lock_refusal(held), held.holder, held.stale) from None
-
-
-def work_left_behind() -> list[str]:
-    """What a run that died still has running: host processes, and one-off containers where the runtime has them."""
-    found = [child.describe() for child in children.left_behind()]
-    # An unreachable engine is reported where the services are (`--status`'s services error); the
-    # takeover, which must stop that work, fails loudly on it instead.
-    with contextlib.suppress(DeployOpsError):
-        found += get_runtime().one_off_work()
-    return found
-
-
-def take_over(broken: LockState | None, runtime, report) -> None:
-    """Just after the lock is taken and before anything changes: stop what a run that died left
-    running (its host process groups, its one-off containers), then close its record."""
-    for line in children.stop_left_behind() + runtime.stop_one_off_work():
-        report(f"Stopped, left running by a run that died: {line}", 0)
-    if broken:
-        mark_interrupted(broken)
-        report(f"Broke the stale lock: {broken.describe()}", 0)
-
-
-def mark_interrupted(state: LockState) -> None:
-    """The record of a deploy whose process died is closed as interrupted, in journal and database."""
-    record_id = state.holder.get("record")
-    snapshot = read_journal().get(record_id) if record_id else None
-    if not snapshot or snapshot["record"]["status"] != Status.RUNNING:
-        return
-    now = timezone.now().isoformat()
-    running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
-    snapshot["record"].update(
-        status=Status.INTERRUPTED,
-        finished_at=now,
-        failed_stage=running[-1] if running else snapshot["record"].get("failed_stage", ""),
-        error=f"Process {state.holder.get('pid')} on {state.holder.get('host')} died mid-run; found by a later run.",
-    )
-    for stage in snapshot["stages"]:
-        if stage["status"] == DeploymentStage.Status.RUNNING:
-            stage.update(status=DeploymentStage.Status.FAILED, finished_at=now, output_tail="interrupted")
-    append_to_journal(snapshot)
-    write_snapshot(snapshot)

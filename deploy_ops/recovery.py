@@ -23,6 +23,7 @@ from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, Health
 from .gitrepo import Checkout
 from .models import DeploymentStage
 from .probe import probe_health
+from .proxy import configured_proxy, proxy_address, retry_after
 from .runtimes import ServiceRuntime
 from .secrets import mask
 
@@ -37,6 +38,8 @@ RESTORE_IMAGES = "restore images"
 START_SERVICES = "start services"
 COLLECT_STATIC = "collect static"
 VERIFY_HEALTH = "verify health"
+# With a reverse proxy (DEPLOY_OPS['PROXY']): the traffic back to the release, once it is verified.
+ROUTE_TRAFFIC = "route traffic"
 
 # The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
 # Migrations are unapplied by the release that has their files, so before the code goes back.
@@ -50,6 +53,7 @@ STEP_ORDER = [
     START_SERVICES,
     COLLECT_STATIC,
     VERIFY_HEALTH,
+    ROUTE_TRAFFIC,
 ]
 
 
@@ -126,18 +130,6 @@ def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
     }.get(event, (f"  {stage}: {event} {detail}".rstrip(), 1))
 
 
-# -- notifications --------------------------------------------------------------------------
-def notify(level, recorder: Recorder) -> None:
-    """Send an event through every channel; a channel that fails is noted on the record, never raised."""
-    from .notifications import build_event, send
-
-    deliveries = send(build_event(level, recorder.record, recorder.stages))
-    failed = [f"{level.name} via {delivery.channel}: {delivery.error}" for delivery in deliveries if not delivery.ok]
-    if failed:
-        notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
-        recorder.update(notification_failures="\n".join(notes))
-
-
 # -- health -----------------------------------------------------------------------------------
 def wait_until_healthy(operation: Operation) -> str:
     """HEALTH_CHECK_URL answers 200 and every service is running and healthy, within the retries."""
@@ -177,7 +169,19 @@ def revert_code(operation: Operation, sha: str) -> str:
 
 
 def stop_services(operation: Operation) -> str:
-    return operation.runtime.stop()
+    # Behind a proxy, the stopped window answers 503 with Retry-After, never a refused connection.
+    # A proxy that cannot be switched must not keep a recovery from bringing the release back.
+    proxy, notice = configured_proxy(), ""
+    if proxy:
+        try:
+            notice = proxy.serve_maintenance(retry_after()) + "\n"
+        except DeployOpsError as error:
+            operation.warnings.append(f"The proxy could not answer with its maintenance page while the services were stopped: {error}")
+    return notice + operation.runtime.stop()
+
+
+def route_traffic(operation: Operation) -> str:
+    return configured_proxy().route_to(proxy_address())
 
 
 def safety_backup(operation: Operation) -> Backup:
@@ -292,9 +296,12 @@ def describe_failure(error: BaseException) -> str:
 
 
 def planned_steps(steps: set[str]) -> list[str]:
-    """The steps a recovery will run, in order (a restore or an unapply brings its safety backup)."""
+    """The steps a recovery will run, in order (a restore or an unapply brings its safety backup;
+    behind a proxy, stopping the services brings the traffic back at the end)."""
     if steps & {RESTORE_DATABASE, UNAPPLY_MIGRATIONS}:
         steps = steps | {SAFETY_BACKUP}
+    if STOP_SERVICES in steps and ops_settings.PROXY:
+        steps = steps | {ROUTE_TRAFFIC}
     return [name for name in STEP_ORDER if name in steps]
 
 
@@ -331,6 +338,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
         START_SERVICES: lambda: start_services(operation),
         COLLECT_STATIC: lambda: collect_static(operation),
         VERIFY_HEALTH: lambda: verify_health(operation),
+        ROUTE_TRAFFIC: lambda: route_traffic(operation),
     }
     end_own_work(operation)
     for name in planned_steps(steps):

@@ -15,11 +15,10 @@ from .audit import Recorder
 from .backups import Backup, RestoreResult, check_restorable, create_backup, current_commit, restore_backup
 from .conf import ops_settings
 from .exceptions import DeployOpsError, PreflightFailed
-from .lock import DeployLock
+from .lock import DeployLock, acquire_lock, take_over
 from .models import DeploymentRecord
-from .notifications import Level
-from .pipeline import acquire_lock, take_over
-from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, notify, run_step
+from .notifications import Level, notify
+from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, run_step
 from .runtimes import get_runtime
 
 Status = DeploymentRecord.Status

@@ -25,10 +25,10 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout
-from .lock import DeployLock, inspect_lock
+from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .models import DeploymentRecord
-from .notifications import Level
-from .pipeline import acquire_lock, take_over, work_left_behind
+from .notifications import Level, notify
+from .proxy import configured_proxy
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
@@ -49,7 +49,6 @@ from .recovery import (
     end_own_work,
     how_images_come_back,
     images_kept,
-    notify,
     recover,
 )
 from .runtimes import get_runtime
@@ -91,7 +90,10 @@ class RollbackPlan:
             )
         if self.reason:
             lines.append(f"why: {self.reason}")
-        lines.append("then: start the services and verify their health")
+        if ops_settings.PROXY and self.steps & {STOP_SERVICES}:
+            lines.append("then: start the services and verify their health; meanwhile the proxy answers 503 with Retry-After, and it gets the traffic again once they are verified")
+        else:
+            lines.append("then: start the services and verify their health")
         return lines
 
 
@@ -350,6 +352,7 @@ def record_summary(record: DeploymentRecord) -> dict:
         "from_commit": record.from_commit,
         "to_commit": record.to_commit,
         "to_summary": record.to_summary,
+        "strategy": record.strategy,
         "backup": record.backup_name,
         "failed_stage": record.failed_stage,
         "started_at": record.started_at.isoformat(),
@@ -388,6 +391,8 @@ def status() -> dict:
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],
         "lock": {"state": "free" if not lock.held else ("stale" if lock.stale else "held"), "holder": lock.holder, "description": lock.describe()},
         "work_left_behind": left_behind,
+        # Where the reverse proxy sends the traffic ("maintenance": it answers 503 itself); None without one.
+        "proxy_routes_to": proxy.routed_to() if (proxy := configured_proxy()) else None,
         "recent_records": [record_summary(record) for record in DeploymentRecord.objects.order_by("-started_at")[:5]],
     }
 

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.receivers",
     "tests.fixtures.backups",
     "tests.fixtures.offsite",
+    "tests.fixtures.swarm",
 ]

@@ -36,7 +36,7 @@ def test_wrong_types_and_values_are_named():
         "DEPLOY_OPS['BACKUP_KEEP'] must be 1 or more.",
         "DEPLOY_OPS['HEALTH_CHECK_DELAY'] must be int or float, not bool (True).",
         "DEPLOY_OPS['HEALTH_CHECK_RETRIES'] must be int, not str ('3').",
-        "DEPLOY_OPS['RUNTIME'] must be one of 'compose', 'commands'.",
+        "DEPLOY_OPS['RUNTIME'] must be one of 'compose', 'commands', 'swarm'.",
     ]
 
 

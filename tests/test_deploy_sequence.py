@@ -285,3 +285,32 @@ def test_a_manual_rollback_to_a_commit_starts_its_kept_images_in_step_order(reco
         UP,
         f"{ONE_OFF.replace('RECORD', str(record_id))} collectstatic --noinput",
     ]
+
+
+@pytest.mark.parametrize(
+    ("failing", "restored"),
+    [("build", "The database is not restored: no migration had run"), ("verify", "The database is restored from this deploy's backup")],
+)
+def test_the_record_of_an_automatic_rollback_says_whether_the_database_was_restored_and_why(recorded, failing, restored):
+    site, recording = recorded
+    new = site.commit_change(release("2"), "Release 2")
+    recording.fail(compose_verb("build") if failing == "build" else compose_verb("exec", "healthcheck"), while_at=new)
+
+    assert run_deploy(site, recording)[0] == EXIT_ROLLED_BACK
+
+    record = DeploymentRecord.objects.order_by("-started_at").first()
+    assert record.rollback_reason.splitlines()[1].startswith(restored)
+    assert ("restore database" in [stage.name for stage in record.stages.all()]) is (failing == "verify")
+
+
+def test_behind_a_proxy_the_dry_run_shows_the_maintenance_answer_before_the_stop_and_a_route_stage_last(recorded, settings, tmp_path):
+    site, _recording = recorded
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROXY": {"KIND": "nginx", "ROUTE_FILE": str(tmp_path / "route.conf"), "ADDRESS": "127.0.0.1:8000", "RETRY_AFTER": 9}}
+    site.commit_change(release("2"), "Release 2")
+    planned: list[tuple[str, str]] = []
+    dry = Deployer(DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None)
+    assert dry.run() == EXIT_OK
+    stop = [detail for stage, detail in planned if stage == "stop"]
+    assert stop[0] == "nginx answers 503 with Retry-After: 9 and the maintenance page, then the old release stops" and stop[1] == STOP
+    assert planned[-1] == ("route", "nginx sends the traffic to 127.0.0.1:8000 again")
+    assert not (tmp_path / "route.conf").exists()  # a dry run changes nothing

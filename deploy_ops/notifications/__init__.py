@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy
 
 from ..models import DeploymentRecord
 from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels, send
+from .dispatch import notify
 from .events import Event, Level, StageSummary, build_event
 from .webhook import verify_signature
 
@@ -30,6 +31,7 @@ __all__ = [
     "StageSummary",
     "build_event",
     "check_channels",
+    "notify",
     "send",
     "send_test_event",
     "verify_signature",

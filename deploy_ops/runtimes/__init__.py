@@ -11,6 +11,10 @@ def get_runtime() -> ServiceRuntime:
         from .commands import CommandsRuntime
 
         return CommandsRuntime(ops_settings.project_dir)
+    if ops_settings.RUNTIME == "swarm":
+        from .swarm import SwarmRuntime
+
+        return SwarmRuntime(ops_settings.project_dir)
     from .compose import ComposeRuntime
 
     return ComposeRuntime(ops_settings.project_dir)

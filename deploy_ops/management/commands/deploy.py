@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from deploy_ops.cli import ask, dumps, refuse_without_terminal, shown_work
 from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.migration_safety import STRATEGIES
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.pipeline import Deployer, DeployOptions
 from deploy_ops.recovery import command_progress
@@ -46,14 +47,15 @@ class Command(OpsCommand):
             "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
             "Never a lock whose process is alive.",
         )
-        parser.add_argument("--notify-test", action="store_true", help="Send a test event through every notification channel and exit.")
         parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
-        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either).")
+        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release.")
+        parser.add_argument(
+            "--strategy", choices=STRATEGIES, default="",
+            help="stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force).",
+        )
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
-        if options["notify_test"]:
-            return self.notify_test()
         if options["interactive"] and not options["dry_run"]:
             # The one policy (deploy_ops.cli): without a terminal to ask on, only --noinput goes ahead.
             refuse_without_terminal(_("deploy"))
@@ -65,6 +67,7 @@ class Command(OpsCommand):
                 ref=options["ref"],
                 dry_run=options["dry_run"],
                 force=options["force"],
+                strategy=options["strategy"],
                 rollback=not options["no_rollback"],
                 health_retries=options["health_retries"],
                 health_delay=options["health_delay"],
@@ -118,16 +121,3 @@ class Command(OpsCommand):
         host = state.holder.get("host")
         answer = input(f"The deploy lock was {state.describe()}.\nIf nothing of deploy_ops runs on {host}, type {host} to take it over: ")
         return host if answer.strip() == host else break_lock
-
-    def notify_test(self):
-        from deploy_ops.notifications import send_test_event
-
-        failed = 0
-        for delivery in send_test_event():
-            if delivery.ok:
-                self.stdout.write(self.style.SUCCESS(f"{delivery.channel}: ok ({delivery.attempts} attempt(s))"))
-            else:
-                failed += 1
-                self.stdout.write(self.style.ERROR(f"{delivery.channel}: FAILED: {delivery.error}"))
-        if failed:
-            raise CommandError(f"{failed} notification channel(s) failed.", returncode=2)

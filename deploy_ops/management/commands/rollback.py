@@ -14,6 +14,7 @@ from deploy_ops.backups import list_backups
 from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.proxy import MAINTENANCE
 from deploy_ops.recovery import command_progress
 
 MENU = [
@@ -127,6 +128,13 @@ class Command(OpsCommand):
         for backup in found["backups"]:
             self.stdout.write(f"  {BackupListing(**backup).line()}")
         self.stdout.write(f"Lock: {found['lock']['description']}")
+        if found["proxy_routes_to"] == MAINTENANCE:
+            self.stdout.write(self.style.ERROR(
+                "Proxy: answering 503 with its maintenance page (a deploy or rollback stopped the site and did not finish; "
+                "`manage.py rollback` or a deploy sends the traffic back once a release is verified)."
+            ))
+        elif found["proxy_routes_to"]:
+            self.stdout.write(f"Proxy: sends the traffic to {found['proxy_routes_to']}")
         if found["work_left_behind"]:
             self.stdout.write(self.style.ERROR("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
             for line in found["work_left_behind"]:

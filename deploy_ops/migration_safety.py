@@ -1,0 +1,250 @@
+"""Whether the pending migrations let the old release keep serving, and the deploy strategy that follows.
+
+Each operation of the target release's migration plan (Django's own operation objects, from
+``MigrationExecutor.migration_plan``) is one of:
+
+- *compatible*: the old code keeps working after it (a new model, a nullable field or one with a
+  database default, a new index);
+- *incompatible*: the old code breaks (a field or model removed, renamed or retyped, a NOT NULL
+  field without a database default, which the old code's INSERTs leave out);
+- *unknown*: ``RunPython``, ``RunSQL`` and operations this module does not know, unless the
+  migration's author declares them compatible.
+
+A migration's author annotates it with attributes of its ``Migration`` class::
+
+    deploy_ops_after_switch = True   # the contract step: run once the old release is gone
+    deploy_ops_compatible = True     # its RunPython / RunSQL leave the old code working
+
+django-safemigrate's ``safe = Safe.after_deploy()`` counts as ``deploy_ops_after_switch`` and
+``Safe.before_deploy()`` / ``Safe.always()`` as ``deploy_ops_compatible``: read by name, so that
+package is optional.  A migration that depends on an after-switch one runs after the switch too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+COMPATIBLE = "compatible"
+INCOMPATIBLE = "incompatible"
+UNKNOWN = "unknown"
+STOP_FIRST = "stop-first"
+ZERO_DOWNTIME = "zero-downtime"
+STRATEGIES = (STOP_FIRST, ZERO_DOWNTIME)
+
+AFTER_SWITCH_ATTRIBUTE = "deploy_ops_after_switch"
+COMPATIBLE_ATTRIBUTE = "deploy_ops_compatible"
+
+# Operations that change only Django's model state, or add what the old code never relies on.
+ALWAYS_COMPATIBLE = {
+    "CreateModel": "a new table the old code does not use",
+    "AddIndex": "a new index",
+    "RemoveIndex": "an index removed: the old code's queries still work",
+    "RemoveConstraint": "a constraint removed: the old code's writes still pass",
+    "AlterModelOptions": "model options only, no schema change",
+    "AlterModelManagers": "managers only, no schema change",
+    "AlterModelTableComment": "a table comment",
+    "RenameIndex": "an index renamed",
+    "AddIndexConcurrently": "a new index",
+    "RemoveIndexConcurrently": "an index removed",
+    "CreateExtension": "a database extension",
+    "CreateCollation": "a collation",
+}
+ALWAYS_INCOMPATIBLE = {
+    "RemoveField": "the old code still reads and writes this column",
+    "DeleteModel": "the old code still uses this table",
+    "RenameField": "the old code still uses the old column name",
+    "RenameModel": "the old code still uses the old table name",
+    "AlterModelTable": "the old code still uses the old table name",
+    "AlterField": "the column is retyped or constrained under the old code",
+    "AddConstraint": "the old code may write rows the new constraint rejects",
+    "AlterUniqueTogether": "the old code may write rows the new constraint rejects",
+    "AlterOrderWithRespectTo": "adds or drops a NOT NULL _order column the old code does not know",
+}
+UNKNOWN_UNLESS_DECLARED = {
+    "RunPython": "code whose effect on the old release cannot be known",
+    "RunSQL": "SQL whose effect on the old release cannot be known",
+}
+
+
+@dataclass
+class OperationVerdict:
+    description: str
+    kind: str
+    verdict: str
+    reason: str
+
+
+@dataclass
+class MigrationVerdict:
+    app: str
+    name: str
+    after_switch: bool
+    operations: list[OperationVerdict] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.app}.{self.name}"
+
+
+@dataclass
+class StrategyChoice:
+    strategy: str
+    reason: str
+
+
+def classify_operation(operation, declared_compatible: bool = False, on_new_model: bool = False) -> OperationVerdict:
+    """``on_new_model``: the operation works on a model this plan creates, which the old code does not use."""
+    kind = type(operation).__name__
+    description = operation.describe()
+    if on_new_model and kind not in UNKNOWN_UNLESS_DECLARED:
+        return OperationVerdict(description, kind, COMPATIBLE, "on a model this deploy creates, which the old code does not use")
+    if kind == "SeparateDatabaseAndState":
+        # Only what reaches the database matters to the old code.
+        inner = [classify_operation(each, declared_compatible, on_new_model) for each in operation.database_operations]
+        worst = next((verdict for rank in (INCOMPATIBLE, UNKNOWN) for verdict in inner if verdict.verdict == rank), None)
+        if worst:
+            return OperationVerdict(description, kind, worst.verdict, f"its database operation {worst.description!r}: {worst.reason}")
+        return OperationVerdict(description, kind, COMPATIBLE, "its database operations are all compatible")
+    if kind == "AddField":
+        return OperationVerdict(description, kind, *_classify_added_field(operation.field))
+    if kind in ALWAYS_COMPATIBLE:
+        return OperationVerdict(description, kind, COMPATIBLE, ALWAYS_COMPATIBLE[kind])
+    if kind in ALWAYS_INCOMPATIBLE:
+        return OperationVerdict(description, kind, INCOMPATIBLE, ALWAYS_INCOMPATIBLE[kind])
+    if declared_compatible:
+        return OperationVerdict(description, kind, COMPATIBLE, "declared compatible by the migration's author")
+    reason = UNKNOWN_UNLESS_DECLARED.get(kind, "an operation deploy_ops does not know")
+    return OperationVerdict(description, kind, UNKNOWN, f"{reason}; declare it with {COMPATIBLE_ATTRIBUTE} = True if the old release works after it")
+
+
+def _model_key(app: str, operation) -> tuple[str, str | None]:
+    """The model an operation works on, as (app label, lower-case name)."""
+    name = getattr(operation, "model_name_lower", None) or getattr(operation, "old_name_lower", None) or getattr(operation, "name_lower", None)
+    return app, name
+
+
+def _classify_added_field(model_field) -> tuple[str, str]:
+    from django.db.models import NOT_PROVIDED
+
+    if model_field.many_to_many:
+        return COMPATIBLE, "a new join table the old code does not use"
+    if model_field.null:
+        return COMPATIBLE, "a nullable column: the old code's INSERTs leave it NULL"
+    if getattr(model_field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
+        return COMPATIBLE, "a column with a database default: the old code's INSERTs get it"
+    return INCOMPATIBLE, "a NOT NULL column without a database default: the old code's INSERTs fail"
+
+
+def after_switch_marked(migration) -> bool:
+    if getattr(migration, AFTER_SWITCH_ATTRIBUTE, False):
+        return True
+    return _safemigrate_when(migration) == "after_deploy"
+
+
+def declared_compatible(migration) -> bool:
+    if getattr(migration, COMPATIBLE_ATTRIBUTE, False):
+        return True
+    return _safemigrate_when(migration) in ("before_deploy", "always")
+
+
+def _safemigrate_when(migration) -> str:
+    """django-safemigrate's ``safe`` (a ``Safe`` with a ``When``, or in old versions the ``When`` or a bool)."""
+    safe = getattr(migration, "safe", None)
+    when = getattr(safe, "when", safe)
+    if isinstance(when, bool):
+        return "before_deploy" if when else "after_deploy"
+    return str(getattr(when, "value", when) or "")
+
+
+def classify_plan(plan, graph) -> list[MigrationVerdict]:
+    """``plan``: (migration, backwards) pairs from ``MigrationExecutor.migration_plan``; ``graph`` its loader's graph."""
+    after: set[tuple[str, str]] = set()
+    new_models: set[tuple[str, str | None]] = set()
+    verdicts = []
+    for migration, _backwards in plan:
+        key = (migration.app_label, migration.name)
+        parents = {parent.key for parent in graph.node_map[key].parents}
+        if after_switch_marked(migration) or parents & after:
+            after.add(key)
+        compatible = declared_compatible(migration)
+        operations = []
+        for operation in migration.operations:
+            model = _model_key(migration.app_label, operation)
+            operations.append(classify_operation(operation, compatible, on_new_model=model in new_models))
+            if type(operation).__name__ == "CreateModel":
+                new_models.add(model)
+        verdicts.append(MigrationVerdict(app=migration.app_label, name=migration.name, after_switch=key in after, operations=operations))
+    return verdicts
+
+
+def plan_as_json(verdicts: list[MigrationVerdict]) -> list[dict]:
+    return [{**asdict(verdict), "label": verdict.label} for verdict in verdicts]
+
+
+def plan_from_json(data: list[dict]) -> list[MigrationVerdict]:
+    return [
+        MigrationVerdict(
+            app=item["app"], name=item["name"], after_switch=item["after_switch"],
+            operations=[OperationVerdict(**operation) for operation in item["operations"]],
+        )
+        for item in data
+    ]
+
+
+def blocking_operations(verdicts: list[MigrationVerdict]) -> list[tuple[MigrationVerdict, OperationVerdict]]:
+    """The operations that would run while the old release still serves, and could break it."""
+    return [
+        (migration, operation)
+        for migration in verdicts
+        if not migration.after_switch
+        for operation in migration.operations
+        if operation.verdict != COMPATIBLE
+    ]
+
+
+def choose_strategy(verdicts: list[MigrationVerdict] | None, can_switch: bool, requested: str = "", force: bool = False) -> StrategyChoice:
+    """The deploy strategy, or PreflightFailed (a refusal) for zero-downtime that cannot or may not run.
+
+    ``verdicts`` is None when the plan could not be classified: every operation is then unknown.
+    """
+    from .exceptions import PreflightFailed
+
+    if requested == STOP_FIRST:
+        return StrategyChoice(STOP_FIRST, "asked for with --strategy stop-first")
+    if requested == ZERO_DOWNTIME and not can_switch:
+        raise PreflightFailed(
+            "A zero-downtime deploy needs two releases side by side behind a reverse proxy that deploy_ops switches "
+            "between them, and this site has none. See docs/RUNTIMES.md, section zero-downtime."
+        )
+    if verdicts is None:
+        blocking_text = "the migration plan could not be classified"
+    else:
+        blocking = blocking_operations(verdicts)
+        blocking_text = "; ".join(f"{migration.label}: {operation.description} ({operation.verdict})" for migration, operation in blocking)
+    if requested == ZERO_DOWNTIME:
+        if blocking_text and not force:
+            raise PreflightFailed(
+                "Zero-downtime was asked for, but the old release could break while these migrations run beside it: "
+                f"{blocking_text}. Deploy with --strategy stop-first, mark the contract step with "
+                f"{AFTER_SWITCH_ATTRIBUTE} = True, or add --force to run them beside the old release anyway."
+            )
+        if blocking_text:
+            return StrategyChoice(ZERO_DOWNTIME, f"forced with --force over: {blocking_text}")
+        return StrategyChoice(ZERO_DOWNTIME, "asked for with --strategy zero-downtime")
+    if not can_switch:
+        return StrategyChoice(STOP_FIRST, "no reverse proxy switches between two releases side by side here")
+    if blocking_text:
+        return StrategyChoice(STOP_FIRST, f"the old release could break beside these migrations: {blocking_text}")
+    return StrategyChoice(ZERO_DOWNTIME, "every migration that runs before the switch is backward compatible")
+
+
+def describe_plan(verdicts: list[MigrationVerdict]) -> list[str]:
+    """One line per migration and per operation, for --dry-run."""
+    if not verdicts:
+        return ["none"]
+    lines = []
+    for migration in verdicts:
+        when = "after the switch" if migration.after_switch else "before the switch"
+        lines.append(f"{migration.label} (runs {when})")
+        lines += [f"  {operation.verdict}: {operation.description} ({operation.reason})" for operation in migration.operations]
+    return lines

@@ -1,0 +1,15 @@
+"""How a run sends its events: every channel, with what failed noted on the run's record."""
+
+from __future__ import annotations
+
+from .channels import send
+from .events import build_event
+
+
+def notify(level, recorder) -> None:
+    """Send an event through every channel; a channel that fails is noted on the record, never raised."""
+    deliveries = send(build_event(level, recorder.record, recorder.stages))
+    failed = [f"{level.name} via {delivery.channel}: {delivery.error}" for delivery in deliveries if not delivery.ok]
+    if failed:
+        notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
+        recorder.update(notification_failures="\n".join(notes))
