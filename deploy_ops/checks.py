@@ -216,4 +216,4 @@ def check_swarm_manager(app_configs, **kwargs):
         problem = str(error)
     if not problem:
         return []
-    return [Error(problem, hint="Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md).", id=E050)]
+    return [Error(problem, hint=_("Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md)."), id=E050)]
