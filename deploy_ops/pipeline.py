@@ -40,6 +40,7 @@ from .exceptions import (
 )
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
+from .humanize import decimal
 from .lock import DeployLock, acquire_lock, take_over
 from .migration_safety import MigrationVerdict, choose_strategy, describe_plan, plan_from_json
 from .models import DeploymentRecord
@@ -300,7 +301,13 @@ class Deployer:
                 operation.warnings.append(_("Old release images were not pruned: %(error)s") % {"error": describe_failure(error)})
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
-        emit(operation, DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
+        emit(
+            operation,
+            DEPLOY_RUN,
+            SUCCEEDED,
+            _("Deployed %(sha)s in %(duration)ss (%(status)s).")
+            % {"sha": operation.target_sha[:12], "duration": decimal(recorder.record.duration, ".1f"), "status": status.label},
+        )
         signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
@@ -335,7 +342,7 @@ class Deployer:
             else _("The database is not restored: no migration had run, so it still serves the old code as it is.")
         )
         first_line = message.splitlines()[0] if message else ""
-        recorder.update(rollback_reason=_("Stage %(stage)r failed: %(error)s") % {"stage": stage.name, "error": first_line} + f"\n{database}")
+        recorder.update(rollback_reason=_("Stage %(stage)r failed: %(error)s") % {"stage": stage_label(stage.name), "error": first_line} + f"\n{database}")
         emit(
             operation,
             ROLLBACK_RUN,

@@ -24,6 +24,7 @@ from .backups import Backup, create_backup, file_sha256, restore_backup
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
+from .humanize import decimal
 from .models import DeploymentStage
 from .probe import probe_health
 from .proxy import configured_proxy, proxy_address, retry_after
@@ -360,10 +361,10 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        emit(operation, name, FAILED, f"{stage.duration:.1f}s")
+        emit(operation, name, FAILED, f"{decimal(stage.duration, '.1f')}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    emit(operation, name, SUCCEEDED, f"{stage.duration:.1f}s")
+    emit(operation, name, SUCCEEDED, f"{decimal(stage.duration, '.1f')}s")
     return result
 
 

@@ -26,6 +26,7 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout
+from .humanize import decimal
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .models import DeploymentRecord
 from .notifications import Level, notify
@@ -369,7 +370,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             operation,
             ROLLBACK_RUN,
             SUCCEEDED,
-            _("Rolled back in %(duration)ss: %(sha)s is serving.") % {"duration": f"{recorder.record.duration:.1f}", "sha": target_sha[:12]},
+            _("Rolled back in %(duration)ss: %(sha)s is serving.") % {"duration": decimal(recorder.record.duration, ".1f"), "sha": target_sha[:12]},
         )
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)

@@ -124,8 +124,14 @@ def _title(level: Level, record: DeploymentRecord) -> str:
         "previous": previous[:12] or _("the previous release"),
         "backup": record.backup_name or record.requested_ref,
         # A phrase the titles put after "failed" ("failed at stage migrate").
-        "at_stage": _(" at stage %(stage)s") % {"stage": record.failed_stage} if record.failed_stage else "",
+        "at_stage": _(" at stage %(stage)s") % {"stage": _stage_label(record.failed_stage)} if record.failed_stage else "",
     }
+
+
+def _stage_label(name: str) -> str:
+    from ..recovery import stage_label  # recovery imports the notifications
+
+    return stage_label(name)
 
 
 def _stage_rows(record: DeploymentRecord, stages) -> list:
