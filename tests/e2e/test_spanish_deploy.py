@@ -27,6 +27,9 @@ ENGLISH_WORDS = {
     "after", "before", "which", "would", "could", "nothing", "every", "into", "and", "then", "over", "to", "at", "in", "not",
     "failed", "succeeded", "rolled", "rolling", "serving", "deployed", "deploying", "restored", "ago", "verified",
     "current", "last", "successful", "newest", "recent", "records", "lock", "project",
+    # The stages' and steps' own words, and those of their results: printed translated.
+    "stage", "stages", "backup", "safety", "database", "services", "code", "healthy", "answered", "tries", "kept",
+    "removed", "stopped", "why", "but", "because", "again", "ok",
 }
 # What the sample release itself answers on /health/ when it is made to fail: the site's words, not deploy_ops'.
 RELEASE_TEXT = "unhealthy (HEALTH_FAIL is set in sitecfg/flags.py)"
