@@ -14,14 +14,13 @@ import hashlib
 import json
 import logging
 import os
-import re
 import stat
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from django.db import connections
 from django.utils import timezone
@@ -30,9 +29,10 @@ from django.utils.translation import gettext as _
 from . import __version__, encryption, progress, signals, storage
 from . import compression as codec
 from .audit import replay_journal
+from .backup_files import NAME_PATTERN, metadata_path_for, write_metadata
 from .conf import ops_settings
 from .databases import COMPLETION_MARKERS, contents, engine_for, restore_blockers, sniff_vendor
-from .databases.sqlite import check_database_file
+from .databases.sqlite import check_database_file, sqlite_file_tables
 from .exceptions import (
     BackupCorrupt,
     BackupError,
@@ -40,19 +40,13 @@ from .exceptions import (
     BackupNotFound,
     ConfigurationError,
     DeployOpsError,
-    GitError,
     RestoreRefused,
 )
-from .privatefiles import fsync_directory, write_atomically
+from .privatefiles import fsync_directory
+from .runner import Command, run
 
 logger = logging.getLogger("deploy_ops.backups")
 
-# Ours (and the old scripts'): backup_20250109_120000; cookiecutter-django's maintenance/backup
-# names its dumps backup_2025_01_09T12_00_00 (`date +%Y_%m_%dT%H_%M_%S` in the postgres container).
-# An encrypted backup ends in .age after its compression suffix.
-NAME_PATTERN = re.compile(
-    r"^backup_(?P<stamp>\d{8}_\d{6}|\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2})\.(?P<kind>sql|sqlite3)(?P<suffix>\.gz|\.zst)?(?P<encrypted>\.age)?$"
-)
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 COOKIECUTTER_STAMP_FORMAT = "%Y_%m_%dT%H_%M_%S"
 METADATA_FORMAT = 1
@@ -129,17 +123,12 @@ class Backup:
         verification = (self.metadata or {}).get("verification")
         return None if not verification else bool(verification.get("ok"))
 
-    @property
-    def verified_at(self) -> datetime | None:
-        verification = (self.metadata or {}).get("verification")
-        return datetime.fromisoformat(verification["at"]) if verification else None
-
 
 def stamp_time(stamp: str) -> datetime:
     """When a backup without metadata was made, from its name."""
     if "T" in stamp:
         # The postgres container's clock has no time zone set: cookiecutter-django's names are UTC.
-        return datetime.strptime(stamp, COOKIECUTTER_STAMP_FORMAT).replace(tzinfo=dt_timezone.utc)
+        return datetime.strptime(stamp, COOKIECUTTER_STAMP_FORMAT).replace(tzinfo=UTC)
     # The old scripts named files by the host's local time (`date +%Y%m%d_%H%M%S`).
     return timezone.make_aware(datetime.strptime(stamp, STAMP_FORMAT))
 
@@ -151,10 +140,6 @@ class RestoreResult:
 
 
 # -- files ------------------------------------------------------------------------------------
-def metadata_path_for(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def _read_metadata(path: Path) -> dict | None:
     try:
         with open(path, encoding="utf-8") as file:
@@ -175,12 +160,10 @@ def _backup_directory() -> Path:
         # Also when the folder existed: dumps hold every row of the database.
         os.chmod(directory, 0o700)
     except OSError as error:
-        raise BackupError(f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR'].") from None
+        raise BackupError(
+            f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR']."
+        ) from None
     return directory
-
-
-def _write_metadata(backup_path: Path, metadata: dict) -> None:
-    write_atomically(metadata_path_for(backup_path), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _free_name(directory: Path, moment: datetime, extension: str) -> Path:
@@ -236,13 +219,21 @@ class _HashingWriter:
 
 
 def current_commit() -> str:
-    """The checkout's HEAD, or '' where there is no git checkout."""
-    from .gitrepo import Checkout
+    """The checkout's HEAD, or '' where PROJECT_DIR is not the top of a git checkout with a commit.
 
+    One ``git rev-parse`` rather than GitPython (gitrepo's reads): importing it would add a tenth
+    of the dump of a small database to every ``backups create``, which needs nothing else of git.
+    """
+    project_dir = ops_settings.project_dir
     try:
-        return Checkout(ops_settings.project_dir).head().sha
-    except GitError:
+        top, sha = run(head_command(project_dir), timeout=30).stdout.split()
+    except (DeployOpsError, ValueError):
         return ""
+    return sha if Path(top).resolve() == Path(project_dir).resolve() else ""
+
+
+def head_command(project_dir: Path) -> Command:
+    return Command(("git", "rev-parse", "--show-toplevel", "--verify", "--quiet", "HEAD"), cwd=str(project_dir))
 
 
 # -- create -----------------------------------------------------------------------------------
@@ -302,7 +293,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
             metadata["encryption"] = {"format": "age", "recipients": recipients}
         path = _free_name(directory, started, engine.file_kind + codec.suffix(method) + (encryption.SUFFIX if recipients else ""))
         # Metadata first: a backup file in place always has its metadata.
-        _write_metadata(path, metadata)
+        write_metadata(path, metadata)
         os.replace(temporary, path)
         fsync_directory(directory)
     except BaseException:
@@ -380,7 +371,8 @@ def find_backup(name_or_path: str) -> Backup:
     if storage.configured() and NAME_PATTERN.match(given.name):
         return Backup.at(storage.fetch(given.name, ops_settings.backup_dir))
     existing = [backup.name for backup in list_backups()]
-    listing = f"The backups there are: {', '.join(existing[:10])}{' …' if len(existing) > 10 else ''}." if existing else "There are no backups there yet."
+    more = " …" if len(existing) > 10 else ""
+    listing = f"The backups there are: {', '.join(existing[:10])}{more}." if existing else "There are no backups there yet."
     raise BackupNotFound(f"No backup {name_or_path!r} in {ops_settings.backup_dir}. {listing}")
 
 
@@ -449,7 +441,7 @@ def _check_content(backup: Backup) -> None:
                 file.write(chunk)
         check_database_file(Path(temporary))
         if recorded is not None:
-            _compare_contents(backup, contents.sqlite_file_tables(Path(temporary)), recorded)
+            _compare_contents(backup, sqlite_file_tables(Path(temporary)), recorded)
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
     finally:
@@ -500,7 +492,7 @@ def _record_verification(backup: Backup, record: bool, error: str) -> None:
     if not record or backup.metadata is None:
         return
     backup.metadata["verification"] = {"at": timezone.now().isoformat(), "ok": not error, "error": error}
-    _write_metadata(backup.path, backup.metadata)
+    write_metadata(backup.path, backup.metadata)
 
 
 # -- prune ------------------------------------------------------------------------------------
@@ -515,7 +507,9 @@ def _is_valid(backup: Backup, record: bool) -> bool:
     return True
 
 
-def prune_backups(days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()) -> list[Backup]:
+def prune_backups(
+    days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()
+) -> list[Backup]:
     """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones and ``protect``.
 
     Returns what was deleted (or, with ``dry_run``, what would be).  Only files named like
@@ -528,7 +522,7 @@ def prune_backups(days: int | None = None, keep: int | None = None, dry_run: boo
     if days < 0:
         raise ConfigurationError("days must be 0 or more.")
     backups = list_backups()
-    kept = set()
+    kept: set[str] = set()
     for backup in backups:
         if len(kept) >= keep:
             break

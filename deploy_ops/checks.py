@@ -41,7 +41,6 @@ W003 = "deploy_ops.W003"
 E010 = "deploy_ops.E010"
 E011 = "deploy_ops.E011"
 E030 = "deploy_ops.E030"
-E050 = "deploy_ops.E050"
 
 
 @register(Tags.compatibility)
@@ -208,12 +207,6 @@ def check_swarm_manager(app_configs, **kwargs):
     """RUNTIME = "swarm" deploys with `docker stack deploy`, which only a swarm manager accepts."""
     if problems(getattr(settings, "DEPLOY_OPS", {})) or ops_settings.RUNTIME != "swarm":
         return []
-    from .runtimes.swarm import swarm_problem
+    from .preflight import swarm_manager_problems
 
-    try:
-        problem = swarm_problem()
-    except DeployOpsError as error:
-        problem = str(error)
-    if not problem:
-        return []
-    return [Error(problem, hint=_("Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md)."), id=E050)]
+    return swarm_manager_problems()

@@ -14,8 +14,9 @@ import os
 import queue
 import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
 
 import zstandard
 
@@ -70,7 +71,7 @@ class _GzipWriter:
         self.raw = raw
         self.workers = os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gzip")
-        self.pending = collections.deque()
+        self.pending: collections.deque[Future[bytes]] = collections.deque()
         self.buffer = bytearray()
         self.members = 0
 
@@ -112,6 +113,7 @@ class _PlainWriter:
 @contextlib.contextmanager
 def writer(raw: BinaryIO, compression: str):
     """A file-like whose ``write`` compresses into ``raw``; the stream is finished on a clean exit."""
+    stream: _GzipWriter | _PlainWriter | zstandard.ZstdCompressionWriter
     if compression == "gzip":
         stream = _GzipWriter(raw)
     elif compression == "zstd":

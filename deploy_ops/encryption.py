@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from django.utils.translation import gettext as _
 
@@ -162,7 +163,8 @@ class _Pipe:
 class _Worker(threading.Thread):
     def __init__(self, work, name: str):
         super().__init__(name=name, daemon=True)
-        self.work, self.error = work, None
+        self.work = work
+        self.error: BaseException | None = None
 
     def run(self):
         try:
@@ -192,7 +194,7 @@ def encrypting_writer(raw: BinaryIO, recipient_texts: list[str]) -> Iterator[_Pi
 
 
 @contextlib.contextmanager
-def decrypted_reader(raw: BinaryIO, backup_name: str) -> Iterator[_Pipe]:
+def decrypted_reader(raw: BinaryIO, backup_name: str) -> Iterator[_CheckedReader]:
     """A file-like that reads ``raw`` decrypted with the configured identity.
 
     A wrong key is found at the header, before the first byte comes out; the stream's own

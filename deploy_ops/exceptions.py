@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
+from .argv import display_argv
+
 EXIT_OK = 0
 EXIT_ROLLED_BACK = 1
 EXIT_NEEDS_HUMAN = 2
@@ -60,8 +62,6 @@ class CommandFailed(DeployOpsError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        from .runner import display_argv
-
         values = {"seconds": self.duration, "code": self.returncode, "command": display_argv(self.argv)}
         if self.timed_out:
             head = _("Command timed out after %(seconds).1fs: %(command)s") % values

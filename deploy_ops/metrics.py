@@ -21,14 +21,12 @@ import statistics
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-import git
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import humanize
 from .conf import ops_settings
 from .exceptions import GitError
-from .gitrepo import Checkout
 from .models import DeploymentRecord
 
 Status = DeploymentRecord.Status
@@ -72,6 +70,10 @@ class CommitTimes:
         return self._times[sha]
 
     def _read(self, sha: str) -> datetime | None:
+        import git  # only the dashboard reads commit times: no GitPython in every manage.py start-up
+
+        from .gitrepo import Checkout
+
         if not sha:
             return None
         try:

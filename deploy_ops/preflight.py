@@ -301,12 +301,29 @@ def site_check_problems() -> list:
     return found
 
 
+def swarm_manager_problems() -> list:
+    """E050: RUNTIME = "swarm" deploys with `docker stack deploy`, which only a swarm manager accepts."""
+    from .runtimes.swarm import swarm_problem
+
+    try:
+        problem = swarm_problem()
+    except DeployOpsError as error:
+        problem = str(error)
+    if not problem:
+        return []
+    hint = _("Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md).")
+    return [Error(problem, hint=hint, id="deploy_ops.E050")]
+
+
 # -- the preflight ----------------------------------------------------------------------------------
 def readiness_problems(runtime) -> list:
     """Everything above except the probe of the running release."""
     found = static_root_problems() + backup_dir_problems() + health_url_problems()
-    if runtime.name == "compose":
+    if runtime.name in ("compose", "swarm"):
         found += compose_problems(runtime) + site_check_problems()
+    if runtime.name == "swarm":
+        # A deploy from an engine that is no swarm manager would fail at its start, after the build.
+        found += swarm_manager_problems()
     return found
 
 

@@ -8,8 +8,8 @@ skipped) and ``restore database``.  The record survives the restore through the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from django.utils.translation import gettext as _
 
@@ -34,7 +34,9 @@ class _Steps:
     report: Callable[[str, int], None]
 
 
-def restore_as_recovery(backup: Backup, database: str | None = None, safety_backup: bool = True, report=lambda line, level=1: None) -> RestoreResult:
+def restore_as_recovery(
+    backup: Backup, database: str | None = None, safety_backup: bool = True, report=lambda line, level=1: None
+) -> RestoreResult:
     """Restore ``backup`` as a recorded recovery; raises DeployOpsError (exit 3 when nothing changed)."""
     alias = database or ops_settings.BACKUP_DATABASE
     check_restorable(backup, alias)

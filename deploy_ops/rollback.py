@@ -6,7 +6,6 @@ backup exists, verifies and is of this engine, the lock is free); a refusal chan
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from django.utils.timesince import timesince
@@ -28,6 +27,7 @@ from .exceptions import (
 from .gitrepo import Checkout
 from .humanize import decimal
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
+from .migration_targets import migrations_to_unapply, refuse_forward_migrations
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .proxy import configured_proxy
@@ -136,58 +136,6 @@ def plan_commit(ref: str) -> RollbackPlan:
     if plan.migration_targets:
         plan.steps.add(UNAPPLY_MIGRATIONS)
     return plan
-
-
-MIGRATION_FILE = re.compile(r"^(?:(?P<folder>.*)/)?(?P<app>[^/]+)/migrations/(?P<name>\d{4}\w*)\.py$")
-
-
-def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, str]]]:
-    """Applied migrations whose files the target commit does not have, and where to migrate back to.
-
-    The old code must not run on a schema it does not know; Django can reverse the migrations,
-    but only while their files exist, so this runs in the current release, before the code goes
-    back.  An app's label is taken to be its folder's name (Django's default).
-    """
-    from django.db import connections
-    from django.db.migrations.recorder import MigrationRecorder
-
-    checkout = _checkout()
-    applied = MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations()
-    unapplied, folders = [], {}
-    for path in checkout.added_files(target_sha, checkout.head().sha):
-        found = MIGRATION_FILE.match(path)
-        if found and (found["app"], found["name"]) in applied:
-            unapplied.append(f"{found['app']}.{found['name']}")
-            folders[found["app"]] = path.rsplit("/", 1)[0]
-    targets = []
-    for app, folder in sorted(folders.items()):
-        kept = sorted(name[:-3] for name in checkout.file_names(target_sha, folder) if re.match(r"^\d{4}\w*\.py$", name))
-        targets.append((app, kept[-1] if kept else "zero"))
-    return sorted(unapplied), targets
-
-
-def refuse_forward_migrations(target_sha: str, ref: str) -> None:
-    """A rollback never migrates forward: a commit with migrations this database lacks is a deploy's job.
-
-    ``deploy --ref`` applies them after its backup and rolls back by itself when they fail; a
-    rollback that did the same would need its own undo for a half-applied forward migration.
-    """
-    from django.db import connections
-    from django.db.migrations.recorder import MigrationRecorder
-
-    checkout = _checkout()
-    applied = MigrationRecorder(connections[ops_settings.BACKUP_DATABASE]).applied_migrations()
-    missing = sorted(
-        f"{found['app']}.{found['name']}"
-        for found in map(MIGRATION_FILE.match, checkout.added_files(checkout.head().sha, target_sha))
-        if found and (found["app"], found["name"]) not in applied
-    )
-    if missing:
-        raise PreflightFailed(
-            f"{target_sha[:12]} has migrations this database has not applied ({', '.join(missing)}): going there is a "
-            f"deploy, not a rollback. Use `manage.py deploy --ref {ref}`, which applies them after a backup and rolls "
-            "back by itself if they fail."
-        )
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:

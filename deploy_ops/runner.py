@@ -15,29 +15,34 @@ Two hooks let a command show work as it happens (see :mod:`deploy_ops.progress`)
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import logging
 import os
-import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterator, Mapping, Sequence
+from typing import cast
 
 from django.utils.translation import gettext as _
 
 from . import children
+from .argv import display_argv, redact, redact_argv
 from .exceptions import CommandFailed, ToolMissing
 
 logger = logging.getLogger("deploy_ops.runner")
 
 TAIL_CHARS = 4000
+# A streaming pipe's buffer: 1 MiB, the most an unprivileged process gets by default.
+PIPE_BYTES = 1 << 20
 # How long an interrupted or timed-out child's group gets to end before it is killed.
 GROUP_END_SECONDS = 5
-REDACTED = "***"
 # Called with each Command as it starts (after the log line); see observe_commands.
 _observers: list[Callable[[Command], None]] = []
 
@@ -65,21 +70,6 @@ class Completed:
     stdout: str
     stderr: str
     duration: float
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-def redact_argv(argv: Sequence[str], secrets: Sequence[str]) -> list[str]:
-    return [redact(part, secrets) for part in argv]
-
-
-def display_argv(argv: Sequence[str]) -> str:
-    return shlex.join(list(argv))
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:
@@ -159,7 +149,7 @@ def _own_group() -> dict:
     reach deploy_ops alone, which ends the child's whole group itself (:func:`_end_group`), and
     the services a start command launches do not die with the terminal.
     """
-    if os.name == "nt":
+    if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
@@ -242,7 +232,7 @@ def _run_streaming(command: Command, argv, started: float, check: bool, timeout,
         readers = [threading.Thread(target=pump, args=(getattr(process, name), captured[name]), daemon=True) for name in captured]
         for reader in readers:
             reader.start()
-        if input is not None:
+        if input is not None and process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 process.stdin.write(input)
                 process.stdin.close()
@@ -268,8 +258,16 @@ def _text(data) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
+def _widen(pipe: io.BufferedIOBase) -> None:
+    """Give a streaming pipe PIPE_BYTES of buffer (Linux's default is 64 KiB), so the dump tool runs on
+    while the Python end compresses a chunk, and Python writes on while psql works, as with a file."""
+    if PIPE_BYTES and hasattr(fcntl, "F_SETPIPE_SZ"):
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: the default stays
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
 @contextlib.contextmanager
-def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
+def open_process(command: Command, *, reading: bool) -> Iterator[io.BufferedIOBase]:
     """Stream a long command's stdout (``reading``) or stdin (writing), in constant memory.
 
     Yields the pipe.  On leaving, waits for the process and raises CommandFailed if it
@@ -286,7 +284,9 @@ def open_process(command: Command, *, reading: bool) -> Iterator[IO[bytes]]:
         stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
         stderr=stderr_file,
     ) as process:
-        pipe = process.stdout if reading else process.stdin
+        # Popen's PIPE end: buffered, with read1 (see databases' dump loops).
+        pipe = cast(io.BufferedIOBase, process.stdout if reading else process.stdin)
+        _widen(pipe)
         broken_pipe = False
         try:
             yield pipe

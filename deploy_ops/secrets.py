@@ -21,12 +21,12 @@ deploy_ops's own and must stay intact even when a short secret happens to appear
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
-from .runner import REDACTED, redact
+from .argv import REDACTED, redact
 
 # Options whose names contain one of these are treated as secret, on any channel or mailer.
 SECRET_WORDS = ("URL", "SECRET", "TOKEN", "PASSWORD", "KEY")

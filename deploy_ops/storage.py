@@ -25,6 +25,7 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .backup_files import NAME_PATTERN, metadata_bytes, write_metadata
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, BackupError, BackupNotFound, ConfigurationError, DeployOpsError
 
@@ -161,7 +162,7 @@ def copy_off_host(backup) -> None:
         )
     metadata = {key: value for key, value in backup.metadata.items() if key not in ("verification", "off_host")}
     try:
-        _replace(storage, name + ".json", ContentFile((json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()))
+        _replace(storage, name + ".json", ContentFile(metadata_bytes(metadata)))
     except Exception as error:
         raise _failure(_("Could not copy the metadata of %(name)s to %(storage)s: %(error)s"), error, name=backup.name) from None
     logger.info("copied %s to %s as %s (sha256 checked)", backup.name, describe_storage(), name)
@@ -173,8 +174,6 @@ def copy_new_backup(backup) -> None:
     The backup itself is good; losing the off-host copy must not lose it (or fail a deploy).
     The metadata's ``off_host`` is what the deploy's warning and BackupFreshness read.
     """
-    from .backups import _write_metadata
-
     if not configured():
         return
     outcome = {"storage": ops_settings.BACKUP_STORAGE, "at": timezone.now().isoformat(), "ok": True, "error": ""}
@@ -184,13 +183,11 @@ def copy_new_backup(backup) -> None:
         outcome.update(ok=False, error=str(error))
         logger.warning("%s was not copied off the host: %s", backup.name, error)
     backup.metadata["off_host"] = outcome
-    _write_metadata(backup.path, backup.metadata)
+    write_metadata(backup.path, backup.metadata)
 
 
 def list_remote() -> list[RemoteCopy]:
     """Every backup in the storage, newest first (unfinished copies, without metadata, last)."""
-    from .backups import NAME_PATTERN
-
     storage = backup_storage()
     prefix = ops_settings.BACKUP_STORAGE_PREFIX.strip("/")
     try:
@@ -276,10 +273,8 @@ def fetch(name: str, directory: Path) -> Path:
                 _("The copy of %(name)s in %(storage)s is damaged: its sha256 is %(found)s but the metadata recorded %(expected)s.")
                 % {"name": name, "storage": describe_storage(), "found": digest.hexdigest(), "expected": copy.sha256}
             )
-        from .backups import _write_metadata
-
         target = directory / name
-        _write_metadata(target, dict(copy.metadata, fetched_from=ops_settings.BACKUP_STORAGE))
+        write_metadata(target, dict(copy.metadata or {}, fetched_from=ops_settings.BACKUP_STORAGE))
         os.replace(temporary, target)
     except BackupError:
         raise

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from django.core.management import CommandError, call_command
 
-from deploy_ops import backups, storage
+from deploy_ops import backup_files, backups, storage
 from deploy_ops.exceptions import BackupCorrupt
 from tests.fixtures.backups import sqlite_checksum
 from tests.fixtures.offsite import use_storage
@@ -130,7 +130,7 @@ def test_backup_freshness_tells_a_stale_off_host_copy_from_a_stale_backup(sqlite
     copied = backups.create_backup()
     BackupFreshness().run()  # fresh here and there
     copied.metadata["created_at"] = (timezone.now() - timedelta(hours=30)).isoformat()
-    backups._write_metadata(copied.path, copied.metadata)  # as if made yesterday
+    backup_files.write_metadata(copied.path, copied.metadata)  # as if made yesterday
     sftp_server.stop()
     storage.backup_storage().close()  # its session outlives the server's listener; the next backup must reconnect
     backups.create_backup()  # fresh, but its copy failed

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deploy_ops import backups, retention, storage
+from deploy_ops import backup_files, backups, retention, storage
 from deploy_ops.lock import DeployLock
 from deploy_ops.models import DeploymentRecord
 from tests.fixtures.offsite import use_storage
@@ -29,7 +29,7 @@ def backup_file(directory, days_old: float):
     moment = timezone.now() - timedelta(days=days_old)
     path = directory / f"backup_{timezone.localtime(moment).strftime('%Y%m%d_%H%M%S')}.sql"
     path.write_bytes(DUMP)  # the same valid dump each time; names and dates tell them apart
-    backups._write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest()})
+    backup_files.write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest()})
     return path.name
 
 

@@ -4,6 +4,7 @@ list, find, verify state, prune policy, naming, the restore confirmation."""
 import json
 import os
 import sqlite3
+import subprocess
 import time
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from deploy_ops import backups, rollback, signals
+from deploy_ops import backup_files, backups, rollback, signals
 from deploy_ops.exceptions import BackupCorrupt, BackupError, BackupNotFound, ConfigurationError
 from tests.fixtures.backups import sqlite_checksum
 
@@ -110,7 +111,7 @@ def make_backup_file(directory, days_old: float, name_time=None, metadata=True, 
     path = directory / f"backup_{timezone.localtime(name_time or moment).strftime('%Y%m%d_%H%M%S')}.sql"
     path.write_bytes(content)
     if metadata:
-        backups._write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+        backup_files.write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
     return path
 
 
@@ -310,3 +311,18 @@ def test_an_sqlite_uri_as_name_is_refused_with_a_clear_error(sqlite_target, sett
     with pytest.raises(ConfigurationError, match=r"is an SQLite URI \(file:.*site\.sqlite3…\); give deploy_ops the plain path"):
         backups.create_backup()
     assert not (ops_dirs / "backups").exists() or list((ops_dirs / "backups").iterdir()) == []
+
+
+def test_a_backup_records_the_commit_of_project_dir_only_when_it_is_the_top_of_a_git_checkout(sqlite_target, ops_dirs, settings):
+    def git(*arguments, cwd=ops_dirs):
+        return subprocess.run(["git", *arguments], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+    assert backups.create_backup().metadata["commit"] == ""  # no checkout
+    git("init", "--quiet")
+    assert backups.create_backup().metadata["commit"] == ""  # a checkout without a commit
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "--quiet", "--allow-empty", "-m", "one")
+    assert backups.create_backup().metadata["commit"] == git("rev-parse", "HEAD")
+    inner = ops_dirs / "inner"
+    inner.mkdir()
+    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROJECT_DIR": str(inner)}
+    assert backups.create_backup().metadata["commit"] == ""  # PROJECT_DIR inside someone else's checkout

@@ -1,11 +1,12 @@
 """The one runner: a failure carries the redacted argv, exit code, stderr tail and duration."""
 
+import fcntl
 import sys
 
 import pytest
 
 from deploy_ops.exceptions import CommandFailed, ToolMissing
-from deploy_ops.runner import TAIL_CHARS, Command, open_process, run
+from deploy_ops.runner import PIPE_BYTES, TAIL_CHARS, Command, open_process, run
 
 SECRET = "hunter2-Secret"
 
@@ -63,3 +64,12 @@ def test_a_writer_whose_process_stops_reading_reports_its_stderr_not_a_broken_pi
         with open_process(python(code), reading=False) as pipe:
             for _ in range(200):
                 pipe.write(b"x" * 65536 + b"\n")
+
+
+@pytest.mark.parametrize("reading", [True, False])
+def test_a_streaming_pipe_gets_a_wide_buffer_so_the_dump_tool_is_not_held_back(reading):
+    code = "import sys; sys.stdout.write('x')" if reading else "import sys; sys.stdin.read()"
+    with open_process(python(code), reading=reading) as pipe:
+        assert fcntl.fcntl(pipe.fileno(), fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+        if reading:
+            assert pipe.read() == b"x"

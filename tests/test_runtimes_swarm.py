@@ -254,3 +254,14 @@ def test_check_deploy_wants_a_swarm_manager(swarm_settings, monkeypatch, swarm, 
 @pytest.mark.docker
 def test_this_machines_swarm_manager_passes_the_check(swarm_settings, swarm_engine):
     assert check_swarm_manager(None) == []
+
+
+def test_a_deploy_from_an_engine_that_is_no_manager_is_refused_by_the_preflight(swarm_settings, monkeypatch):
+    from deploy_ops import preflight
+
+    monkeypatch.setattr("docker.from_env", lambda: FakeEngine({"LocalNodeState": "inactive", "ControlAvailable": False}))
+    # The Compose half of the preflight is tested with Compose; here only the swarm's part counts.
+    monkeypatch.setattr(preflight, "compose_problems", lambda runtime: [])
+    monkeypatch.setattr(preflight, "site_check_problems", lambda: [])
+    found = preflight.readiness_problems(get_runtime())
+    assert "deploy_ops.E050" in [problem.id for problem in found if problem.is_serious()]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from django.conf import settings
 from django.utils.module_loading import import_string

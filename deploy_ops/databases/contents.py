@@ -14,13 +14,11 @@ starts, so rows written while the dump runs cannot make a good backup look incom
 
 from __future__ import annotations
 
-import contextlib
 import re
-import sqlite3
-from pathlib import Path
 
 from ..runner import Command, run
 from . import DatabaseEngine, in_service
+from .sqlite import sqlite_live_tables
 
 # table -> rows in the dump; table -> whether it has rows, live.
 Tables = dict[str, int]
@@ -164,42 +162,10 @@ class MySQLDumpReader(_DumpReader):
 DUMP_READERS = {"postgresql": PostgresDumpReader, "mysql": MySQLDumpReader}
 
 
-def dump_reader(vendor: str) -> PostgresDumpReader | MySQLDumpReader | None:
+def dump_reader(vendor: str) -> _DumpReader | None:
     """The reader for a plain SQL dump of ``vendor``; None for SQLite, whose backup is a database file."""
     reader_class = DUMP_READERS.get(vendor)
     return reader_class() if reader_class else None
-
-
-# -- SQLite --------------------------------------------------------------------------------------
-def _sqlite_tables(connection: sqlite3.Connection) -> list[str]:
-    rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
-    return [name for (name,) in rows]
-
-
-def _sqlite_quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sqlite_file_tables(path: Path) -> Tables:
-    """Every table of the SQLite file at ``path`` and its exact row count."""
-    from .sqlite import read_only_uri
-
-    with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
-        return {name: connection.execute(f"SELECT count(*) FROM {_sqlite_quote(name)}").fetchone()[0] for name in _sqlite_tables(connection)}
-
-
-def _sqlite_live_tables(engine: DatabaseEngine) -> LiveTables:
-    from .sqlite import LOCK_TIMEOUT
-
-    if not engine.path.exists():
-        return {}  # the dump refuses it, with the reason (a plain connect would create it)
-    # The plain path, as Django opens it, not the dump's URI: a second way to name the file, so a
-    # mistake in either shows up as a difference.
-    with contextlib.closing(sqlite3.connect(engine.path, timeout=LOCK_TIMEOUT)) as connection:
-        return {
-            name: connection.execute(f"SELECT EXISTS (SELECT 1 FROM {_sqlite_quote(name)})").fetchone()[0] == 1
-            for name in _sqlite_tables(connection)
-        }
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------------
@@ -208,7 +174,8 @@ def _sqlite_live_tables(engine: DatabaseEngine) -> LiveTables:
 # FROM ONLY: an inheritance parent's COPY holds its own rows, not its children's.
 POSTGRES_LIVE_TABLES_SQL = r"""
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-       (xpath('/row/found/text()', query_to_xml(format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
+       (xpath('/row/found/text()',
+              query_to_xml(format('SELECT EXISTS (SELECT 1 FROM ONLY %I.%I) AS found', n.nspname, c.relname), false, true, '')))[1]::text
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind = 'r' AND c.relpersistence <> 't'
    AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
@@ -230,7 +197,7 @@ def postgres_live_tables_command(settings_dict: dict, service: str | None = None
 def _postgres_live_tables(engine: DatabaseEngine) -> LiveTables:
     fields = run(postgres_live_tables_command(engine.settings_dict, engine.exec_service), timeout=300).stdout.split("\0")
     # zip drops the empty field after the last separator.
-    return {name: found == "true" for name, found in zip(fields[::2], fields[1::2])}
+    return {name: found == "true" for name, found in zip(fields[::2], fields[1::2], strict=False)}
 
 
 # -- MySQL / MariaDB -----------------------------------------------------------------------------
@@ -254,12 +221,12 @@ def _mysql_live_tables(engine: DatabaseEngine) -> LiveTables:
         return {}
     probes = ", ".join(f"EXISTS (SELECT 1 FROM {quote_name(database)}.{quote_name(name)})" for name in names)
     [flags] = query(f"SELECT CONCAT_WS(',', {probes})")
-    return {name: flag == "1" for name, flag in zip(names, flags.split(","))}
+    return {name: flag == "1" for name, flag in zip(names, flags.split(","), strict=True)}
 
 
 def live_tables(engine: DatabaseEngine) -> LiveTables:
     """Every table of the live database and whether it has rows, by the engine's own client."""
-    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables, "sqlite": _sqlite_live_tables}
+    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables, "sqlite": sqlite_live_tables}
     return readers[engine.vendor](engine)
 
 
@@ -280,7 +247,9 @@ def differences(found: Tables, recorded: Tables) -> list[str]:
     problems = []
     absent = [name for name in recorded if name not in found]
     extra = [name for name in found if name not in recorded]
-    changed = [f"{name} ({found[name]} rows, recorded {recorded[name]})" for name in recorded if name in found and found[name] != recorded[name]]
+    changed = [
+        f"{name} ({found[name]} rows, recorded {recorded[name]})" for name in recorded if name in found and found[name] != recorded[name]
+    ]
     if absent:
         problems.append(f"recorded table(s) missing: {_listed(absent)}")
     if extra:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from django.db.backends.mysql.client import DatabaseClient
 
@@ -264,7 +265,8 @@ class MySQLEngine(DatabaseEngine):
             server_said = [line for line in error.stderr_tail.splitlines() if line.startswith("ERROR")][-1:]
             raise RestoreRefused(
                 f"the definitions of the views, triggers, routines and events in {database!r} cannot be read by this database user "
-                f"(it needs SHOW VIEW, TRIGGER, EVENT and the routines' privileges, as ALL on the database gives){': ' if server_said else ''}"
+                "(it needs SHOW VIEW, TRIGGER, EVENT and the routines' privileges, as ALL on the database gives)"
+                f"{': ' if server_said else ''}"
                 f"{''.join(server_said)}"
             ) from None
         rows = [[_unescape(field) for field in row.split("\t")] for row in shown]
@@ -285,7 +287,8 @@ class MySQLEngine(DatabaseEngine):
         delimiter = f"$${uuid.uuid4().hex[:10]}"
         pending = sorted(objects, key=lambda stored: -_DROP_ORDER.index(stored.kind))
         while pending:
-            failed, last_error = [], None
+            failed: list[StoredObject] = []
+            last_error: CommandFailed | None = None
             for stored in pending:
                 script = stored.create_script(delimiter, schema_from, database)
                 try:
@@ -293,7 +296,7 @@ class MySQLEngine(DatabaseEngine):
                 except CommandFailed as error:
                     failed.append(stored)
                     last_error = error
-            if len(failed) == len(pending):
+            if last_error is not None and len(failed) == len(pending):
                 raise last_error
             pending = failed
 

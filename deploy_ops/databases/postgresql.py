@@ -7,7 +7,8 @@ transaction: either the database equals the backup afterwards, or nothing change
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 from django.db.backends.postgresql.client import DatabaseClient
 

@@ -13,8 +13,9 @@ import contextlib
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 from ..compression import CHUNK, CorruptStream
 from ..exceptions import BackupError, ConfigurationError
@@ -31,6 +32,36 @@ def read_only_uri(path: Path) -> str:
     SQLite would open (and create, empty) another file.  ``as_uri`` percent-encodes them.
     """
     return Path(path).absolute().as_uri() + "?mode=ro"
+
+
+# -- what a file holds (read by databases.contents: a backup states its tables and rows) ---------
+def _tables(connection: sqlite3.Connection) -> list[str]:
+    rows = connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+    )
+    return [name for (name,) in rows]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlite_file_tables(path: Path) -> dict[str, int]:
+    """Every table of the SQLite file at ``path`` and its exact row count."""
+    with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
+        return {name: connection.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0] for name in _tables(connection)}
+
+
+def sqlite_live_tables(engine: SQLiteEngine) -> dict[str, bool]:
+    """Every table of the live database and whether it has rows."""
+    if not engine.path.exists():
+        return {}  # the dump refuses it, with the reason (a plain connect would create it)
+    # The plain path, as Django opens it, not the dump's URI: a second way to name the file, so a
+    # mistake in either shows up as a difference.
+    with contextlib.closing(sqlite3.connect(engine.path, timeout=LOCK_TIMEOUT)) as connection:
+        return {
+            name: connection.execute(f"SELECT EXISTS (SELECT 1 FROM {_quote(name)})").fetchone()[0] == 1 for name in _tables(connection)
+        }
 
 
 def check_database_file(path: Path) -> None:
@@ -72,7 +103,8 @@ class SQLiteEngine(DatabaseEngine):
         if name.startswith("file:"):
             # Its query could say anything (another vfs, immutable=1); a path means one file.
             raise ConfigurationError(
-                f"DATABASES[{self.alias!r}]['NAME'] is an SQLite URI ({name.split('?')[0]}…); give deploy_ops the plain path of the database file."
+                f"DATABASES[{self.alias!r}]['NAME'] is an SQLite URI ({name.split('?')[0]}…); "
+                "give deploy_ops the plain path of the database file."
             )
         return Path(name)
 
@@ -80,8 +112,6 @@ class SQLiteEngine(DatabaseEngine):
         return sqlite3.sqlite_version
 
     def dump(self, out: BinaryIO) -> None:
-        from .contents import sqlite_file_tables
-
         source_path = self.path
         if not source_path.exists():
             raise BackupError(f"The SQLite database {source_path} does not exist; check DATABASES[{self.alias!r}]['NAME'].")

@@ -15,7 +15,6 @@ from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
 from deploy_ops.management.base import TranslatedCommand
-from deploy_ops.restore import restore_as_recovery
 
 
 def local_verification_note(backup: backups.Backup) -> str:
@@ -211,6 +210,8 @@ class Command(TranslatedCommand):
             _("This replaces the database %(alias)r with %(backup)s (a safety backup is taken first). Restore?") % {"alias": alias, "backup": backup.name},
             _("restore"),
         )
+        from deploy_ops.restore import restore_as_recovery  # only a restore pays the imports of the lock, records and notifications
+
         # A recovery like a rollback: under the deploy lock (exit 3 while a deploy runs), recorded and notified.
         result = restore_as_recovery(backup, database=options["database"], safety_backup=options["safety_backup"], report=self.report)
         for warning in result.warnings:
