@@ -139,7 +139,7 @@ def plan_commit(ref: str) -> RollbackPlan:
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:
-    return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=f"database back to {name_or_path}")
+    return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=_("database back to %(backup)s") % {"backup": name_or_path})
 
 
 def plan_full(ref: str, name_or_path: str) -> RollbackPlan:
