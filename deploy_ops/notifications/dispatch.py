@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from .channels import send
 from .events import build_event
 
@@ -9,7 +11,7 @@ from .events import build_event
 def notify(level, recorder) -> None:
     """Send an event through every channel; a channel that fails is noted on the record, never raised."""
     deliveries = send(build_event(level, recorder.record, recorder.stages))
-    failed = [f"{level.name} via {delivery.channel}: {delivery.error}" for delivery in deliveries if not delivery.ok]
+    failed = [_("%(level)s via %(channel)s: %(error)s") % {"level": level.name, "channel": delivery.channel, "error": delivery.error} for delivery in deliveries if not delivery.ok]
     if failed:
         notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
         recorder.update(notification_failures="\n".join(notes))
