@@ -16,8 +16,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
 from ..models import DeploymentRecord
-from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels, send
-from .dispatch import notify
+from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels
+from .dispatch import notify, send
 from .events import Event, Level, StageSummary, build_event
 from .webhook import verify_signature
 

@@ -13,7 +13,6 @@ grace), even for a custom channel that ignores its budget.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -25,13 +24,11 @@ from django.utils.translation import ngettext
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..secrets import mask, redact, secret_values
-from .events import Event, Level, masked
+from .events import Event, Level
 
 logger = logging.getLogger("deploy_ops.notifications")
 
 DEFAULT_TIMEOUT = 10.0
-# How long send waits past a channel's budget before giving up on its thread.
-GRACE = 1.0
 
 E020 = "deploy_ops.E020"
 
@@ -201,66 +198,6 @@ def load_channel(options: dict) -> Channel:
             _("The notification channel BACKEND %(backend)r is not a deploy_ops.notifications.channels.Channel subclass.") % {"backend": backend}
         )
     return cls(**{key: value for key, value in options.items() if key != "BACKEND"})
-
-
-def _load_configured() -> list[Channel | Delivery]:
-    """Each configured channel, or a failed Delivery in its place when it cannot be loaded."""
-    try:
-        configured = ops_settings.NOTIFICATIONS
-    except ConfigurationError:
-        # The validation sentence may quote the value, secrets included; `manage.py check` shows it.
-        return [Delivery("notifications", ok=False, error=_("DEPLOY_OPS['NOTIFICATIONS'] is invalid; run `manage.py check` for details."))]
-    loaded = []
-    for position, options in enumerate(configured):
-        try:
-            loaded.append(load_channel(options))
-        except Exception as error:
-            name = options.get("NAME") or f"channel {position} ({options.get('BACKEND', '?')})"
-            loaded.append(Delivery(name, ok=False, error=redact(str(error), secret_values(options))))
-    return loaded
-
-
-def send(event: Event) -> list[Delivery]:
-    """Send ``event`` to the log and every configured channel; never raises, never exceeds the budgets.
-
-    Returns one Delivery per channel: the log's first, then in the order of NOTIFICATIONS.
-    """
-    from .log import LogChannel
-
-    # build_event masks already; an event built by other code must not reach a channel unmasked either.
-    event = masked(event)
-    log_delivery = LogChannel().send(event)
-    loaded = _load_configured()
-    results: dict[int, Delivery] = {index: item for index, item in enumerate(loaded) if isinstance(item, Delivery)}
-    running = []
-    started = time.monotonic()
-    for index, channel in enumerate(loaded):
-        if isinstance(channel, Delivery):
-            continue
-
-        def run(index=index, channel=channel):
-            results[index] = channel.send(event)
-
-        # Daemon threads: one that ignores its budget must not keep the process alive either.
-        thread = threading.Thread(target=run, name=f"deploy_ops-notify-{channel.name}", daemon=True)
-        thread.start()
-        running.append((index, channel, thread))
-    for index, channel, thread in running:
-        thread.join(max(0.0, started + channel.timeout + GRACE - time.monotonic()))
-        if index not in results:
-            results[index] = Delivery(
-                channel.name, ok=False, error=_("did not finish within its %(timeout)ss TIMEOUT; left running in the background.") % {"timeout": f"{channel.timeout:g}"},
-                duration=round(time.monotonic() - started, 3),
-            )
-    deliveries = [log_delivery] + [results[index] for index in range(len(loaded))]
-    for delivery in deliveries:
-        if not delivery.ok:
-            logger.warning("notification %s to %s failed: %s", event.level.name, delivery.channel, delivery.error)
-        elif delivery.skipped:
-            logger.info("notification %s to %s skipped: %s", event.level.name, delivery.channel, delivery.error)
-        else:
-            logger.info("notification %s sent to %s", event.level.name, delivery.channel)
-    return deliveries
 
 
 def check_channels(app_configs=None, **kwargs) -> list[Error]:
