@@ -24,6 +24,7 @@ from . import charts, humanize, metrics
 from .backups import NAME_PATTERN, Backup, list_backups
 from .conf import ops_settings
 from .models import DeliveryDashboard, DeploymentRecord, DeploymentStage
+from .recovery import stage_label
 
 RECENT_DEPLOYS_CHARTED = 12
 
@@ -135,7 +136,7 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return ""
         return format_html(
             '<strong>{}</strong> <span class="do-excerpt" title="{}">{}</span>',
-            record.failed_stage, Truncator(record.error).chars(400), error_excerpt(record),
+            stage_label(record.failed_stage), Truncator(record.error).chars(400), error_excerpt(record),
         )
 
     @admin.display(description=gettext_lazy("error"))

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DeployOpsConfig(AppConfig):
     name = "deploy_ops"
-    verbose_name = "Deploy operations"
+    verbose_name = _("Deploy operations")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

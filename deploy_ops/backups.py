@@ -161,7 +161,8 @@ def _backup_directory() -> Path:
         os.chmod(directory, 0o700)
     except OSError as error:
         raise BackupError(
-            f"The backup folder {directory} cannot be made or used ({error.strerror}). Check DEPLOY_OPS['BACKUP_DIR']."
+            _("The backup folder %(folder)s cannot be made or used (%(error)s). Check DEPLOY_OPS['BACKUP_DIR'].")
+            % {"folder": directory, "error": error.strerror}
         ) from None
     return directory
 
@@ -247,7 +248,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     alias = database or ops_settings.BACKUP_DATABASE
     method = compression or ops_settings.BACKUP_COMPRESSION
     if method not in codec.CHOICES:
-        raise ConfigurationError(f"Unknown compression {method!r}; use one of {', '.join(codec.CHOICES)}.")
+        raise ConfigurationError(_("Unknown compression %(compression)r; use one of %(choices)s.") % {"compression": method, "choices": ", ".join(codec.CHOICES)})
     engine = engine_for(alias)
     recipients = ops_settings.BACKUP_AGE_RECIPIENTS
     directory = _backup_directory()
@@ -326,8 +327,11 @@ def _prove_contents(engine, tables: dict[str, int], live_tables: dict[str, bool]
     problems = contents.missing_from(tables, live_tables)
     if problems:
         raise BackupError(
-            f"The dump of database {engine.database_name!r} does not hold what the database holds, so it was not kept: "
-            f"{'; '.join(problems)}. Check DATABASES[{engine.alias!r}]['NAME'] and the dump tool's privileges, then try again."
+            _(
+                "The dump of database %(database)r does not hold what the database holds, so it was not kept: "
+                "%(problems)s. Check DATABASES[%(alias)r]['NAME'] and the dump tool's privileges, then try again."
+            )
+            % {"database": engine.database_name, "problems": "; ".join(problems), "alias": engine.alias}
         )
 
 
@@ -364,21 +368,27 @@ def find_backup(name_or_path: str) -> Backup:
         if candidate.is_file():
             if not NAME_PATTERN.match(candidate.name):
                 raise BackupNotFound(
-                    f"{candidate} is not named like a backup (backup_YYYYmmdd_HHMMSS.sql.gz, .sql.zst, .sql, "
-                    f"or .sqlite3 with the same suffixes); rename it so its kind and compression are known."
+                    _(
+                        "%(path)s is not named like a backup (backup_YYYYmmdd_HHMMSS.sql.gz, .sql.zst, .sql, "
+                        "or .sqlite3 with the same suffixes); rename it so its kind and compression are known."
+                    )
+                    % {"path": candidate}
                 )
             return Backup.at(candidate)
     if storage.configured() and NAME_PATTERN.match(given.name):
         return Backup.at(storage.fetch(given.name, ops_settings.backup_dir))
     existing = [backup.name for backup in list_backups()]
     more = " …" if len(existing) > 10 else ""
-    listing = f"The backups there are: {', '.join(existing[:10])}{more}." if existing else "There are no backups there yet."
-    raise BackupNotFound(f"No backup {name_or_path!r} in {ops_settings.backup_dir}. {listing}")
+    if existing:
+        listing = _("The backups there are: %(names)s.") % {"names": ", ".join(existing[:10]) + more}
+    else:
+        listing = _("There are no backups there yet.")
+    raise BackupNotFound(_("No backup %(name)r in %(folder)s.") % {"name": name_or_path, "folder": ops_settings.backup_dir} + f" {listing}")
 
 
 # -- verify -----------------------------------------------------------------------------------
 def _corrupt(backup: Backup, why: str) -> BackupCorrupt:
-    return BackupCorrupt(f"{backup.path} is damaged: {why}. Do not restore it; use another backup.")
+    return BackupCorrupt(_("%(path)s is damaged: %(why)s. Do not restore it; use another backup.") % {"path": backup.path, "why": why})
 
 
 def file_sha256(path: Path) -> str:
@@ -392,13 +402,20 @@ def file_sha256(path: Path) -> str:
 def _check_checksum(backup: Backup) -> None:
     """Size and sha256 against the metadata (a backup with metadata only)."""
     if not backup.path.is_file():
-        raise BackupNotFound(f"{backup.path} no longer exists.")
+        raise BackupNotFound(_("%(path)s no longer exists.") % {"path": backup.path})
     recorded_size = backup.metadata.get("size")
     if recorded_size is not None and backup.size != recorded_size:
-        raise _corrupt(backup, f"it is {backup.size} bytes but was {recorded_size} bytes when written (truncated or changed)")
+        raise _corrupt(
+            backup,
+            _("it is %(size)s bytes but was %(recorded)s bytes when written (truncated or changed)") % {"size": backup.size, "recorded": recorded_size},
+        )
     found = file_sha256(backup.path)
     if found != backup.sha256:
-        raise _corrupt(backup, f"its sha256 is {found} but the metadata recorded {backup.sha256} (the file changed after it was written)")
+        raise _corrupt(
+            backup,
+            _("its sha256 is %(found)s but the metadata recorded %(recorded)s (the file changed after it was written)")
+            % {"found": found, "recorded": backup.sha256},
+        )
 
 
 def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
@@ -417,14 +434,14 @@ def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
         raise _corrupt(backup, str(error)) from None
     marker = COMPLETION_MARKERS.get(vendor)
     if marker and marker not in tail:
-        raise _corrupt(backup, f"the dump does not end with its completion line {marker.decode()!r} (it was cut short)")
+        raise _corrupt(backup, _("the dump does not end with its completion line %(line)r (it was cut short)") % {"line": marker.decode()})
 
 
 def _check_content(backup: Backup) -> None:
     """A full decompress, a format check, and the tables and rows against those recorded at creation."""
     vendor = backup.engine
     if vendor is None:
-        raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+        raise _corrupt(backup, _("it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes"))
     recorded = ((backup.metadata or {}).get("contents") or {}).get("tables")
     if backup.kind != "sqlite3":
         reader = contents.dump_reader(vendor)  # None for an SQLite file named like a dump
@@ -569,8 +586,11 @@ def refuse_restore_blockers(alias: str, what: str) -> None:
     blockers = restore_blockers(alias)
     if blockers:
         raise RestoreRefused(
-            f"{what} and nothing changed: the database {alias!r} cannot be restored safely: "
-            f"{'; '.join(blockers)}. See docs/BACKUPS.md (`check --deploy` reports it as deploy_ops.E011)."
+            _(
+                "%(what)s and nothing changed: the database %(alias)r cannot be restored safely: "
+                "%(blockers)s. See docs/BACKUPS.md (`check --deploy` reports it as deploy_ops.E011)."
+            )
+            % {"what": what, "alias": alias, "blockers": "; ".join(blockers)}
         )
 
 
@@ -582,8 +602,11 @@ def check_restorable(backup: Backup, alias: str) -> None:
     verify_backup(backup, record=False)
     vendor = engine_for(alias).vendor
     if backup.engine and backup.engine != vendor:
-        raise BackupIncompatible(f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {vendor}; nothing was changed.")
-    refuse_restore_blockers(alias, f"{backup.name} was not restored")
+        raise BackupIncompatible(
+            _("%(name)s is a %(engine)s backup, but the database %(alias)r is %(vendor)s; nothing was changed.")
+            % {"name": backup.name, "engine": backup.engine, "alias": alias, "vendor": vendor}
+        )
+    refuse_restore_blockers(alias, _("%(name)s was not restored") % {"name": backup.name})
 
 
 def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True) -> RestoreResult:
@@ -599,18 +622,22 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
     alias = database or ops_settings.BACKUP_DATABASE
     engine = engine_for(alias)
     if backup.engine is None:
-        raise _corrupt(backup, "it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes")
+        raise _corrupt(backup, _("it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes"))
     if backup.engine != engine.vendor:
         raise BackupIncompatible(
-            f"{backup.name} is a {backup.engine} backup, but the database {alias!r} is {engine.vendor}; nothing was changed."
+            _("%(name)s is a %(engine)s backup, but the database %(alias)r is %(vendor)s; nothing was changed.")
+            % {"name": backup.name, "engine": backup.engine, "alias": alias, "vendor": engine.vendor}
         )
     if not backup.path.is_file() and storage.configured():
         storage.fetch(backup.name, backup.path.parent)
     warnings = []
     if backup.metadata is None:
         warnings.append(
-            f"{backup.name} has no metadata file (made by the old scripts?), so no checksum could be checked; "
-            "it was only checked to decompress completely and end like a complete dump."
+            _(
+                "%(name)s has no metadata file (made by the old scripts?), so no checksum could be checked; "
+                "it was only checked to decompress completely and end like a complete dump."
+            )
+            % {"name": backup.name}
         )
         _check_content(backup)
     else:
@@ -619,7 +646,7 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
         encryption.check_key(backup)
     for warning in warnings:
         logger.warning(warning)
-    refuse_restore_blockers(alias, f"{backup.name} was not restored")
+    refuse_restore_blockers(alias, _("%(name)s was not restored") % {"name": backup.name})
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
     # The database's size now estimates what the dump restores; asked before the connections close.

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from . import humanize
 from .models import DeploymentRecord
+from .recovery import stage_label
 
 Status = DeploymentRecord.Status
 # The symbol shown beside the colour of each outcome (in badges, the timeline and legends).
@@ -115,7 +116,7 @@ def stage_durations(records: list[DeploymentRecord]) -> SafeString:
             bars.append(format_html(
                 '<rect class="do-stage-{}{}" x="{}" y="{}" width="{}" height="16"><title>{}: {} ({})</title></rect>',
                 names.index(stage.name) % STAGE_COLOURS, " do-stage-failed" if stage.status == "failed" else "",
-                _number(x), y, _number(max(width, 0.5)), stage.name, humanize.duration(seconds), stage.get_status_display(),
+                _number(x), y, _number(max(width, 0.5)), stage_label(stage.name), humanize.duration(seconds), stage.get_status_display(),
             ))
             x += width
             total += seconds
@@ -123,7 +124,7 @@ def stage_durations(records: list[DeploymentRecord]) -> SafeString:
     top = 16 + len(deploys) * 24
     legend = format_html_join(
         "", '<g class="do-legend"><rect class="do-stage-{}" x="{}" y="{}" width="10" height="10"/><text class="do-axis-label" x="{}" y="{}">{}</text></g>',
-        ((index % STAGE_COLOURS, LEFT + index % 4 * 150, top + index // 4 * 18, LEFT + index % 4 * 150 + 14, top + 9 + index // 4 * 18, name)
+        ((index % STAGE_COLOURS, LEFT + index % 4 * 150, top + index // 4 * 18, LEFT + index % 4 * 150 + 14, top + 9 + index // 4 * 18, stage_label(name))
          for index, name in enumerate(names)),
     )
     return _svg(top + 18 * ((len(names) + 3) // 4) + 6, label, mark_safe("".join(bars) + legend))
@@ -169,7 +170,7 @@ def stage_bar(stages) -> SafeString:
         segments.append(format_html(
             '<rect class="do-stage-{}{}" x="{}" y="0" width="{}" height="10"><title>{}: {} ({})</title></rect>',
             index % STAGE_COLOURS, " do-stage-failed" if stage.status == "failed" else "",
-            _number(x), _number(width), stage.name, humanize.duration(stage.duration), stage.get_status_display(),
+            _number(x), _number(width), stage_label(stage.name), humanize.duration(stage.duration), stage.get_status_display(),
         ))
         x += width
     return format_html(

@@ -22,6 +22,7 @@ import subprocess
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.translation import gettext as _
 
 from .conf import ops_settings, problems
 from .databases import ENGINE_VENDORS, host_tools, restore_blockers, vendor_of
@@ -46,18 +47,20 @@ E030 = "deploy_ops.E030"
 def check_settings(app_configs, **kwargs):
     raw = getattr(settings, "DEPLOY_OPS", {})
     if not isinstance(raw, dict):
-        return [Error("settings.DEPLOY_OPS must be a dict.", id=E001)]
-    found = [Error(problem, hint="See docs/CONFIGURATION.md for every key.", id=E001) for problem in problems(raw)]
+        return [Error(_("settings.DEPLOY_OPS must be a dict."), id=E001)]
+    found = [Error(problem, hint=_("See docs/CONFIGURATION.md for every key."), id=E001) for problem in problems(raw)]
     if found:
         return found
     alias = ops_settings.BACKUP_DATABASE
     if alias not in settings.DATABASES:
-        return [Error(f"DEPLOY_OPS['BACKUP_DATABASE'] is {alias!r}, which is not in DATABASES.", id=E002)]
+        return [Error(_("DEPLOY_OPS['BACKUP_DATABASE'] is %(alias)r, which is not in DATABASES.") % {"alias": alias}, id=E002)]
     if vendor_of(settings.DATABASES[alias]) is None:
         found.append(
             Error(
-                f"The database {alias!r} uses {settings.DATABASES[alias].get('ENGINE')}, which deploy_ops cannot back up.",
-                hint=f"Supported: {', '.join(sorted(ENGINE_VENDORS))}, and backends built on them.",
+                _("The database %(alias)r uses %(engine)s, which deploy_ops cannot back up.") % {
+                    "alias": alias, "engine": settings.DATABASES[alias].get("ENGINE"),
+                },
+                hint=_("Supported: %(engines)s, and backends built on them.") % {"engines": ", ".join(sorted(ENGINE_VENDORS))},
                 id=E003,
             )
         )
@@ -66,8 +69,12 @@ def check_settings(app_configs, **kwargs):
         if missing:
             found.append(
                 Error(
-                    f"RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no {' or '.join(missing)} step.",
-                    hint="Give argv lists, e.g. {'start': ['systemctl', 'start', 'gunicorn'], 'stop': [...]}.",
+                    (
+                        _("RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no start or stop step.")
+                        if len(missing) == 2
+                        else _("RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no %(step)s step.") % {"step": missing[0]}
+                    ),
+                    hint=_("Give argv lists, e.g. %(example)s.") % {"example": "{'start': ['systemctl', 'start', 'gunicorn'], 'stop': [...]}"},
                     id=E004,
                 )
             )
@@ -85,9 +92,12 @@ def _database_service_kept_running():
         return []
     return [
         Warning(
-            f"Backups run inside the Compose service {service!r}, but a rollback stops "
-            f"{'every service' if not app_services else repr(service)} before it restores the database.",
-            hint=f"List the services that run the release in DEPLOY_OPS['APP_SERVICES'] (e.g. ['web']), without {service!r}.",
+            (
+                _("Backups run inside the Compose service %(service)r, but a rollback stops every service before it restores the database.")
+                if not app_services
+                else _("Backups run inside the Compose service %(service)r, but a rollback stops it before it restores the database.")
+            ) % {"service": service},
+            hint=_("List the services that run the release in DEPLOY_OPS['APP_SERVICES'] (e.g. ['web']), without %(service)r.") % {"service": service},
             id=W002,
         )
     ]
@@ -109,8 +119,10 @@ def _backup_dir_ignored():
         return []
     return [
         Warning(
-            f"Backups are written to {backup_dir}, inside the git checkout, but git does not ignore them.",
-            hint=f"Add '/{backup_dir.relative_to(project_dir).as_posix()}/' to .gitignore: backups must never be committed.",
+            _("Backups are written to %(folder)s, inside the git checkout, but git does not ignore them.") % {"folder": backup_dir},
+            hint=_("Add %(pattern)r to .gitignore: backups must never be committed.") % {
+                "pattern": f"/{backup_dir.relative_to(project_dir).as_posix()}/",
+            },
             id=W001,
         )
     ]
@@ -144,8 +156,8 @@ def needed_tools() -> list[str]:
 def check_tools(app_configs, **kwargs):
     return [
         Error(
-            f"{tool!r} is not installed on this host, and the deploy_ops configuration needs it.",
-            hint="Install it or change DEPLOY_OPS (BACKUP_EXEC_SERVICE runs the database tools inside a container).",
+            _("%(tool)r is not installed on this host, and the deploy_ops configuration needs it.") % {"tool": tool},
+            hint=_("Install it or change DEPLOY_OPS (BACKUP_EXEC_SERVICE runs the database tools inside a container)."),
             id=E010,
         )
         for tool in needed_tools()
@@ -163,11 +175,11 @@ def check_restorable(app_configs, **kwargs):
     try:
         blockers = restore_blockers(alias)
     except DeployOpsError as error:
-        return [Warning(f"Could not check whether the database {alias!r} can be restored: {error}", id=W003)]
+        return [Warning(_("Could not check whether the database %(alias)r can be restored: %(error)s") % {"alias": alias, "error": error}, id=W003)]
     return [
         Error(
-            f"The database {alias!r} cannot be restored safely: {blocker}.",
-            hint="A deploy and every restore refuse while this holds; see docs/BACKUPS.md.",
+            _("The database %(alias)r cannot be restored safely: %(blocker)s.") % {"alias": alias, "blocker": blocker},
+            hint=_("A deploy and every restore refuse while this holds; see docs/BACKUPS.md."),
             id=E011,
         )
         for blocker in blockers
@@ -183,10 +195,10 @@ def check_backup_lifecycle(app_configs, **kwargs):
     found = []
     alias = ops_settings.BACKUP_STORAGE
     if alias and alias not in getattr(settings, "STORAGES", {}):
-        found.append(Error(f"DEPLOY_OPS['BACKUP_STORAGE'] is {alias!r}, which is not an alias in settings.STORAGES.", id=E030))
+        found.append(Error(_("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}, id=E030))
     problem = recipients_problem(ops_settings.BACKUP_AGE_RECIPIENTS) if ops_settings.BACKUP_AGE_RECIPIENTS else None
     if problem:
-        found.append(Error(problem, hint="See docs/BACKUPS.md, Encryption.", id=E030))
+        found.append(Error(problem, hint=_("See docs/BACKUPS.md, Encryption."), id=E030))
     return found
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .conf import ops_settings
 from .servectl import end_process_group, group_alive
@@ -40,7 +41,9 @@ class Child:
     start_time: str = ""
 
     def describe(self) -> str:
-        return f"pid {self.pid} ({self.command}) of record {self.record or '?'}, started {self.since}"
+        return _("pid %(pid)s (%(command)s) of record %(record)s, started %(since)s") % {
+            "pid": self.pid, "command": self.command, "record": self.record or "?", "since": self.since,
+        }
 
 
 def _folder() -> Path:

@@ -54,7 +54,9 @@ def refuse_without_terminal(action: str) -> None:
 def ask(question: str) -> bool:
     """A yes/no question on the terminal; Ctrl-D or anything but y/yes is a no."""
     try:
-        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", _("y"), _("yes"))
+        # The prompt's letters are translated ("[s/N]"); English y/yes is accepted in every language.
+        answer = input(_("%(question)s [y/N] ") % {"question": question}).strip().lower()
+        return answer in ("y", "yes", _("y"), _("yes"))
     except EOFError:
         print()
         return False
@@ -143,6 +145,7 @@ COMMON_OPTIONS = [
     (("--no-color",), {"action": "store_true"}),
     (("--force-color",), {"action": "store_true"}),
     (("--skip-checks",), {"action": "store_true"}),
+    (("--lang",), {}),
 ]
 
 

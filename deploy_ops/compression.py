@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 import zstandard
+from django.utils.translation import gettext as _
 
 CHUNK = 1 << 20
 # Compressed input is read in pieces of this size.
@@ -122,7 +123,7 @@ def writer(raw: BinaryIO, compression: str):
     elif compression == "none":
         stream = _PlainWriter(raw)
     else:
-        raise ValueError(f"unknown compression {compression!r}; use one of {', '.join(CHOICES)}")
+        raise ValueError(_("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)})
     try:
         yield stream
     except BaseException:
@@ -144,7 +145,7 @@ def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
             try:
                 output = decompressor.decompress(piece, CHUNK)
             except zlib.error as error:
-                raise CorruptStream(f"the gzip data is damaged ({error})") from None
+                raise CorruptStream(_("the gzip data is damaged (%(error)s)") % {"error": error}) from None
             if output:
                 yield output
             if decompressor.eof:
@@ -155,7 +156,7 @@ def _gzip_chunks(raw: BinaryIO) -> Iterator[bytes]:
             else:
                 piece = decompressor.unconsumed_tail
     if not decompressor.eof:
-        raise CorruptStream("the gzip data ends early (the file is truncated)")
+        raise CorruptStream(_("the gzip data ends early (the file is truncated)"))
 
 
 def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
@@ -166,7 +167,7 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
             try:
                 output = decompressor.decompress(piece)
             except zstandard.ZstdError as error:
-                raise CorruptStream(f"the zstd data is damaged ({error})") from None
+                raise CorruptStream(_("the zstd data is damaged (%(error)s)") % {"error": error}) from None
             if output:
                 yield output
             piece = b""
@@ -174,7 +175,7 @@ def _zstd_chunks(raw: BinaryIO) -> Iterator[bytes]:
                 piece = decompressor.unused_data
                 decompressor = factory.decompressobj(write_size=CHUNK)
     if not decompressor.eof:
-        raise CorruptStream("the zstd data ends early (the file is truncated)")
+        raise CorruptStream(_("the zstd data ends early (the file is truncated)"))
 
 
 def _plain_chunks(raw: BinaryIO) -> Iterator[bytes]:
@@ -186,7 +187,7 @@ def chunks(raw: BinaryIO, compression: str) -> Iterator[bytes]:
     """The decompressed content of ``raw``, chunk by chunk (gzip: at most CHUNK bytes each)."""
     readers = {"gzip": _gzip_chunks, "zstd": _zstd_chunks, "none": _plain_chunks}
     if compression not in readers:
-        raise ValueError(f"unknown compression {compression!r}; use one of {', '.join(CHOICES)}")
+        raise ValueError(_("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)})
     return readers[compression](raw)
 
 

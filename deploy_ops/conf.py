@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from django.conf import settings as django_settings
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .exceptions import ConfigurationError
 
@@ -25,62 +27,73 @@ class Option:
     default: Any
     kind: type | tuple[type, ...]
     help: str
-    # Extra validation: returns an error sentence, or None when the value is fine.
-    check: Callable[[Any], str | None] | None = None
+    # Extra validation: check(value, setting) returns an error sentence about ``setting`` (the
+    # setting as the sentence names it), or None when the value is fine.
+    check: Callable[[Any, str], str | None] | None = None
 
 
-def _positive(value):
-    return None if value >= 1 else "must be 1 or more"
+def _positive(value, setting):
+    return None if value >= 1 else _("%(setting)s must be 1 or more.") % {"setting": setting}
 
 
-def _not_negative(value):
-    return None if value >= 0 else "must be 0 or more"
+def _not_negative(value, setting):
+    return None if value >= 0 else _("%(setting)s must be 0 or more.") % {"setting": setting}
 
 
 def _one_of(*choices):
-    def check(value):
-        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+    def check(value, setting):
+        return None if value in choices else _("%(setting)s must be one of %(choices)s.") % {"setting": setting, "choices": ", ".join(map(repr, choices))}
 
     return check
 
 
-def _argv(value):
-    if not isinstance(value, list) or not value or not all(isinstance(part, str) and part for part in value):
-        return "must be a non-empty list of strings (an argv, not a shell string)"
+def _argv(value, setting):
+    if not _is_argv(value):
+        return _("%(setting)s must be a non-empty list of strings (an argv, not a shell string).") % {"setting": setting}
     return None
 
 
-def _commands(value):
+def _is_argv(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(part, str) and part for part in value)
+
+
+def _commands(value, setting):
     allowed = {"build", "start", "stop", "migrate", "collectstatic", "check"}
     for name, argv in value.items():
         if name not in allowed:
-            return f"has an unknown step {name!r}; steps are {', '.join(sorted(allowed))}"
-        problem = _argv(argv)
-        if problem:
-            return f"step {name!r} {problem}"
+            return _("%(setting)s has an unknown step %(step)r; steps are %(steps)s.") % {
+                "setting": setting,
+                "step": name,
+                "steps": ", ".join(sorted(allowed)),
+            }
+        if not _is_argv(argv):
+            return _("%(setting)s step %(step)r must be a non-empty list of strings (an argv, not a shell string).") % {
+                "setting": setting,
+                "step": name,
+            }
     return None
 
 
-def _patterns(value):
+def _patterns(value, setting):
     if not all(isinstance(pattern, str) and pattern for pattern in value):
-        return "must be a list of non-empty strings"
+        return _("%(setting)s must be a list of non-empty strings.") % {"setting": setting}
     return None
 
 
-def _channels(value):
+def _channels(value, setting):
     for position, channel in enumerate(value):
         if not isinstance(channel, dict) or not isinstance(channel.get("BACKEND"), str):
-            return f"entry {position} must be a dict with a 'BACKEND' dotted path"
+            return _("%(setting)s entry %(position)s must be a dict with a 'BACKEND' dotted path.") % {"setting": setting, "position": position}
     return None
 
 
-def _health_checks(value):
+def _health_checks(value, setting):
     for position, entry in enumerate(value):
         if isinstance(entry, str) and entry:
             continue
         if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict):
             continue
-        return f"entry {position} must be a dotted path or a [dotted path, {{options}}] pair"
+        return _("%(setting)s entry %(position)s must be a dotted path or a [dotted path, {options}] pair.") % {"setting": setting, "position": position}
     return None
 
 
@@ -88,43 +101,47 @@ PROXY_KEYS = {"KIND", "ROUTE_FILE", "RELOAD_COMMAND", "TEST_COMMAND", "PID_FILE"
 SLOT_KEYS = {"ADDRESS", "HEALTH_CHECK_URL", "ENVIRONMENT"}
 
 
-def _proxy(value):
+def _proxy(value, setting):
     if not value:
         return None
     unknown = set(value) - PROXY_KEYS
     if unknown:
-        return f"has unknown keys {', '.join(sorted(unknown))}; the keys are {', '.join(sorted(PROXY_KEYS))}"
+        return _("%(setting)s has unknown keys %(unknown)s; the keys are %(keys)s.") % {
+            "setting": setting,
+            "unknown": ", ".join(sorted(unknown)),
+            "keys": ", ".join(sorted(PROXY_KEYS)),
+        }
     if value.get("KIND") != "nginx":
-        return "needs KIND 'nginx' (the one proxy deploy_ops drives so far)"
+        return _("%(setting)s needs KIND 'nginx' (the one proxy deploy_ops drives so far).") % {"setting": setting}
     for key in ("ROUTE_FILE", "ADDRESS"):
         if not isinstance(value.get(key), str) or not value[key]:
-            return f"needs {key} (a non-empty string)"
+            return _("%(setting)s needs %(key)s (a non-empty string).") % {"setting": setting, "key": key}
     for key in ("RELOAD_COMMAND", "TEST_COMMAND"):
-        if key in value and _argv(value[key]):
-            return f"{key} {_argv(value[key])}"
+        if key in value and not _is_argv(value[key]):
+            return _argv(value[key], f"{setting} {key}")
     for key in ("DRAIN_TIMEOUT", "RETRY_AFTER"):
         if key in value and (isinstance(value[key], bool) or not isinstance(value[key], (int, float)) or value[key] < 0):
-            return f"{key} must be a number of seconds, 0 or more"
+            return _("%(setting)s %(key)s must be a number of seconds, 0 or more.") % {"setting": setting, "key": key}
     if "SLOTS" in value:
-        return _slots(value["SLOTS"])
+        return _slots(value["SLOTS"], f"{setting} SLOTS")
     return None
 
 
-def _slots(slots):
+def _slots(slots, setting):
     """Blue/green: exactly two slots, each {'ADDRESS': ..., 'HEALTH_CHECK_URL': ..., 'ENVIRONMENT': {...}}."""
     if not isinstance(slots, dict) or len(slots) != 2:
-        return "SLOTS needs exactly two slots, e.g. {'blue': {...}, 'green': {...}}"
+        return _("%(setting)s needs exactly two slots, e.g. {'blue': {...}, 'green': {...}}.") % {"setting": setting}
     for slot, config in slots.items():
         if not isinstance(slot, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", slot):
-            return f"SLOTS: {slot!r} is not a slot name (lower-case letters, digits, - and _)"
+            return _("%(setting)s: %(slot)r is not a slot name (lower-case letters, digits, - and _).") % {"setting": setting, "slot": slot}
         if not isinstance(config, dict) or set(config) - SLOT_KEYS:
-            return f"SLOTS[{slot!r}] must be a dict with the keys {', '.join(sorted(SLOT_KEYS))}"
+            return _("%(setting)s[%(slot)r] must be a dict with the keys %(keys)s.") % {"setting": setting, "slot": slot, "keys": ", ".join(sorted(SLOT_KEYS))}
         for key in ("ADDRESS", "HEALTH_CHECK_URL"):
             if not isinstance(config.get(key), str) or not config[key]:
-                return f"SLOTS[{slot!r}] needs {key} (a non-empty string)"
+                return _("%(setting)s[%(slot)r] needs %(key)s (a non-empty string).") % {"setting": setting, "slot": slot, "key": key}
         environment = config.get("ENVIRONMENT", {})
         if not isinstance(environment, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
-            return f"SLOTS[{slot!r}]['ENVIRONMENT'] must map variable names to strings"
+            return _("%(setting)s[%(slot)r]['ENVIRONMENT'] must map variable names to strings.") % {"setting": setting, "slot": slot}
     return None
 
 
@@ -228,13 +245,16 @@ class MalformedEnvironmentValue:
     """
 
     variable: str
+    # An English sentence with a %(variable)s placeholder (and those of ``values``), translated
+    # when it is reported: settings are read before the translations can be.
     problem: str
+    values: tuple = ()
 
 
 def problems(raw: dict) -> list[str]:
     """Every problem with a raw DEPLOY_OPS dict, one sentence each."""
     found = [
-        f"The environment variable {value.variable} {value.problem}."
+        _(value.problem) % {"variable": value.variable, **dict(value.values)}
         for value in raw.values()
         if isinstance(value, MalformedEnvironmentValue)
     ]
@@ -242,8 +262,10 @@ def problems(raw: dict) -> list[str]:
     for key in raw:
         if key not in OPTIONS:
             close = difflib.get_close_matches(key, OPTIONS, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            found.append(f"DEPLOY_OPS has an unknown key {key!r}.{hint}")
+            if close:
+                found.append(_("DEPLOY_OPS has an unknown key %(key)r. Did you mean %(close)r?") % {"key": key, "close": close[0]})
+            else:
+                found.append(_("DEPLOY_OPS has an unknown key %(key)r.") % {"key": key})
     for key, option in OPTIONS.items():
         if key not in raw:
             continue
@@ -252,11 +274,14 @@ def problems(raw: dict) -> list[str]:
         # bool is an int in Python; an int option must not silently accept True.
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = " or ".join(kind.__name__ for kind in kinds)
-            found.append(f"DEPLOY_OPS[{key!r}] must be {names}, not {type(value).__name__} ({value!r}).")
+            found.append(
+                _("%(setting)s must be %(kinds)s, not %(kind)s (%(value)r).")
+                % {"setting": f"DEPLOY_OPS[{key!r}]", "kinds": names, "kind": type(value).__name__, "value": value}
+            )
             continue
-        problem = option.check(value) if option.check else None
+        problem = option.check(value, f"DEPLOY_OPS[{key!r}]") if option.check else None
         if problem:
-            found.append(f"DEPLOY_OPS[{key!r}] {problem}.")
+            found.append(problem)
     return found
 
 
@@ -266,7 +291,7 @@ class OpsSettings:
     def _raw(self) -> dict:
         raw = getattr(django_settings, "DEPLOY_OPS", {})
         if not isinstance(raw, dict):
-            raise ConfigurationError("settings.DEPLOY_OPS must be a dict.")
+            raise ConfigurationError(_("settings.DEPLOY_OPS must be a dict."))
         return raw
 
     def __getattr__(self, key: str):
@@ -336,19 +361,25 @@ def _parse_environment_value(key: str, name: str, text: str):
             return True
         if lowered in ("0", "false", "no", "off"):
             return False
-        return MalformedEnvironmentValue(name, f"is {text!r}, not a boolean; use true or false")
+        return MalformedEnvironmentValue(
+            name, gettext_noop("The environment variable %(variable)s is %(text)r, not a boolean; use true or false."), (("text", text),)
+        )
     if list in kinds or dict in kinds:
         try:
             return json.loads(text)
         except json.JSONDecodeError as error:
-            return MalformedEnvironmentValue(name, f"must be JSON ({error.msg} at character {error.pos})")
+            return MalformedEnvironmentValue(
+                name,
+                gettext_noop("The environment variable %(variable)s must be JSON (%(error)s at character %(position)s)."),
+                (("error", error.msg), ("position", error.pos)),
+            )
     if type(None) in kinds and text.strip() == "":
         return None
     if int in kinds or float in kinds:
         try:
             number = float(text)
         except ValueError:
-            return MalformedEnvironmentValue(name, f"is {text!r}, not a number")
+            return MalformedEnvironmentValue(name, gettext_noop("The environment variable %(variable)s is %(text)r, not a number."), (("text", text),))
         return int(number) if number.is_integer() and int in kinds else number
     return text
 

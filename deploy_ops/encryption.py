@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from django.utils.translation import gettext as _
+
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, BackupError, ConfigurationError
 
@@ -31,7 +33,7 @@ def _pyrage():
         import pyrage
     except ImportError:
         raise ConfigurationError(
-            "Encrypted backups need the pyrage package: pip install 'deploy-ops[encryption]' (or pip install pyrage)."
+            _("Encrypted backups need the pyrage package: pip install 'deploy-ops[encryption]' (or pip install pyrage).")
         ) from None
     return pyrage
 
@@ -48,7 +50,8 @@ def parse_recipients(texts: list[str]) -> list:
                 recipients.append(pyrage.x25519.Recipient.from_str(text))
         except pyrage.RecipientError as error:
             raise ConfigurationError(
-                f"DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] has an entry that is not an age or SSH public key: {text[:24]!r}… ({error})."
+                _("DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] has an entry that is not an age or SSH public key: %(entry)s (%(error)s).")
+                % {"entry": f"{text[:24]!r}…", "error": error}
             ) from None
     return recipients
 
@@ -76,15 +79,19 @@ def load_identities(backup_name: str) -> list:
     path = identity_path()
     if path is None:
         raise BackupError(
-            f"{backup_name} is encrypted, and DEPLOY_OPS['BACKUP_AGE_IDENTITY_FILE'] is not set: point it at the age identity "
-            "file (AGE-SECRET-KEY-…) that matches one of the backup's recipients. Nothing was changed."
+            _(
+                "%(backup)s is encrypted, and DEPLOY_OPS['BACKUP_AGE_IDENTITY_FILE'] is not set: point it at the age identity "
+                "file (AGE-SECRET-KEY-…) that matches one of the backup's recipients. Nothing was changed."
+            ) % {"backup": backup_name}
         )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise BackupError(
-            f"{backup_name} is encrypted, and its identity file {path} cannot be read ({error.strerror}). "
-            "Bring the key back from where you keep it (see docs/BACKUPS.md). Nothing was changed."
+            _(
+                "%(backup)s is encrypted, and its identity file %(path)s cannot be read (%(error)s). "
+                "Bring the key back from where you keep it (see docs/BACKUPS.md). Nothing was changed."
+            ) % {"backup": backup_name, "path": path, "error": error.strerror}
         ) from None
     identities = []
     for line in text.splitlines():
@@ -93,9 +100,9 @@ def load_identities(backup_name: str) -> list:
             try:
                 identities.append(pyrage.x25519.Identity.from_str(line))
             except pyrage.IdentityError:
-                raise BackupError(f"{path} holds a line that is not a valid age identity. Nothing was changed.") from None
+                raise BackupError(_("%(path)s holds a line that is not a valid age identity. Nothing was changed.") % {"path": path}) from None
     if not identities:
-        raise BackupError(f"{path} holds no age identity (a line starting AGE-SECRET-KEY-). Nothing was changed.")
+        raise BackupError(_("%(path)s holds no age identity (a line starting AGE-SECRET-KEY-). Nothing was changed.") % {"path": path})
     return identities
 
 
@@ -127,7 +134,7 @@ class _Pipe:
                 return
             except queue.Full:
                 continue
-        raise BackupError("the encryption stopped before the stream ended")
+        raise BackupError(_("the encryption stopped before the stream ended"))
 
     # The reading side.
     def read(self, size: int = -1) -> bytes:
@@ -136,7 +143,7 @@ class _Pipe:
                 piece = self.pieces.get(timeout=0.1)
             except queue.Empty:
                 if self.cancelled.is_set():
-                    raise BackupError("the stream was abandoned before it ended") from None
+                    raise BackupError(_("the stream was abandoned before it ended")) from None
                 continue
             if piece is None:
                 self.ended = True
@@ -183,7 +190,7 @@ def encrypting_writer(raw: BinaryIO, recipient_texts: list[str]) -> Iterator[_Pi
         raise
     worker.join()
     if worker.error:
-        raise BackupError(f"age encryption failed: {worker.error}") from None
+        raise BackupError(_("age encryption failed: %(error)s") % {"error": worker.error}) from None
 
 
 @contextlib.contextmanager
@@ -237,10 +244,14 @@ def describe_decrypt_error(error: BaseException, backup_name: str) -> BackupErro
     text = str(error)
     if "No matching keys" in text or "no identity matched" in text.lower():
         return BackupError(
-            f"{backup_name} cannot be decrypted with the identity in {identity_path()}: it was encrypted to other recipients. "
-            "Use the key that matches DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] at the time of the backup. Nothing was changed."
+            _(
+                "%(backup)s cannot be decrypted with the identity in %(path)s: it was encrypted to other recipients. "
+                "Use the key that matches DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] at the time of the backup. Nothing was changed."
+            ) % {"backup": backup_name, "path": identity_path()}
         )
-    return BackupCorrupt(f"{backup_name} is damaged: the age stream does not decrypt ({text}). Do not restore it; use another backup.")
+    return BackupCorrupt(
+        _("%(backup)s is damaged: the age stream does not decrypt (%(error)s). Do not restore it; use another backup.") % {"backup": backup_name, "error": text}
+    )
 
 
 def can_decrypt() -> bool:

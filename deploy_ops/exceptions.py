@@ -8,6 +8,8 @@ Exit codes (the deploy's, reused by rollback and backups):
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from .argv import display_argv
 
 EXIT_OK = 0
@@ -37,7 +39,7 @@ class ToolMissing(DeployOpsError):
 
     def __init__(self, executable: str, hint: str = ""):
         self.executable = executable
-        message = f"{executable!r} was not found on this host's PATH."
+        message = _("%(executable)r was not found on this host's PATH.") % {"executable": executable}
         if hint:
             message += f" {hint}"
         super().__init__(message)
@@ -60,10 +62,11 @@ class CommandFailed(DeployOpsError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
+        values = {"seconds": self.duration, "code": self.returncode, "command": display_argv(self.argv)}
         if self.timed_out:
-            head = f"Command timed out after {self.duration:.1f}s: {display_argv(self.argv)}"
+            head = _("Command timed out after %(seconds).1fs: %(command)s") % values
         else:
-            head = f"Command failed with exit code {self.returncode} after {self.duration:.1f}s: {display_argv(self.argv)}"
+            head = _("Command failed with exit code %(code)s after %(seconds).1fs: %(command)s") % values
         tail = self.stderr_tail.strip() or self.stdout_tail.strip()
         if tail:
             head += "\n" + "\n".join("    " + line for line in tail.splitlines())

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import git
+from django.utils.translation import gettext as _
 
 from .exceptions import GitError, PreflightFailed, UnknownRef
 from .runner import Command, run
@@ -44,13 +45,13 @@ class Checkout:
         try:
             self.repo = git.Repo(self.project_dir)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(f"{self.project_dir} is not a git checkout; deploy_ops deploys a git working tree.") from None
+            raise GitError(_("%(folder)s is not a git checkout; deploy_ops deploys a git working tree.") % {"folder": self.project_dir}) from None
 
     def head(self) -> CommitInfo:
         try:
             return self._info(self.repo.head.commit)
         except ValueError:
-            raise GitError(f"{self.project_dir} has no commits yet.") from None
+            raise GitError(_("%(folder)s has no commits yet.") % {"folder": self.project_dir}) from None
 
     def dirty_files(self) -> list[str]:
         """Tracked files changed in the working tree or the index (untracked files do not count)."""
@@ -67,13 +68,13 @@ class Checkout:
         dirty = self.dirty_files()
         if dirty:
             raise PreflightFailed(
-                f"The checkout has uncommitted changes ({', '.join(dirty[:5])}{'…' if len(dirty) > 5 else ''}). "
-                f"Commit or discard them: {why}."
+                _("The checkout has uncommitted changes (%(files)s). Commit or discard them: %(why)s.")
+                % {"files": ", ".join(dirty[:5]) + ("…" if len(dirty) > 5 else ""), "why": why}
             )
 
     def fetch(self, remote: str) -> None:
         if remote not in [existing.name for existing in self.repo.remotes]:
-            raise GitError(f"The checkout has no git remote named {remote!r}; set DEPLOY_OPS['GIT_REMOTE'].")
+            raise GitError(_("The checkout has no git remote named %(remote)r; set DEPLOY_OPS['GIT_REMOTE'].") % {"remote": remote})
         run(fetch_command(self.project_dir, remote), timeout=300)
 
     def resolve(self, ref: str, remote: str) -> CommitInfo:
@@ -85,8 +86,10 @@ class Checkout:
             except (git.BadName, ValueError, git.BadObject):
                 continue
         raise UnknownRef(
-            f"{ref!r} is not a branch on {remote!r}, a tag, or a commit in this checkout. "
-            f"List what exists with `git branch -r`, `git tag` or `manage.py rollback --list-commits`."
+            _(
+                "%(ref)r is not a branch on %(remote)r, a tag, or a commit in this checkout. "
+                "List what exists with `git branch -r`, `git tag` or `manage.py rollback --list-commits`."
+            ) % {"ref": ref, "remote": remote}
         )
 
     def checkout(self, sha: str) -> None:
@@ -102,7 +105,7 @@ class Checkout:
         try:
             return [self._info(commit) for commit in self.repo.iter_commits(ref, max_count=count)]
         except git.GitCommandError as error:
-            raise UnknownRef(f"Cannot list the history of {ref!r}: {error.stderr.strip()}") from None
+            raise UnknownRef(_("Cannot list the history of %(ref)r: %(error)s") % {"ref": ref, "error": error.stderr.strip()}) from None
 
     def pending_commits(self, from_sha: str, to_sha: str) -> list[CommitInfo]:
         """Commits that a move from from_sha to to_sha would bring (newest first)."""

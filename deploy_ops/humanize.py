@@ -9,10 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.template.defaultfilters import filesizeformat
+from django.utils.formats import get_format
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
-UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
+UNITS = (
+    (86400, pgettext_lazy("duration unit: days", "d")),
+    (3600, pgettext_lazy("duration unit: hours", "h")),
+    (60, pgettext_lazy("duration unit: minutes", "min")),
+    (1, pgettext_lazy("duration unit: seconds", "s")),
+)
 
 
 def size(octets: int | None) -> str:
@@ -28,7 +35,7 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     if seconds < 10:
-        return _("%(seconds).1f s") % {"seconds": seconds}
+        return _("%(seconds)s s") % {"seconds": decimal(seconds, ".1f")}
     remaining, parts = round(seconds), []
     for unit_seconds, unit in UNITS:
         if remaining >= unit_seconds and len(parts) < 2:
@@ -37,6 +44,11 @@ def duration(seconds: float | None) -> str:
         elif parts:
             break
     return " ".join(parts)
+
+
+def decimal(number: float, spec: str) -> str:
+    """``format(number, spec)`` with the active language's decimal separator ("0,9" in Spanish)."""
+    return format(number, spec).replace(".", get_format("DECIMAL_SEPARATOR"))
 
 
 def percent(share: float | None) -> str:

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import children
 from .audit import compact_journal, mark_interrupted, read_journal
 from .conf import ops_settings
 from .exceptions import DeployOpsError, LockHeld
-from .models import DeploymentStage
+from .models import DeploymentRecord, DeploymentStage
 from .privatefiles import private_file, write_atomically
 from .runtimes import get_runtime
 
@@ -74,17 +75,22 @@ class LockState:
 
     def describe(self) -> str:
         if not self.held:
-            return "free"
+            return _("free")
         if self.unreadable:
-            return "stale: its details file is empty or unreadable, and no process holds the lock"
+            return _("stale: its details file is empty or unreadable, and no process holds the lock")
         if not self.holder:
-            return "held: by a process that has not written its details yet"
-        who = f"{self.holder.get('what', 'a deploy')} by pid {self.holder.get('pid')} on {self.holder.get('host')} since {self.holder.get('since')}"
+            return _("held: by a process that has not written its details yet")
+        holder = self.holder
+        # "what" is the holder's own word (deploy, rollback, restore, backup), as it wrote it.
+        values = {"what": holder.get("what", "deploy"), "pid": holder.get("pid"), "host": holder.get("host"), "since": holder.get("since")}
         if self.foreign:
-            return f"left by {who}, another host: no process here holds it, and whether that one still runs cannot be told from here"
+            return _(
+                "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
+                "and whether that one still runs cannot be told from here"
+            ) % values
         if self.stale:
-            return f"stale: left by {who}, which is no longer running"
-        return f"held: {who}"
+            return _("stale: left by %(what)s by pid %(pid)s on %(host)s since %(since)s, which is no longer running") % values
+        return _("held: %(what)s by pid %(pid)s on %(host)s since %(since)s") % values
 
 
 # -- the kernel lock, portable ----------------------------------------------------------------------
@@ -258,18 +264,18 @@ def _compact_journal() -> None:
 def _refusal(state: LockState) -> str:
     if state.foreign:
         host = state.holder.get("host")
-        return (
-            f"The deploy lock {lock_path()} was {state.describe()}. If nothing of deploy_ops runs on {host}, "
-            f"remove that file (no process here holds the lock), or deploy with `--break-lock` (it asks you to confirm) "
-            f"or `--break-lock={host}`."
-        )
+        return _(
+            "The deploy lock %(path)s was %(lock)s. If nothing of deploy_ops runs on %(host)s, "
+            "remove that file (no process here holds the lock), or deploy with `--break-lock` (it asks you to confirm) "
+            "or `--break-lock=%(host)s`."
+        ) % {"path": lock_path(), "lock": state.describe(), "host": host}
     if state.stale:
-        return (
-            f"The deploy lock {lock_path()} is {state.describe()}. The site may be half-deployed: "
+        return _(
+            "The deploy lock %(path)s is %(lock)s. The site may be half-deployed: "
             "check `manage.py rollback --status`, then recover with `manage.py rollback` "
             "or deploy again with --break-lock."
-        )
-    return f"Another deploy or rollback is running ({state.describe()}). Wait for it to finish."
+        ) % {"path": lock_path(), "lock": state.describe()}
+    return _("Another deploy or rollback is running (%(lock)s). Wait for it to finish.") % {"lock": state.describe()}
 
 
 def describe_lock_refusal(held: LockHeld) -> str:
@@ -278,16 +284,17 @@ def describe_lock_refusal(held: LockHeld) -> str:
     snapshot = read_journal().get(record_id) if record_id else None
     if held.stale and snapshot:
         running = [stage["name"] for stage in snapshot["stages"] if stage["status"] == DeploymentStage.Status.RUNNING]
-        where = f" during stage {running[-1]!r}" if running else ""
         record = snapshot["record"]
-        message += (
-            f"\nThe {record['kind']} {record_id} (to {record['to_commit'][:12]}) was interrupted{where}, "
-            f"started {record['started_at']}."
-        )
+        values = {"kind": _kind_label(record["kind"]), "id": record_id, "sha": record["to_commit"][:12], "started": record["started_at"]}
+        if running:
+            values["stage"] = repr(running[-1])
+            message += "\n" + _("The %(kind)s %(id)s (to %(sha)s) was interrupted during stage %(stage)s, started %(started)s.") % values
+        else:
+            message += "\n" + _("The %(kind)s %(id)s (to %(sha)s) was interrupted, started %(started)s.") % values
     if held.stale:
         still = work_left_behind()
         if still:
-            message += "\nWork of the run that died is still going on (the next deploy or rollback stops it first):\n" + "\n".join(
+            message += "\n" + _("Work of the run that died is still going on (the next deploy or rollback stops it first):") + "\n" + "\n".join(
                 f"  {line}" for line in still
             )
     return message
@@ -315,7 +322,11 @@ def take_over(broken: LockState | None, runtime, report) -> None:
     """Just after the lock is taken and before anything changes: stop what a run that died left
     running (its host process groups, its one-off containers), then close its record."""
     for line in children.stop_left_behind() + runtime.stop_one_off_work():
-        report(f"Stopped, left running by a run that died: {line}", 0)
+        report(_("Stopped, left running by a run that died: %(what)s") % {"what": line}, 0)
     if broken:
         mark_interrupted(broken)
-        report(f"Broke the stale lock: {broken.describe()}", 0)
+        report(_("Broke the stale lock: %(lock)s") % {"lock": broken.describe()}, 0)
+
+
+def _kind_label(kind: str) -> str:
+    return str(dict(DeploymentRecord.Kind.choices).get(kind, kind))

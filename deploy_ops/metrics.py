@@ -145,7 +145,7 @@ def describe(window: DeliveryMetrics) -> list[tuple[str, str]]:
         restore += " " + _("(%(open)d not restored yet)") % {"open": window.still_failing}
     return [
         (_("Deploys"), str(window.deploys)),
-        (_("Deploys per week"), f"{window.deploys_per_week:g}"),
+        (_("Deploys per week"), humanize.decimal(window.deploys_per_week, "g")),
         (_("Change failure rate"), f"{humanize.percent(window.change_failure_rate)} ({failures})"),
         (_("Time to restore (median)"), restore),
         (_("Lead time (median)"), humanize.duration(window.lead_time)),

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
+
 COMPATIBLE = "compatible"
 INCOMPATIBLE = "incompatible"
 UNKNOWN = "unknown"
@@ -36,33 +39,33 @@ COMPATIBLE_ATTRIBUTE = "deploy_ops_compatible"
 
 # Operations that change only Django's model state, or add what the old code never relies on.
 ALWAYS_COMPATIBLE = {
-    "CreateModel": "a new table the old code does not use",
-    "AddIndex": "a new index",
-    "RemoveIndex": "an index removed: the old code's queries still work",
-    "RemoveConstraint": "a constraint removed: the old code's writes still pass",
-    "AlterModelOptions": "model options only, no schema change",
-    "AlterModelManagers": "managers only, no schema change",
-    "AlterModelTableComment": "a table comment",
-    "RenameIndex": "an index renamed",
-    "AddIndexConcurrently": "a new index",
-    "RemoveIndexConcurrently": "an index removed",
-    "CreateExtension": "a database extension",
-    "CreateCollation": "a collation",
+    "CreateModel": gettext_lazy("a new table the old code does not use"),
+    "AddIndex": gettext_lazy("a new index"),
+    "RemoveIndex": gettext_lazy("an index removed: the old code's queries still work"),
+    "RemoveConstraint": gettext_lazy("a constraint removed: the old code's writes still pass"),
+    "AlterModelOptions": gettext_lazy("model options only, no schema change"),
+    "AlterModelManagers": gettext_lazy("managers only, no schema change"),
+    "AlterModelTableComment": gettext_lazy("a table comment"),
+    "RenameIndex": gettext_lazy("an index renamed"),
+    "AddIndexConcurrently": gettext_lazy("a new index"),
+    "RemoveIndexConcurrently": gettext_lazy("an index removed"),
+    "CreateExtension": gettext_lazy("a database extension"),
+    "CreateCollation": gettext_lazy("a collation"),
 }
 ALWAYS_INCOMPATIBLE = {
-    "RemoveField": "the old code still reads and writes this column",
-    "DeleteModel": "the old code still uses this table",
-    "RenameField": "the old code still uses the old column name",
-    "RenameModel": "the old code still uses the old table name",
-    "AlterModelTable": "the old code still uses the old table name",
-    "AlterField": "the column is retyped or constrained under the old code",
-    "AddConstraint": "the old code may write rows the new constraint rejects",
-    "AlterUniqueTogether": "the old code may write rows the new constraint rejects",
-    "AlterOrderWithRespectTo": "adds or drops a NOT NULL _order column the old code does not know",
+    "RemoveField": gettext_lazy("the old code still reads and writes this column"),
+    "DeleteModel": gettext_lazy("the old code still uses this table"),
+    "RenameField": gettext_lazy("the old code still uses the old column name"),
+    "RenameModel": gettext_lazy("the old code still uses the old table name"),
+    "AlterModelTable": gettext_lazy("the old code still uses the old table name"),
+    "AlterField": gettext_lazy("the column is retyped or constrained under the old code"),
+    "AddConstraint": gettext_lazy("the old code may write rows the new constraint rejects"),
+    "AlterUniqueTogether": gettext_lazy("the old code may write rows the new constraint rejects"),
+    "AlterOrderWithRespectTo": gettext_lazy("adds or drops a NOT NULL _order column the old code does not know"),
 }
 UNKNOWN_UNLESS_DECLARED = {
-    "RunPython": "code whose effect on the old release cannot be known",
-    "RunSQL": "SQL whose effect on the old release cannot be known",
+    "RunPython": gettext_lazy("code whose effect on the old release cannot be known"),
+    "RunSQL": gettext_lazy("SQL whose effect on the old release cannot be known"),
 }
 
 
@@ -97,24 +100,29 @@ def classify_operation(operation, declared_compatible: bool = False, on_new_mode
     kind = type(operation).__name__
     description = operation.describe()
     if on_new_model and kind not in UNKNOWN_UNLESS_DECLARED:
-        return OperationVerdict(description, kind, COMPATIBLE, "on a model this deploy creates, which the old code does not use")
+        return OperationVerdict(description, kind, COMPATIBLE, _("on a model this deploy creates, which the old code does not use"))
     if kind == "SeparateDatabaseAndState":
         # Only what reaches the database matters to the old code.
         inner = [classify_operation(each, declared_compatible, on_new_model) for each in operation.database_operations]
         worst = next((verdict for rank in (INCOMPATIBLE, UNKNOWN) for verdict in inner if verdict.verdict == rank), None)
         if worst:
-            return OperationVerdict(description, kind, worst.verdict, f"its database operation {worst.description!r}: {worst.reason}")
-        return OperationVerdict(description, kind, COMPATIBLE, "its database operations are all compatible")
+            return OperationVerdict(description, kind, worst.verdict, _("its database operation %(operation)r: %(reason)s") % {"operation": worst.description, "reason": worst.reason})
+        return OperationVerdict(description, kind, COMPATIBLE, _("its database operations are all compatible"))
     if kind == "AddField":
         return OperationVerdict(description, kind, *_classify_added_field(operation.field))
     if kind in ALWAYS_COMPATIBLE:
-        return OperationVerdict(description, kind, COMPATIBLE, ALWAYS_COMPATIBLE[kind])
+        return OperationVerdict(description, kind, COMPATIBLE, str(ALWAYS_COMPATIBLE[kind]))
     if kind in ALWAYS_INCOMPATIBLE:
-        return OperationVerdict(description, kind, INCOMPATIBLE, ALWAYS_INCOMPATIBLE[kind])
+        return OperationVerdict(description, kind, INCOMPATIBLE, str(ALWAYS_INCOMPATIBLE[kind]))
     if declared_compatible:
-        return OperationVerdict(description, kind, COMPATIBLE, "declared compatible by the migration's author")
-    reason = UNKNOWN_UNLESS_DECLARED.get(kind, "an operation deploy_ops does not know")
-    return OperationVerdict(description, kind, UNKNOWN, f"{reason}; declare it with {COMPATIBLE_ATTRIBUTE} = True if the old release works after it")
+        return OperationVerdict(description, kind, COMPATIBLE, _("declared compatible by the migration's author"))
+    reason = UNKNOWN_UNLESS_DECLARED.get(kind, gettext_lazy("an operation deploy_ops does not know"))
+    return OperationVerdict(
+        description,
+        kind,
+        UNKNOWN,
+        _("%(reason)s; declare it with %(attribute)s = True if the old release works after it") % {"reason": reason, "attribute": COMPATIBLE_ATTRIBUTE},
+    )
 
 
 def _model_key(app: str, operation) -> tuple[str, str | None]:
@@ -127,12 +135,12 @@ def _classify_added_field(model_field) -> tuple[str, str]:
     from django.db.models import NOT_PROVIDED
 
     if model_field.many_to_many:
-        return COMPATIBLE, "a new join table the old code does not use"
+        return COMPATIBLE, _("a new join table the old code does not use")
     if model_field.null:
-        return COMPATIBLE, "a nullable column: the old code's INSERTs leave it NULL"
+        return COMPATIBLE, _("a nullable column: the old code's INSERTs leave it NULL")
     if getattr(model_field, "db_default", NOT_PROVIDED) is not NOT_PROVIDED:
-        return COMPATIBLE, "a column with a database default: the old code's INSERTs get it"
-    return INCOMPATIBLE, "a NOT NULL column without a database default: the old code's INSERTs fail"
+        return COMPATIBLE, _("a column with a database default: the old code's INSERTs get it")
+    return INCOMPATIBLE, _("a NOT NULL column without a database default: the old code's INSERTs fail")
 
 
 def after_switch_marked(migration) -> bool:
@@ -247,41 +255,64 @@ def choose_strategy(verdicts: list[MigrationVerdict] | None, can_switch: bool, r
     from .exceptions import PreflightFailed
 
     if requested == STOP_FIRST:
-        return StrategyChoice(STOP_FIRST, "asked for with --strategy stop-first")
+        return StrategyChoice(STOP_FIRST, _("asked for with --strategy stop-first"))
     if requested == ZERO_DOWNTIME and not can_switch:
         raise PreflightFailed(
-            "A zero-downtime deploy needs two releases side by side behind a reverse proxy that deploy_ops switches "
-            "between them, and this site has none. See docs/RUNTIMES.md, section zero-downtime."
+            _(
+                "A zero-downtime deploy needs two releases side by side behind a reverse proxy that deploy_ops switches "
+                "between them, and this site has none. See docs/RUNTIMES.md, section zero-downtime."
+            )
         )
     if verdicts is None:
-        blocking_text = "the migration plan could not be classified"
+        blocking_text = _("the migration plan could not be classified")
     else:
         blocking = blocking_operations(verdicts)
-        blocking_text = "; ".join(f"{migration.label}: {operation.description} ({operation.verdict})" for migration, operation in blocking)
+        blocking_text = "; ".join(
+            f"{migration.label}: {operation.description} ({verdict_label(operation.verdict)})" for migration, operation in blocking
+        )
     if requested == ZERO_DOWNTIME:
         if blocking_text and not force:
             raise PreflightFailed(
-                "Zero-downtime was asked for, but the old release could break while these migrations run beside it: "
-                f"{blocking_text}. Deploy with --strategy stop-first, mark the contract step with "
-                f"{AFTER_SWITCH_ATTRIBUTE} = True, or add --force to run them beside the old release anyway."
+                _(
+                    "Zero-downtime was asked for, but the old release could break while these migrations run beside it: "
+                    "%(blocking)s. Deploy with --strategy stop-first, mark the contract step with "
+                    "%(attribute)s = True, or add --force to run them beside the old release anyway."
+                )
+                % {"blocking": blocking_text, "attribute": AFTER_SWITCH_ATTRIBUTE}
             )
         if blocking_text:
-            return StrategyChoice(ZERO_DOWNTIME, f"forced with --force over: {blocking_text}")
-        return StrategyChoice(ZERO_DOWNTIME, "asked for with --strategy zero-downtime")
+            return StrategyChoice(ZERO_DOWNTIME, _("forced with --force over: %(blocking)s") % {"blocking": blocking_text})
+        return StrategyChoice(ZERO_DOWNTIME, _("asked for with --strategy zero-downtime"))
     if not can_switch:
-        return StrategyChoice(STOP_FIRST, "no reverse proxy switches between two releases side by side here")
+        return StrategyChoice(STOP_FIRST, _("no reverse proxy switches between two releases side by side here"))
     if blocking_text:
-        return StrategyChoice(STOP_FIRST, f"the old release could break beside these migrations: {blocking_text}")
-    return StrategyChoice(ZERO_DOWNTIME, "every migration that runs before the switch is backward compatible")
+        return StrategyChoice(STOP_FIRST, _("the old release could break beside these migrations: %(blocking)s") % {"blocking": blocking_text})
+    return StrategyChoice(ZERO_DOWNTIME, _("every migration that runs before the switch is backward compatible"))
 
 
 def describe_plan(verdicts: list[MigrationVerdict]) -> list[str]:
     """One line per migration and per operation, for --dry-run."""
     if not verdicts:
-        return ["none"]
+        return [_("none")]
     lines = []
     for migration in verdicts:
-        when = "after the switch" if migration.after_switch else "before the switch"
-        lines.append(f"{migration.label} (runs {when})")
-        lines += [f"  {operation.verdict}: {operation.description} ({operation.reason})" for operation in migration.operations]
+        if migration.after_switch:
+            lines.append(_("%(migration)s (runs after the switch)") % {"migration": migration.label})
+        else:
+            lines.append(_("%(migration)s (runs before the switch)") % {"migration": migration.label})
+        lines += [
+            f"  {verdict_label(operation.verdict)}: {operation.description} ({operation.reason})" for operation in migration.operations
+        ]
     return lines
+
+
+# The verdicts as the printed output words them; the JSON keeps the identifiers.
+VERDICT_LABELS = {
+    COMPATIBLE: pgettext_lazy("migration verdict", "compatible"),
+    INCOMPATIBLE: pgettext_lazy("migration verdict", "incompatible"),
+    UNKNOWN: pgettext_lazy("migration verdict", "unknown"),
+}
+
+
+def verdict_label(verdict: str) -> str:
+    return str(VERDICT_LABELS.get(verdict, verdict))

@@ -15,6 +15,8 @@ import re
 import sys
 from pathlib import Path, PurePosixPath
 
+from django.utils.translation import gettext as _
+
 from .conf import ops_settings
 from .exceptions import PreflightFailed
 from .gitrepo import Checkout
@@ -83,12 +85,13 @@ def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, s
     if set(unapplied) != gone:
         kept = sorted(f"{label}.{name}" for label, name in set(unapplied) - gone)
         left = sorted(f"{label}.{name}" for label, name in gone - set(unapplied))
-        raise PreflightFailed(
-            f"{target_sha[:12]} lacks migrations this database has applied, and Django cannot unapply exactly those: "
-            + (f"unapplying them would also unapply {', '.join(kept)}, which that commit still has. " if kept else "")
-            + (f"{', '.join(left)} would stay applied. " if left else "")
-            + "Use --full with a backup taken before they were applied."
-        )
+        sentences = [_("%(sha)s lacks migrations this database has applied, and Django cannot unapply exactly those:") % {"sha": target_sha[:12]}]
+        if kept:
+            sentences.append(_("unapplying them would also unapply %(migrations)s, which that commit still has.") % {"migrations": ", ".join(kept)})
+        if left:
+            sentences.append(_("%(migrations)s would stay applied.") % {"migrations": ", ".join(left)})
+        sentences.append(_("Use --full with a backup taken before they were applied."))
+        raise PreflightFailed(" ".join(sentences))
     return [f"{label}.{name}" for label, name in unapplied], targets
 
 
@@ -113,9 +116,12 @@ def refuse_forward_migrations(target_sha: str, ref: str) -> None:
             missing.append(f"{found['app']}.{found['name']}")
     if missing:
         raise PreflightFailed(
-            f"{target_sha[:12]} has migrations this database has not applied ({', '.join(missing)}): going there is a "
-            f"deploy, not a rollback. Use `manage.py deploy --ref {ref}`, which applies them after a backup and rolls "
-            "back by itself if they fail."
+            _(
+                "%(sha)s has migrations this database has not applied (%(migrations)s): going there is a "
+                "deploy, not a rollback. Use `manage.py deploy --ref %(ref)s`, which applies them after a backup and rolls "
+                "back by itself if they fail."
+            )
+            % {"sha": target_sha[:12], "migrations": ", ".join(missing), "ref": ref}
         )
 
 

@@ -7,55 +7,59 @@ file outside the database, so that restoring a backup cannot erase them.
 import uuid
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class DeploymentRecord(models.Model):
     class Kind(models.TextChoices):
-        DEPLOY = "deploy", "deploy"
-        ROLLBACK = "rollback", "rollback"
-        RESTORE = "restore", "restore"
+        DEPLOY = "deploy", pgettext_lazy("record kind", "deploy")
+        ROLLBACK = "rollback", pgettext_lazy("record kind", "rollback")
+        RESTORE = "restore", pgettext_lazy("record kind", "restore")
 
     class Status(models.TextChoices):
-        RUNNING = "running", "running"
-        SUCCEEDED = "succeeded", "succeeded"
-        SUCCEEDED_WITH_WARNINGS = "succeeded_with_warnings", "succeeded with warnings"
-        FAILED = "failed", "failed"
-        ROLLED_BACK = "rolled_back", "rolled back"
-        ROLLBACK_FAILED = "rollback_failed", "rollback failed"
+        RUNNING = "running", pgettext_lazy("record status", "running")
+        SUCCEEDED = "succeeded", pgettext_lazy("record status", "succeeded")
+        SUCCEEDED_WITH_WARNINGS = "succeeded_with_warnings", pgettext_lazy("record status", "succeeded with warnings")
+        FAILED = "failed", pgettext_lazy("record status", "failed")
+        ROLLED_BACK = "rolled_back", pgettext_lazy("record status", "rolled back")
+        ROLLBACK_FAILED = "rollback_failed", pgettext_lazy("record status", "rollback failed")
         # The process died mid-stage (kill -9, power loss); found by the next deploy or rollback.
-        INTERRUPTED = "interrupted", "interrupted"
+        INTERRUPTED = "interrupted", pgettext_lazy("record status", "interrupted")
         # Stopped before anything changed (a backup that could not be written, say): exit 3, no alarm.
-        REFUSED = "refused", "refused"
+        REFUSED = "refused", pgettext_lazy("record status", "refused")
         # The rollback ran every step, but its health URL never answered: not known to be down.
-        ROLLBACK_UNVERIFIED = "rollback_unverified", "rolled back, not verified"
+        ROLLBACK_UNVERIFIED = "rollback_unverified", pgettext_lazy("record status", "rolled back, not verified")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.DEPLOY)
-    status = models.CharField(max_length=32, choices=Status.choices, default=Status.RUNNING)
-    requested_ref = models.CharField(max_length=255, blank=True)
-    from_commit = models.CharField(max_length=64, blank=True)
-    from_summary = models.CharField(max_length=255, blank=True)
-    to_commit = models.CharField(max_length=64, blank=True)
-    to_summary = models.CharField(max_length=255, blank=True)
-    backup_name = models.CharField(max_length=255, blank=True)
-    backup_sha256 = models.CharField(max_length=64, blank=True)
+    id = models.UUIDField(_("ID"), primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.DEPLOY)
+    status = models.CharField(_("status"), max_length=32, choices=Status.choices, default=Status.RUNNING)
+    requested_ref = models.CharField(_("requested ref"), max_length=255, blank=True)
+    from_commit = models.CharField(_("from commit"), max_length=64, blank=True)
+    from_summary = models.CharField(_("from summary"), max_length=255, blank=True)
+    to_commit = models.CharField(_("to commit"), max_length=64, blank=True)
+    to_summary = models.CharField(_("to summary"), max_length=255, blank=True)
+    backup_name = models.CharField(_("backup name"), max_length=255, blank=True)
+    backup_sha256 = models.CharField(_("backup sha256"), max_length=64, blank=True)
     # The images of the release this run brought up (built, or started from the kept ones), one a line.
-    images = models.TextField(blank=True)
+    images = models.TextField(_("images"), blank=True)
     # How the deploy went about it: "stop-first" or "zero-downtime" (deploy_ops.migration_safety).
-    strategy = models.CharField(max_length=16, blank=True)
-    failed_stage = models.CharField(max_length=64, blank=True)
-    error = models.TextField(blank=True)
-    rollback_reason = models.TextField(blank=True)
-    warnings = models.TextField(blank=True)
-    notification_failures = models.TextField(blank=True)
-    user = models.CharField(max_length=150, blank=True)
-    host = models.CharField(max_length=255, blank=True)
-    pid = models.PositiveIntegerField(null=True, blank=True)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    strategy = models.CharField(_("strategy"), max_length=16, blank=True)
+    failed_stage = models.CharField(_("failed stage"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    rollback_reason = models.TextField(_("rollback reason"), blank=True)
+    warnings = models.TextField(_("warnings"), blank=True)
+    notification_failures = models.TextField(_("notification failures"), blank=True)
+    user = models.CharField(_("user"), max_length=150, blank=True)
+    host = models.CharField(_("host"), max_length=255, blank=True)
+    pid = models.PositiveIntegerField(_("PID"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration = models.FloatField(_("duration"), null=True, blank=True, help_text=_("seconds"))
 
     class Meta:
+        verbose_name = _("deployment record")
+        verbose_name_plural = _("deployment records")
         ordering = ["-started_at"]
         indexes = [models.Index(fields=["kind", "status"]), models.Index(fields=["to_commit"])]
 
@@ -70,20 +74,22 @@ class DeploymentRecord(models.Model):
 
 class DeploymentStage(models.Model):
     class Status(models.TextChoices):
-        RUNNING = "running", "running"
-        SUCCEEDED = "succeeded", "succeeded"
-        FAILED = "failed", "failed"
+        RUNNING = "running", pgettext_lazy("stage status", "running")
+        SUCCEEDED = "succeeded", pgettext_lazy("stage status", "succeeded")
+        FAILED = "failed", pgettext_lazy("stage status", "failed")
 
-    record = models.ForeignKey(DeploymentRecord, on_delete=models.CASCADE, related_name="stages")
-    position = models.PositiveIntegerField()
-    name = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField(null=True, blank=True)
-    duration = models.FloatField(null=True, blank=True, help_text="seconds")
-    output_tail = models.TextField(blank=True)
+    record = models.ForeignKey(DeploymentRecord, on_delete=models.CASCADE, verbose_name=_("record"), related_name="stages")
+    position = models.PositiveIntegerField(_("position"))
+    name = models.CharField(_("name"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration = models.FloatField(_("duration"), null=True, blank=True, help_text=_("seconds"))
+    output_tail = models.TextField(_("output tail"), blank=True)
 
     class Meta:
+        verbose_name = _("stage")
+        verbose_name_plural = _("stages")
         ordering = ["record", "position"]
         constraints = [models.UniqueConstraint(fields=["record", "position"], name="deploy_ops_stage_position")]
 
@@ -96,4 +102,4 @@ class DeliveryDashboard(DeploymentRecord):
 
     class Meta:
         proxy = True
-        verbose_name = verbose_name_plural = "delivery dashboard"
+        verbose_name = verbose_name_plural = _("delivery dashboard")

@@ -22,6 +22,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.connection import ConnectionDoesNotExist
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from . import children, runner, signals
 from .audit import Recorder
@@ -39,6 +40,7 @@ from .exceptions import (
 )
 from .gitrepo import Checkout, checkout_command
 from .health.checks import ServicesRunning, host_checks, nearest_existing, require_healthy, run_checks
+from .humanize import decimal
 from .lock import DeployLock, acquire_lock, take_over
 from .migration_safety import ZERO_DOWNTIME, MigrationVerdict, choose_strategy, describe_plan, plan_from_json
 from .models import DeploymentRecord
@@ -68,6 +70,7 @@ from .recovery import (
     Operation,
     Progress,
     describe_failure,
+    describe_states,
     emit,
     find_slots,
     how_images_come_back,
@@ -79,6 +82,7 @@ from .recovery import (
     run_step,
     runs_side_by_side,
     serving_health_url,
+    stage_label,
     wait_until_healthy,
 )
 from .retention import after_deploy
@@ -230,13 +234,13 @@ class Deployer:
         self.preflight(checkout, take_lock=True)
         try:
             if self.confirm and not self.confirm(self.summary()):
-                raise PreflightFailed("Cancelled at the confirmation prompt.")
+                raise PreflightFailed(_("Cancelled at the confirmation prompt."))
             with children.tracking(str(self.recorder.record.id)):
                 return self.deploy()
         except BaseException as error:
             # A second Ctrl-C during the rollback, say: the record must not stay "running".
             if self.recorder.record.status == Status.RUNNING and self.recorder.stages:
-                self.recorder.finish(Status.INTERRUPTED, error=f"Interrupted: {type(error).__name__}: {error}")
+                self.recorder.finish(Status.INTERRUPTED, error=_("Interrupted: %(kind)s: %(error)s") % {"kind": type(error).__name__, "error": error})
             raise
         finally:
             self.lock.release()
@@ -261,10 +265,12 @@ class Deployer:
     def _check_ready(self, checkout: Checkout) -> None:
         missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
         if missing:
-            raise PreflightFailed(f"Missing on this host: {', '.join(missing)}. Install them, or run `manage.py check --deploy` for details.")
-        checkout.refuse_if_dirty("a deploy must be able to restore this exact tree")
+            raise PreflightFailed(
+                _("Missing on this host: %(tools)s. Install them, or run `manage.py check --deploy` for details.") % {"tools": ", ".join(missing)}
+            )
+        checkout.refuse_if_dirty(_("a deploy must be able to restore this exact tree"))
         # Its rollback restores the backup it takes: a database that cannot be restored is refused now.
-        refuse_restore_blockers(ops_settings.BACKUP_DATABASE, "The deploy was refused")
+        refuse_restore_blockers(ops_settings.BACKUP_DATABASE, _("The deploy was refused"))
         refuse_if_unready(self.operation.runtime, self.options.force, self.report, health_url=serving_health_url())
         _check_disk_room()
         previous = checkout.head()
@@ -312,12 +318,18 @@ class Deployer:
     def summary(self) -> str:
         record = self.recorder.record
         count = len(self.operation.checkout.pending_commits(record.from_commit, record.to_commit))
-        return f"{record.from_commit[:12]} ({record.from_summary}) -> {record.to_commit[:12]} ({record.to_summary}), {count} new commit(s)"
+        return ngettext(
+            "%(from)s (%(from_summary)s) -> %(to)s (%(to_summary)s), %(count)d new commit(s)",
+            "%(from)s (%(from_summary)s) -> %(to)s (%(to_summary)s), %(count)d new commit(s)",
+            count,
+        ) % {"from": record.from_commit[:12], "from_summary": record.from_summary, "to": record.to_commit[:12], "to_summary": record.to_summary, "count": count}
 
     def deploy(self) -> int:
         operation, recorder = self.operation, self.recorder
         recorder.save()
-        emit(operation, DEPLOY_RUN, STARTED, f"Deploying {operation.target_sha[:12]} ({recorder.record.to_summary}) over {operation.previous_sha[:12]}")
+        emit(operation, DEPLOY_RUN, STARTED, _("Deploying %(target)s (%(summary)s) over %(previous)s")
+            % {"target": operation.target_sha[:12], "summary": recorder.record.to_summary, "previous": operation.previous_sha[:12]},
+        )
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.INFO, recorder)
         begun: list[Stage] = []
@@ -335,10 +347,16 @@ class Deployer:
             try:
                 run_step(operation, PRUNE_IMAGES, self.prune_images)
             except Exception as error:  # as the cleanup: a warning on a deploy that succeeded
-                operation.warnings.append(f"Old release images were not pruned: {describe_failure(error)}")
+                operation.warnings.append(_("Old release images were not pruned: %(error)s") % {"error": describe_failure(error)})
         status = Status.SUCCEEDED_WITH_WARNINGS if operation.warnings else Status.SUCCEEDED
         recorder.finish(status, warnings="\n".join(operation.warnings))
-        emit(operation, DEPLOY_RUN, SUCCEEDED, f"Deployed {operation.target_sha[:12]} in {recorder.record.duration:.1f}s ({status.label}).")
+        emit(
+            operation,
+            DEPLOY_RUN,
+            SUCCEEDED,
+            _("Deployed %(sha)s in %(duration)ss (%(status)s).")
+            % {"sha": operation.target_sha[:12], "duration": decimal(recorder.record.duration, ".1f"), "status": status.label},
+        )
         signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
@@ -347,49 +365,60 @@ class Deployer:
         operation, recorder = self.operation, self.recorder
         message = describe_failure(error)
         recorder.update(failed_stage=stage.name, error=message)
-        emit(operation, DEPLOY_RUN, FAILED, f"Stage {stage.name} failed: {message}")
+        emit(operation, DEPLOY_RUN, FAILED, _("Stage %(stage)s failed: %(error)s") % {"stage": stage_label(stage.name), "error": message})
         signals.deploy_failed.send(sender=SENDER, record=recorder.record, error=error)
         notify(Level.ERROR, recorder)
         steps = set().union(*(begun_stage.undo for begun_stage in begun))
         if not steps:
             # Nothing had changed (the backup could not be written, say): a refusal, which
             # LastDeployment does not hold against the site.
-            recorder.finish(Status.REFUSED, rollback_reason="Nothing had changed yet; nothing to undo.")
-            emit(operation, ROLLBACK_RUN, SKIPPED, "Nothing had changed yet; nothing to undo.")
+            recorder.finish(Status.REFUSED, rollback_reason=_("Nothing had changed yet; nothing to undo."))
+            emit(operation, ROLLBACK_RUN, SKIPPED, _("Nothing had changed yet; nothing to undo."))
             return EXIT_REFUSED
         if not (self.options.rollback and ops_settings.ROLLBACK_ENABLED and ops_settings.AUTO_ROLLBACK):
-            why = "--no-rollback was given" if not self.options.rollback else "automatic rollback is disabled"
-            recorder.finish(Status.FAILED, rollback_reason=f"Not rolled back: {why}.")
-            emit(operation, ROLLBACK_RUN, SKIPPED, f"Not rolling back ({why}). The site is in the state the failed stage left: a human is needed.")
+            why = _("--no-rollback was given") if not self.options.rollback else _("automatic rollback is disabled")
+            recorder.finish(Status.FAILED, rollback_reason=_("Not rolled back: %(why)s.") % {"why": why})
+            emit(
+                operation,
+                ROLLBACK_RUN,
+                SKIPPED,
+                _("Not rolling back (%(why)s). The site is in the state the failed stage left: a human is needed.") % {"why": why},
+            )
             return EXIT_NEEDS_HUMAN
         if RESTORE_DATABASE in steps:
-            database = "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+            database = _("The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code.")
         elif self.zero_downtime() and any(begun_stage.name == "migrate" for begun_stage in begun):
             database = _(
                 "The database is not restored: the migrations that ran beside the old release are backward compatible, "
                 "so it still serves the old code, which never stopped serving."
             )
         else:
-            database = "The database is not restored: no migration had run, so it still serves the old code as it is."
+            database = _("The database is not restored: no migration had run, so it still serves the old code as it is.")
         # The recovery works on the old release again: its health URL, its project.
         operation.health_url, operation.runtime.slot = "", None
-        recorder.update(rollback_reason=f"Stage {stage.name!r} failed: {message.splitlines()[0] if message else ''}\n{database}")
-        emit(operation, ROLLBACK_RUN, STARTED, f"Rolling back to {operation.previous_sha[:12]}: {', '.join(planned_steps(steps))}")
+        first_line = message.splitlines()[0] if message else ""
+        recorder.update(rollback_reason=_("Stage %(stage)r failed: %(error)s") % {"stage": stage_label(stage.name), "error": first_line} + f"\n{database}")
+        emit(
+            operation,
+            ROLLBACK_RUN,
+            STARTED,
+            _("Rolling back to %(sha)s: %(steps)s") % {"sha": operation.previous_sha[:12], "steps": ", ".join(map(stage_label, planned_steps(steps)))},
+        )
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
         except Exception as rollback_error:
             # Not verified (the health URL never answered, the services run) is not "the site is down".
             if isinstance(rollback_error, HealthUnverified):
-                status, headline, cause = Status.ROLLBACK_UNVERIFIED, "ROLLBACK NOT VERIFIED", f"{rollback_error}"
+                status, headline, cause = Status.ROLLBACK_UNVERIFIED, _("ROLLBACK NOT VERIFIED"), f"{rollback_error}"
             else:
-                status, headline, cause = Status.ROLLBACK_FAILED, "ROLLBACK FAILED", f"The rollback failed too: {rollback_error}"
+                status, headline, cause = Status.ROLLBACK_FAILED, _("ROLLBACK FAILED"), _("The rollback failed too: %(error)s") % {"error": rollback_error}
             recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
-            emit(operation, ROLLBACK_RUN, FAILED, f"{headline}: {rollback_error}")
+            emit(operation, ROLLBACK_RUN, FAILED, _("%(headline)s: %(error)s") % {"headline": headline, "error": rollback_error})
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(Status.ROLLED_BACK, warnings="\n".join(operation.warnings))
-        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back: {operation.previous_sha[:12]} is serving again.")
+        emit(operation, ROLLBACK_RUN, SUCCEEDED, _("Rolled back: %(sha)s is serving again.") % {"sha": operation.previous_sha[:12]})
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_ROLLED_BACK
@@ -415,7 +444,11 @@ class Deployer:
         return [Task(command, timeout=runtime.timeout_for(command)) for command in commands]
 
     def plan_backup(self) -> list[Task]:
-        where = f"{ops_settings.BACKUP_COMPRESSION} dump of database {ops_settings.BACKUP_DATABASE!r} into {ops_settings.backup_dir}"
+        where = _("%(compression)s dump of database %(database)r into %(folder)s") % {
+            "compression": ops_settings.BACKUP_COMPRESSION,
+            "database": ops_settings.BACKUP_DATABASE,
+            "folder": ops_settings.backup_dir,
+        }
         return [Task(action=self.take_backup, description=where)]
 
     def take_backup(self) -> str:
@@ -424,7 +457,7 @@ class Deployer:
         # The rollback restores only this exact file: its sha256 is checked against the record's.
         self.operation.recorded_sha256 = backup.sha256 or ""
         self.recorder.update(backup_name=backup.name, backup_sha256=backup.sha256 or "")
-        return f"{backup.path} ({backup.size} bytes)"
+        return ngettext("%(path)s (%(size)d byte)", "%(path)s (%(size)d bytes)", backup.size) % {"path": backup.path, "size": backup.size}
 
     def plan_checkout(self) -> list[Task]:
         # The fetch ran in the preflight (a dry run fetches too): the target is resolved from it.
@@ -436,12 +469,12 @@ class Deployer:
         images = runtime.release_images(sha)
         if images:
             # Kept by commit: a rollback to this release starts them again instead of building.
-            tasks.append(Task(action=lambda: self.record_images(images), description=f"kept as the release's images: {', '.join(images)}"))
+            tasks.append(Task(action=lambda: self.record_images(images), description=_("kept as the release's images: %(images)s") % {"images": ", ".join(images)}))
         return tasks
 
     def record_images(self, images: list[str]) -> str:
         self.recorder.update(images="\n".join(images))
-        return "kept as " + ", ".join(images)
+        return _("kept as %(images)s") % {"images": ", ".join(images)}
 
     def plan_stop(self) -> list[Task]:
         # The old release stops before the migrations: it never meets the new schema, and two
@@ -458,13 +491,14 @@ class Deployer:
         seconds = retry_after()
         maintenance = Task(
             action=lambda: proxy.serve_maintenance(seconds),
-            description=f"{proxy.kind} answers 503 with Retry-After: {seconds} and the maintenance page, then the old release stops",
+            description=_("%(proxy)s answers 503 with Retry-After: %(seconds)s and the maintenance page, then the old release stops")
+            % {"proxy": proxy.kind, "seconds": seconds},
         )
         return [maintenance, *stop]
 
     def plan_route(self) -> list[Task]:
         proxy, address = configured_proxy(), proxy_address()
-        return [Task(action=lambda: proxy.route_to(address), description=f"{proxy.kind} sends the traffic to {address} again")]
+        return [Task(action=lambda: proxy.route_to(address), description=_("%(proxy)s sends the traffic to %(address)s again") % {"proxy": proxy.kind, "address": address})]
 
     def plan_start(self) -> list[Task]:
         runtime = self.operation.runtime
@@ -506,12 +540,16 @@ class Deployer:
 
     def plan_collectstatic(self) -> list[Task]:
         if not ops_settings.COLLECT_STATIC:
-            return [Task(action=lambda: COLLECTSTATIC_SKIPPED, description=COLLECTSTATIC_SKIPPED)]
+            return [Task(action=lambda: str(COLLECTSTATIC_SKIPPED), description=str(COLLECTSTATIC_SKIPPED))]
         return self.commands([self.operation.runtime.manage_command("collectstatic", "--noinput")])
 
     def plan_health(self) -> list[Task]:
         operation = self.operation
-        probe = f"GET {operation.health_url or ops_settings.HEALTH_CHECK_URL} up to {operation.health_retries} times, {operation.health_delay}s apart; service states"
+        probe = _("GET %(url)s up to %(retries)s times, %(delay)ss apart; service states") % {
+            "url": operation.health_url or ops_settings.HEALTH_CHECK_URL,
+            "retries": operation.health_retries,
+            "delay": operation.health_delay,
+        }
         return [Task(action=lambda: wait_until_healthy(operation), description=probe)]
 
     def plan_verify(self) -> list[Task]:
@@ -522,48 +560,52 @@ class Deployer:
         # What only the host sees (backups, disk), run here.
         checks = host_checks(leave_out=(ServicesRunning,))
         return own_checks + [
-            Task(action=lambda: require_healthy(run_checks(checks)), description=f"on this host: {', '.join(map(repr, checks))}"),
-            Task(action=self.check_services, description="every service running and healthy"),
-            Task(action=self.scan_logs, description=f"service logs scanned for {ops_settings.LOG_ERROR_PATTERNS} (django-health-check's own records left out)"),
+            Task(action=lambda: require_healthy(run_checks(checks)), description=_("on this host: %(checks)s") % {"checks": ", ".join(map(repr, checks))}),
+            Task(action=self.check_services, description=_("every service running and healthy")),
+            Task(
+                action=self.scan_logs,
+                description=_("service logs scanned for %(patterns)s (django-health-check's own records left out)") % {"patterns": ops_settings.LOG_ERROR_PATTERNS},
+            ),
         ]
 
     def check_services(self) -> str:
         states = self.operation.runtime.service_states()
         down = [state for state in states if not state.ok]
         if down:
-            raise HealthCheckFailed("Services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in down))
-        return f"{len(states)} services healthy"
+            raise HealthCheckFailed(_("Services not healthy: %(services)s") % {"services": describe_states(down)})
+        return ngettext("%(count)d service healthy", "%(count)d services healthy", len(states)) % {"count": len(states)}
 
     def scan_logs(self) -> str:
         since = self.operation.services_started_at or self.recorder.record.started_at
         matches = find_error_patterns(self.operation.runtime.logs_since(since), ops_settings.LOG_ERROR_PATTERNS)
         if matches:
-            raise HealthCheckFailed("The service logs show errors since this deploy started:\n" + "\n".join(matches[:10]))
-        return "no error patterns in the logs"
+            raise HealthCheckFailed(_("The service logs show errors since this deploy started:") + "\n" + "\n".join(matches[:10]))
+        return _("no error patterns in the logs")
 
     def prune_images(self) -> str:
         operation = self.operation
         keep = releases_to_keep(operation.target_sha, operation.previous_sha)
         removed = operation.runtime.prune_release_images({sha[:12] for sha in keep})
-        return f"removed {', '.join(removed)}" if removed else "nothing to remove"
+        return _("removed %(images)s") % {"images": ", ".join(removed)} if removed else _("nothing to remove")
 
     # -- dry run -------------------------------------------------------------------------------
     def print_plan(self) -> None:
         operation, report = self.operation, self.report
         commits = operation.checkout.pending_commits(operation.previous_sha, operation.target_sha)
-        report(f"Would deploy {operation.target_sha[:12]} over {operation.previous_sha[:12]}.", 0)
+        report(_("Would deploy %(target)s over %(previous)s.") % {"target": operation.target_sha[:12], "previous": operation.previous_sha[:12]}, 0)
         if operation.previous_sha == operation.target_sha:
-            report("  The target is already checked out; a deploy would rebuild and restart the same release.", 0)
-        report(f"Commits that would go out ({len(commits)}):", 0)
+            report("  " + _("The target is already checked out; a deploy would rebuild and restart the same release."), 0)
+        report(_("Commits that would go out (%(count)d):") % {"count": len(commits)}, 0)
         for commit in commits:
             report(f"  {commit.short} {commit.summary}", 0)
-        report("Migrations the target would apply, each operation classified for the release serving now:", 0)
-        lines = describe_plan(self.classified) if self.classified is not None else [f"(not classified: {self.unclassified_reason})"]
+        report(_("Migrations the target would apply, each operation classified for the release serving now:"), 0)
+        lines = describe_plan(self.classified) if self.classified is not None else [_("(not classified: %(why)s)") % {"why": self.unclassified_reason}]
         for line in lines:
             report(f"  {line}", 0)
-        report(f"Strategy: {self.strategy.strategy}, because {self.strategy.reason}.", 0)
-        report(f"A rollback would bring back {operation.previous_sha[:12]}: {how_images_come_back(operation.runtime, operation.previous_sha)}.", 0)
-        report("Stages and the commands they would run (the same tasks a deploy runs):", 0)
+        report(_("Strategy: %(strategy)s, because %(reason)s.") % {"strategy": self.strategy.strategy, "reason": self.strategy.reason}, 0)
+        how = how_images_come_back(operation.runtime, operation.previous_sha)
+        report(_("A rollback would bring back %(sha)s: %(how)s.") % {"sha": operation.previous_sha[:12], "how": how}, 0)
+        report(_("Stages and the commands they would run (the same tasks a deploy runs):"), 0)
         for stage in self.stages():
             if stage.name == "start" and self.zero_downtime():
                 self.enter_new_slot()
@@ -572,7 +614,7 @@ class Deployer:
             if stage.name == "switch":
                 for command in retire_commands(operation):
                     emit(operation, RETIRE_OLD_RELEASE, PLANNED, command.display())
-        report("Dry run: nothing was changed.", 0)
+        report(_("Dry run: nothing was changed."), 0)
 
 
 def releases_to_keep(current: str, previous: str) -> set[str]:
@@ -644,7 +686,7 @@ def target_worktree(checkout: Checkout, sha: str):
             ["git", "worktree", "add", "--detach", str(worktree), sha], cwd=checkout.project_dir, capture_output=True, text=True
         )
         if added.returncode != 0:
-            raise PreflightFailed(f"Could not prepare the target's tree: {added.stderr.strip()}")
+            raise PreflightFailed(_("Could not prepare the target's tree: %(error)s") % {"error": added.stderr.strip()})
         try:
             yield worktree
         finally:
@@ -657,7 +699,7 @@ def classify_target(checkout: Checkout, sha: str) -> tuple[list[MigrationVerdict
     try:
         applied = applied_migrations()
     except (DatabaseError, ConnectionDoesNotExist) as error:
-        return None, f"the applied migrations could not be read: {mask(str(error))}"
+        return None, _("the applied migrations could not be read: %(error)s") % {"error": mask(str(error))}
     try:
         with target_worktree(checkout, sha) as worktree:
             classified = subprocess.run(
@@ -667,12 +709,12 @@ def classify_target(checkout: Checkout, sha: str) -> tuple[list[MigrationVerdict
     except (PreflightFailed, subprocess.TimeoutExpired) as error:
         return None, str(error)
     if classified.returncode != 0:
-        last = classified.stderr.strip().splitlines()[-1] if classified.stderr.strip() else f"exit code {classified.returncode}"
-        return None, f"manage.py migration_safety failed in the target: {mask(last)}"
+        last = classified.stderr.strip().splitlines()[-1] if classified.stderr.strip() else _("exit code %(code)s") % {"code": classified.returncode}
+        return None, _("manage.py migration_safety failed in the target: %(error)s") % {"error": mask(last)}
     try:
         return plan_from_json(json.loads(classified.stdout)), ""
     except (ValueError, KeyError, TypeError) as error:
-        return None, f"manage.py migration_safety printed no classification: {error}"
+        return None, _("manage.py migration_safety printed no classification: %(error)s") % {"error": error}
 
 
 def applied_migrations() -> list[str]:
@@ -692,4 +734,7 @@ def _check_disk_room() -> None:
     # A new backup will be about as big as the last one; ask for that plus the configured margin.
     wanted = ops_settings.BACKUP_MIN_FREE_MB + ((newest.size if newest else 0) // (1024 * 1024))
     if free_mb < wanted:
-        raise PreflightFailed(f"Only {free_mb} MB free in {existing}; the backup needs about {wanted} MB. Free space or prune backups (`manage.py backups prune`).")
+        raise PreflightFailed(
+            _("Only %(free)s MB free in %(folder)s; the backup needs about %(wanted)s MB. Free space or prune backups (`manage.py backups prune`).")
+            % {"free": free_mb, "folder": existing, "wanted": wanted}
+        )

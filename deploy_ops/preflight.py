@@ -34,6 +34,7 @@ from django.core.checks import Error, Warning
 from django.core.files.storage import FileSystemStorage
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from .conf import ops_settings
 from .exceptions import DeployOpsError, PreflightFailed, ToolMissing
@@ -57,8 +58,8 @@ def static_root_problems() -> list:
         return []  # a remote storage (S3, say) needs no STATIC_ROOT
     return [
         Error(
-            "STATIC_ROOT is not set, so `collectstatic` fails: the deploy would fail at its collectstatic stage, and so would its rollback.",
-            hint="Set STATIC_ROOT in the settings the release runs with, e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'.",
+            _("STATIC_ROOT is not set, so `collectstatic` fails: the deploy would fail at its collectstatic stage, and so would its rollback."),
+            hint=_("Set STATIC_ROOT in the settings the release runs with, e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'."),
             id="deploy_ops.E030",
         )
     ]
@@ -70,20 +71,20 @@ def backup_dir_problems() -> list:
     wanted = ops_settings.backup_dir
     existing = nearest_existing(wanted)
     if not existing.is_dir():
-        why = f"{existing} is a file, so the folder cannot be made"
+        why = _("%(path)s is a file, so the folder cannot be made") % {"path": existing}
     else:
         try:
             descriptor, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
         except OSError as error:
-            why = f"{existing} cannot be written ({error.strerror})"
+            why = _("%(path)s cannot be written (%(error)s)") % {"path": existing, "error": error.strerror}
         else:
             os.close(descriptor)
             os.remove(probe)
             return []
     return [
         Error(
-            f"Backups cannot be written to {wanted}: {why}. Every deploy begins with a backup.",
-            hint="Point DEPLOY_OPS['BACKUP_DIR'] at a folder the deploying user can write, on a writable disk.",
+            _("Backups cannot be written to %(folder)s: %(reason)s. Every deploy begins with a backup.") % {"folder": wanted, "reason": why},
+            hint=_("Point DEPLOY_OPS['BACKUP_DIR'] at a folder the deploying user can write, on a writable disk."),
             id="deploy_ops.E031",
         )
     ]
@@ -97,16 +98,20 @@ def compose_problems(runtime) -> list:
     except ToolMissing:
         return []  # deploy_ops.E010 says which tool is missing
     except DeployOpsError as error:
-        return [Error(f"Compose cannot read the project: {error}", hint="Run the same `compose config` by hand to see why.", id="deploy_ops.E036")]
+        return [Error(
+            _("Compose cannot read the project: %(error)s") % {"error": error}, hint=_("Run the same `compose config` by hand to see why."), id="deploy_ops.E036",
+        )]
     services = config.get("services") or {}
     names = sorted(services)
-    listed = ", ".join(names) or "none"
+    listed = ", ".join(names) or _("none")
     found = []
     if not ops_settings.MANAGE_ON_HOST and ops_settings.WEB_SERVICE not in services:
         found.append(
             Error(
-                f"WEB_SERVICE is {ops_settings.WEB_SERVICE!r}, but the Compose project's services are {listed}: migrate would fail.",
-                hint="Set DEPLOY_OPS['WEB_SERVICE'] to the service that runs Django.",
+                _("WEB_SERVICE is %(service)r, but the Compose project's services are %(services)s: migrate would fail.") % {
+                    "service": ops_settings.WEB_SERVICE, "services": listed,
+                },
+                hint=_("Set DEPLOY_OPS['WEB_SERVICE'] to the service that runs Django."),
                 id="deploy_ops.E032",
             )
         )
@@ -114,8 +119,10 @@ def compose_problems(runtime) -> list:
     if unknown:
         found.append(
             Error(
-                f"APP_SERVICES names {', '.join(map(repr, unknown))}, which the Compose project does not have (its services: {listed}).",
-                hint="List the services that run the release in DEPLOY_OPS['APP_SERVICES'].",
+                _("APP_SERVICES names %(unknown)s, which the Compose project does not have (its services: %(services)s).") % {
+                    "unknown": ", ".join(map(repr, unknown)), "services": listed,
+                },
+                hint=_("List the services that run the release in DEPLOY_OPS['APP_SERVICES']."),
                 id="deploy_ops.E033",
             )
         )
@@ -124,9 +131,11 @@ def compose_problems(runtime) -> list:
         others = [name for name in names if name not in databases]
         found.append(
             Error(
-                f"APP_SERVICES is empty, so a deploy or rollback stops every service, the database {', '.join(map(repr, databases))} too: "
-                "the restore needs it running.",
-                hint=f"Set DEPLOY_OPS['APP_SERVICES'] to the services that run the release, e.g. {others!r}.",
+                _(
+                    "APP_SERVICES is empty, so a deploy or rollback stops every service, the database %(databases)s too: "
+                    "the restore needs it running."
+                ) % {"databases": ", ".join(map(repr, databases))},
+                hint=_("Set DEPLOY_OPS['APP_SERVICES'] to the services that run the release, e.g. %(services)r.") % {"services": others},
                 id="deploy_ops.E034",
             )
         )
@@ -149,9 +158,18 @@ def build_context_problems(config: dict) -> list:
             relative = folder.relative_to(context).as_posix()
             if dockerignore_excludes(context, relative):
                 continue
-            what = "database dumps" if key == "BACKUP_DIR" else "deploy_ops' records and lock"
-            message = f"{key} ({folder}) is inside the build context {context}, and .dockerignore does not exclude it: its {what} would be copied into the image."
-            hint = f"Add '{relative}' to {context / '.dockerignore'}."
+            values = {"key": key, "folder": folder, "context": context}
+            if key == "BACKUP_DIR":
+                message = _(
+                    "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
+                    "its database dumps would be copied into the image."
+                ) % values
+            else:
+                message = _(
+                    "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
+                    "its deploy_ops' records and lock would be copied into the image."
+                ) % values
+            hint = _("Add %(pattern)r to %(file)s.") % {"pattern": relative, "file": context / ".dockerignore"}
             found.append(Error(message, hint=hint, id="deploy_ops.E035") if key == "BACKUP_DIR" else Warning(message, hint=hint, id="deploy_ops.W031"))
     return found
 
@@ -208,9 +226,11 @@ def health_url_problems() -> list:
     if not domain or not validate_host(domain, allowed):
         found.append(
             Warning(
-                f"The health probe sends Host {host!r}, which ALLOWED_HOSTS ({', '.join(allowed) or 'empty'}) does not allow: "
-                "every probe would be answered 400, and every deploy rolled back.",
-                hint="Set DEPLOY_OPS['HEALTH_CHECK_HOST'] to the site's domain (one of ALLOWED_HOSTS).",
+                _(
+                    "The health probe sends Host %(host)r, which ALLOWED_HOSTS (%(allowed)s) does not allow: "
+                    "every probe would be answered 400, and every deploy rolled back."
+                ) % {"host": host, "allowed": ", ".join(allowed) or _("empty")},
+                hint=_("Set DEPLOY_OPS['HEALTH_CHECK_HOST'] to the site's domain (one of ALLOWED_HOSTS)."),
                 id="deploy_ops.W032",
             )
         )
@@ -220,9 +240,11 @@ def health_url_problems() -> list:
     if settings.SECURE_SSL_REDIRECT and url.scheme == "http" and not forwarded_https and not exempt:
         found.append(
             Warning(
-                f"SECURE_SSL_REDIRECT is on, so the site answers the probe of {ops_settings.HEALTH_CHECK_URL} with a redirect to https.",
-                hint="Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
-                "or SECURE_REDIRECT_EXEMPT = [r'^health/'].",
+                _("SECURE_SSL_REDIRECT is on, so the site answers the probe of %(url)s with a redirect to https.") % {"url": ops_settings.HEALTH_CHECK_URL},
+                hint=_(
+                    "Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
+                    "or SECURE_REDIRECT_EXEMPT = [r'^health/']."
+                ),
                 id="deploy_ops.W033",
             )
         )
@@ -233,18 +255,22 @@ def running_release_problems() -> list:
     probe = probe_health()
     if probe.healthy:
         return []
-    return [Warning(f"The release serving now does not pass its health check: {probe.problem()}", hint=running_release_advice(probe.status), id="deploy_ops.W034")]
+    return [Warning(not_passing(probe), hint=running_release_advice(probe.status), id="deploy_ops.W034")]
+
+
+def not_passing(probe) -> str:
+    return _("The release serving now does not pass its health check: %(problem)s") % {"problem": probe.problem()}
 
 
 def running_release_advice(status: int) -> str:
     if status == 0:
-        return (
+        return _(
             "Start the site first: the very first time, `docker compose up --detach --build --wait` and `manage.py migrate` "
             "(see the README); or correct HEALTH_CHECK_URL."
         )
     if status >= 500:
-        return "A rollback to this release could not pass its health check either. Repair it, or deploy a fix with --force."
-    return "The deploy's health stage, and its rollback's, would get the same answer: correct the probe's settings first."
+        return _("A rollback to this release could not pass its health check either. Repair it, or deploy a fix with --force.")
+    return _("The deploy's health stage, and its rollback's, would get the same answer: correct the probe's settings first.")
 
 
 def site_check_problems() -> list:
@@ -262,9 +288,13 @@ def site_check_problems() -> list:
         if isinstance(check_class, type) and issubclass(check_class, host_only):
             found.append(
                 Warning(
-                    f"HEALTH_CHECKS holds {path}, but /health/ runs inside the web container, where it cannot see "
-                    "the Docker engine or the host's backups: /health/ would fail or warn for the wrong reason.",
-                    hint="Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` on the host and the deploy's verify stage run it there.",
+                    _(
+                        "HEALTH_CHECKS holds %(path)s, but /health/ runs inside the web container, where it cannot see "
+                        "the Docker engine or the host's backups: /health/ would fail or warn for the wrong reason."
+                    ) % {"path": path},
+                    hint=_(
+                        "Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` on the host and the deploy's verify stage run it there."
+                    ),
                     id="deploy_ops.W035",
                 )
             )
@@ -281,7 +311,7 @@ def swarm_manager_problems() -> list:
         problem = str(error)
     if not problem:
         return []
-    hint = "Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md)."
+    hint = _("Run deploy from a manager node (`docker swarm init` makes this one a single-node swarm; docs/SWARM.md).")
     return [Error(problem, hint=hint, id="deploy_ops.E050")]
 
 
@@ -308,13 +338,13 @@ def refuse_if_unready(runtime, force: bool, report, health_url: str | None = Non
     if errors:
         raise PreflightFailed(" ".join(f"{problem.msg} {problem.hint} ({problem.id})" for problem in errors))
     for problem in found:
-        report(f"Warning: {problem.msg} {problem.hint} ({problem.id})", 0)
+        report(_("Warning: %(warning)s") % {"warning": f"{problem.msg} {problem.hint} ({problem.id})"}, 0)
     probe = probe_health(health_url)
     if probe.healthy:
         return
-    message = f"The release serving now does not pass its health check: {probe.problem()}"
+    message = not_passing(probe)
     if force:
-        report(f"Going on anyway (--force): {message}", 0)
+        report(_("Going on anyway (--force): %(problem)s") % {"problem": message}, 0)
         return
     advice = running_release_advice(probe.status)
-    raise PreflightFailed(f"{message} {advice}{'' if '--force' in advice else ' (--force deploys anyway.)'}")
+    raise PreflightFailed(f"{message} {advice}" + ("" if "--force" in advice else " " + _("(--force deploys anyway.)")))

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext as _
+
 from .conf import ops_settings
 
 BODY_LIMIT = 4000
@@ -47,20 +49,20 @@ class ProbeResult:
     def problem(self) -> str:
         """Why this answer is not healthy, with the usual fix."""
         if self.status == 0:
-            return f"{self.url} did not answer: {self.body}"
+            return _("%(url)s did not answer: %(error)s") % {"url": self.url, "error": self.body}
         if 300 <= self.status < 400:
-            return (
-                f"{self.url} answered HTTP {self.status}, a redirect to {self.location or 'an unnamed place'} (not followed). "
+            return _(
+                "%(url)s answered HTTP %(status)s, a redirect to %(location)s (not followed). "
                 "With SECURE_SSL_REDIRECT, set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' (the site must set "
                 "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')), or exempt the health path with "
                 "SECURE_REDIRECT_EXEMPT = [r'^health/']."
-            )
-        text = f"{self.url} answered HTTP {self.status}: {summarise_health_body(self.body)}"
+            ) % {"url": self.url, "status": self.status, "location": self.location or _("an unnamed place")}
+        text = _("%(url)s answered HTTP %(status)s: %(answer)s") % {"url": self.url, "status": self.status, "answer": summarise_health_body(self.body)}
         if self.status == 400:
-            text += (
-                f" A 400 is usually Django refusing the Host header {probe_host()!r} (not in ALLOWED_HOSTS): "
+            text += " " + _(
+                "A 400 is usually Django refusing the Host header %(host)r (not in ALLOWED_HOSTS): "
                 "set DEPLOY_OPS['HEALTH_CHECK_HOST'] to the site's domain."
-            )
+            ) % {"host": probe_host()}
         return text
 
 

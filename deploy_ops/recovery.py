@@ -17,12 +17,14 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from .audit import Recorder
 from .backups import Backup, create_backup, file_sha256, restore_backup
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
+from .humanize import decimal
 from .models import DeploymentStage
 from .probe import probe_health
 from .proxy import MAINTENANCE, configured_proxy, proxy_address, retry_after
@@ -102,6 +104,45 @@ class Operation:
     progress: Progress | None = None
 
 
+# The stages' and steps' names as the printed output words them; records and JSON keep the
+# identifiers.  A name without a label here is printed as it is.
+STAGE_LABELS = {
+    "backup": pgettext_lazy("stage", "backup"),
+    "checkout": pgettext_lazy("stage", "checkout"),
+    "build": pgettext_lazy("stage", "build"),
+    "collectstatic": pgettext_lazy("stage", "collectstatic"),
+    "stop": pgettext_lazy("stage", "stop"),
+    "migrate": pgettext_lazy("stage", "migrate"),
+    "start": pgettext_lazy("stage", "start"),
+    "health": pgettext_lazy("stage", "health"),
+    "verify": pgettext_lazy("stage", "verify"),
+    "route": pgettext_lazy("stage", "route"),
+    "cleanup": pgettext_lazy("stage", "cleanup"),
+    "prune images": pgettext_lazy("stage", "prune images"),
+    REVERT_CODE: pgettext_lazy("stage", "revert code"),
+    STOP_SERVICES: pgettext_lazy("stage", "stop services"),
+    SAFETY_BACKUP: pgettext_lazy("stage", "safety backup"),
+    UNAPPLY_MIGRATIONS: pgettext_lazy("stage", "unapply migrations"),
+    RESTORE_DATABASE: pgettext_lazy("stage", "restore database"),
+    RESTORE_IMAGES: pgettext_lazy("stage", "restore images"),
+    START_SERVICES: pgettext_lazy("stage", "start services"),
+    COLLECT_STATIC: pgettext_lazy("stage", "collect static"),
+    VERIFY_HEALTH: pgettext_lazy("stage", "verify health"),
+    ROUTE_TRAFFIC: pgettext_lazy("stage", "route traffic"),
+    "switch": pgettext_lazy("stage", "switch"),
+    "migrate after switch": pgettext_lazy("stage", "migrate after switch"),
+    SWITCH_BACK: pgettext_lazy("stage", "switch traffic back"),
+    REMOVE_NEW_RELEASE: pgettext_lazy("stage", "remove new release"),
+    START_BESIDE: pgettext_lazy("stage", "start beside"),
+    SWITCH_TRAFFIC: pgettext_lazy("stage", "switch traffic"),
+    RETIRE_OLD_RELEASE: pgettext_lazy("stage", "retire old release"),
+}
+
+
+def stage_label(name: str) -> str:
+    return str(STAGE_LABELS.get(name, name))
+
+
 # -- progress ---------------------------------------------------------------------------------
 # Progress is reported as (stage, event, detail): a caller styles and filters by event, never by
 # searching the words of a line.  The whole run's own events use these stage names.
@@ -143,12 +184,13 @@ def progress_line(stage: str, event: str, detail: str) -> tuple[str, int]:
     """The text of a progress event and the verbosity from which it is shown."""
     if stage in (DEPLOY_RUN, ROLLBACK_RUN):
         return detail, 0
+    label = stage_label(stage)
     return {
-        STARTED: (f"  {stage} ...", 2),
-        SUCCEEDED: (f"  {stage}: ok ({detail})", 1),
-        FAILED: (f"  {stage}: FAILED after {detail}", 1),
-        PLANNED: (f"  {stage}: {detail}", 0),
-    }.get(event, (f"  {stage}: {event} {detail}".rstrip(), 1))
+        STARTED: ("  " + _("%(stage)s ...") % {"stage": label}, 2),
+        SUCCEEDED: ("  " + _("%(stage)s: ok (%(duration)s)") % {"stage": label, "duration": detail}, 1),
+        FAILED: ("  " + _("%(stage)s: FAILED after %(duration)s") % {"stage": label, "duration": detail}, 1),
+        PLANNED: (f"  {label}: {detail}", 0),
+    }.get(event, (f"  {label}: {event} {detail}".rstrip(), 1))
 
 
 # -- health -----------------------------------------------------------------------------------
@@ -161,15 +203,20 @@ def wait_until_healthy(operation: Operation) -> str:
         bad_services = [state for state in operation.runtime.service_states() if not state.ok]
         if probe.healthy and not bad_services:
             operation.warnings.extend(_health_warnings(probe.body))
-            return f"{url} answered 200 on try {attempt}"
+            return _("%(url)s answered 200 on try %(attempt)s") % {"url": url, "attempt": attempt}
         if not probe.healthy:
             problem = probe.problem()
         else:
-            problem = "services not healthy: " + ", ".join(f"{s.name} is {s.health or s.state}" for s in bad_services)
-        operation.report(f"    health try {attempt}/{operation.health_retries}: {problem}", 2)
+            problem = _("services not healthy: %(services)s") % {"services": describe_states(bad_services)}
+        operation.report("    " + _("health try %(attempt)s/%(retries)s: %(problem)s") % {"attempt": attempt, "retries": operation.health_retries, "problem": problem}, 2)
         if attempt < operation.health_retries:
             time.sleep(operation.health_delay)
-    raise HealthCheckFailed(f"Not healthy after {operation.health_retries} tries: {problem}")
+    raise HealthCheckFailed(_("Not healthy after %(retries)s tries: %(problem)s") % {"retries": operation.health_retries, "problem": problem})
+
+
+def describe_states(states) -> str:
+    """Services that are not healthy, as "web is unhealthy, worker is exited"."""
+    return ", ".join(_("%(service)s is %(state)s") % {"service": s.name, "state": s.health or s.state} for s in states)
 
 
 def _health_warnings(body: str) -> list[str]:
@@ -186,7 +233,7 @@ def _health_warnings(body: str) -> list[str]:
 # -- the steps ----------------------------------------------------------------------------------
 def revert_code(operation: Operation, sha: str) -> str:
     operation.checkout.checkout(sha)
-    return f"checked out {sha[:12]} {operation.checkout.summary(sha)}"
+    return _("checked out %(sha)s %(summary)s") % {"sha": sha[:12], "summary": operation.checkout.summary(sha)}
 
 
 def stop_services(operation: Operation) -> str:
@@ -197,7 +244,7 @@ def stop_services(operation: Operation) -> str:
         try:
             notice = proxy.serve_maintenance(retry_after()) + "\n"
         except DeployOpsError as error:
-            operation.warnings.append(f"The proxy could not answer with its maintenance page while the services were stopped: {error}")
+            operation.warnings.append(_("The proxy could not answer with its maintenance page while the services were stopped: %(error)s") % {"error": error})
     runtime = operation.runtime
     if proxy and (ops_settings.PROXY or {}).get("SLOTS") and runs_side_by_side(runtime):
         # A release serving from a blue/green slot stops too: the recovery starts the release it
@@ -310,10 +357,10 @@ def safety_backup(operation: Operation) -> Backup:
 def restore_database(operation: Operation, backup: Backup) -> str:
     if operation.recorded_sha256 and file_sha256(backup.path) != operation.recorded_sha256:
         # Checked again here: the file may have been swapped while the operator read the plan.
-        raise BackupCorrupt(f"{backup.name} is not the backup on record: its sha256 changed since the plan was made.")
+        raise BackupCorrupt(_("%(name)s is not the backup on record: its sha256 changed since the plan was made.") % {"name": backup.name})
     result = restore_backup(backup, safety_backup=False)
     operation.warnings.extend(result.warnings)
-    return f"restored {backup.name}"
+    return _("restored %(name)s") % {"name": backup.name}
 
 
 def unapply_migrations(operation: Operation) -> str:
@@ -329,11 +376,13 @@ def restore_images(operation: Operation, sha: str) -> str:
         if not missing:
             runtime.run_commands(runtime.use_release_commands(sha))
             operation.recorder.update(images="\n".join(images))
-            return f"started from the kept images, no build: {', '.join(images)}"
-        operation.warnings.append(f"The images of {sha[:12]} were gone ({', '.join(missing)}): the rollback had to build them.")
+            return _("started from the kept images, no build: %(images)s") % {"images": ", ".join(images)}
+        operation.warnings.append(
+            _("The images of %(sha)s were gone (%(images)s): the rollback had to build them.") % {"sha": sha[:12], "images": ", ".join(missing)}
+        )
     output = runtime.build() + runtime.run_commands(runtime.keep_release_commands(sha))
     operation.recorder.update(images="\n".join(images))
-    return ("built, as its images were gone\n" if runtime.keeps_images else "") + output
+    return (_("built, as its images were gone") + "\n" if runtime.keeps_images else "") + output
 
 
 def images_kept(runtime, sha: str) -> bool | None:
@@ -350,25 +399,25 @@ def images_kept(runtime, sha: str) -> bool | None:
 def how_images_come_back(runtime: ServiceRuntime, sha: str) -> str:
     """How a rollback would bring the release ``sha``'s services back, for plans and dry runs."""
     if not runtime.keeps_images:
-        return "run its build step (this runtime keeps no images)"
+        return _("run its build step (this runtime keeps no images)")
     kept = images_kept(runtime, sha)
     if kept is None:
-        return "start its kept images, or build them where they are gone (the engine could not be asked which)"
+        return _("start its kept images, or build them where they are gone (the engine could not be asked which)")
     if kept:
-        return f"start its kept images, no build ({', '.join(runtime.release_images(sha))})"
-    return f"BUILD it again: its images are gone ({', '.join(runtime.missing_release_images(sha))})"
+        return _("start its kept images, no build (%(images)s)") % {"images": ", ".join(runtime.release_images(sha))}
+    return _("BUILD it again: its images are gone (%(images)s)") % {"images": ", ".join(runtime.missing_release_images(sha))}
 
 
 def start_services(operation: Operation) -> str:
     return operation.runtime.start()
 
 
-COLLECTSTATIC_SKIPPED = "skipped: COLLECT_STATIC is False, the release collects its static files when it starts"
+COLLECTSTATIC_SKIPPED = gettext_lazy("skipped: COLLECT_STATIC is False, the release collects its static files when it starts")
 
 
 def collect_static(operation: Operation) -> str:
     if not ops_settings.COLLECT_STATIC:
-        return COLLECTSTATIC_SKIPPED
+        return str(COLLECTSTATIC_SKIPPED)
     return operation.runtime.manage("collectstatic", "--noinput")
 
 
@@ -379,9 +428,12 @@ def verify_health(operation: Operation) -> str:
         if not _only_the_url_is_silent(operation):
             raise
         raise HealthUnverified(
-            f"Every rollback step ran and every service reports running, but {ops_settings.HEALTH_CHECK_URL} never "
-            f"answered, so the previous release could not be verified (not known to be down). Check the site and "
-            f"DEPLOY_OPS['HEALTH_CHECK_URL'].\n{error}"
+            _(
+                "Every rollback step ran and every service reports running, but %(url)s never answered, so the previous "
+                "release could not be verified (not known to be down). Check the site and DEPLOY_OPS['HEALTH_CHECK_URL']."
+            )
+            % {"url": ops_settings.HEALTH_CHECK_URL}
+            + f"\n{error}"
         ) from None
 
 
@@ -409,7 +461,7 @@ def _something_listens(url: str, timeout: float) -> bool:
 
 def describe_failure(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt):
-        return "Interrupted by the operator (Ctrl-C)."
+        return _("Interrupted by the operator (Ctrl-C).")
     # Masked: the error may quote a release's output, and it is printed, recorded and sent.
     return mask(str(error) if isinstance(error, DeployOpsError) else f"{type(error).__name__}: {error}")
 
@@ -433,10 +485,10 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        emit(operation, name, FAILED, f"{stage.duration:.1f}s")
+        emit(operation, name, FAILED, f"{decimal(stage.duration, '.1f')}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    emit(operation, name, SUCCEEDED, f"{stage.duration:.1f}s")
+    emit(operation, name, SUCCEEDED, f"{decimal(stage.duration, '.1f')}s")
     return result
 
 
@@ -471,7 +523,7 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
             continue
         result = run_step(operation, name, actions[name])
         if name == SAFETY_BACKUP:
-            operation.report(f"    safety backup: {result.path}", 1)
+            operation.report("    " + _("safety backup: %(path)s") % {"path": result.path}, 1)
 
 
 def end_own_work(operation: Operation) -> None:
@@ -484,15 +536,15 @@ def end_own_work(operation: Operation) -> None:
     operation.checkout.forget_git_processes()
     try:
         for line in operation.runtime.stop_one_off_work():
-            operation.report(f"    stopped {line}", 1)
+            operation.report("    " + _("stopped %(what)s") % {"what": line}, 1)
     except DeployOpsError as error:
-        operation.warnings.append(f"Could not look for one-off containers still running: {error}")
+        operation.warnings.append(_("Could not look for one-off containers still running: %(error)s") % {"error": error})
 
 
 def _try_safety_backup(operation: Operation, action) -> None:
     try:
         backup = run_step(operation, SAFETY_BACKUP, action)
     except DeployOpsError as error:
-        operation.warnings.append(f"No safety backup before the restore: {error}")
+        operation.warnings.append(_("No safety backup before the restore: %(error)s") % {"error": error})
         return
-    operation.report(f"    safety backup: {backup.path}", 1)
+    operation.report("    " + _("safety backup: %(path)s") % {"path": backup.path}, 1)

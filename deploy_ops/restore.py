@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.utils.translation import gettext as _
+
 from .audit import Recorder
 from .backups import Backup, RestoreResult, check_restorable, create_backup, current_commit, restore_backup
 from .conf import ops_settings
@@ -51,7 +53,7 @@ def restore_as_recovery(
             to_commit=commit,
             backup_name=backup.name,
             backup_sha256=backup.sha256 or "",
-            rollback_reason=f"database {alias!r} back to {backup.name}",
+            rollback_reason=_("database %(alias)r back to %(backup)s") % {"alias": alias, "backup": backup.name},
         )
         steps = _Steps(recorder, report)
         safety = None
@@ -61,7 +63,7 @@ def restore_as_recovery(
             except DeployOpsError as error:
                 message = describe_failure(error)
                 recorder.finish(Status.REFUSED, failed_stage=SAFETY_BACKUP, error=message)
-                raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
+                raise PreflightFailed(_("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}) from None
         try:
             result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False))
         except (Exception, KeyboardInterrupt) as error:

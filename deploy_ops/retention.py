@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from . import storage
 from .backups import Backup, prune_backups
@@ -42,11 +43,17 @@ class Cleanup:
     protected: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
 
-    def describe(self, verb: str = "Removed") -> str:
-        lines = [f"{verb} {len(self.local)} local backup(s){': ' + ', '.join(self.local) if self.local else ''}."]
+    def describe(self) -> str:
+        lines = [
+            _("Removed %(count)d local backup(s): %(names)s.") % {"count": len(self.local), "names": ", ".join(self.local)}
+            if self.local else _("Removed 0 local backup(s).")
+        ]
         if storage.configured():
-            lines.append(f"{verb} {len(self.remote)} off-host cop(y/ies){': ' + ', '.join(self.remote) if self.remote else ''}.")
-        lines.extend(f"Warning: {warning}" for warning in self.warnings)
+            lines.append(
+                _("Removed %(count)d off-host cop(y/ies): %(names)s.") % {"count": len(self.remote), "names": ", ".join(self.remote)}
+                if self.remote else _("Removed 0 off-host cop(y/ies).")
+            )
+        lines.extend(_("Warning: %(warning)s") % {"warning": warning} for warning in self.warnings)
         return "\n".join(lines)
 
 
@@ -108,7 +115,7 @@ def apply_retention(days: int | None = None, keep: int | None = None, dry_run: b
         try:
             cleanup.remote = _prune_remote(days, keep, cleanup.protected, dry_run)
         except DeployOpsError as error:
-            cleanup.warnings.append(f"The off-host copies were not pruned: {error}")
+            cleanup.warnings.append(_("The off-host copies were not pruned: %(error)s") % {"error": error})
     return cleanup
 
 
@@ -122,16 +129,17 @@ def after_deploy(operation) -> str:
     backup = operation.backup
     copy_error = ((backup.metadata or {}).get("off_host") or {}).get("error") if backup else ""
     if copy_error:
-        operation.warnings.append(f"The backup {backup.name} was not copied off the host: {copy_error}")
-        lines.append(f"Off-host copy of {backup.name} FAILED: {copy_error}")
+        values = {"name": backup.name, "error": copy_error}
+        operation.warnings.append(_("The backup %(name)s was not copied off the host: %(error)s") % values)
+        lines.append(_("Off-host copy of %(name)s FAILED: %(error)s") % values)
     if not ops_settings.BACKUP_AUTO_CLEANUP:
-        lines.append("Automatic cleanup is off (DEPLOY_OPS['BACKUP_AUTO_CLEANUP']).")
+        lines.append(_("Automatic cleanup is off (DEPLOY_OPS['BACKUP_AUTO_CLEANUP'])."))
         return "\n".join(lines)
     try:
         cleanup = apply_retention()
     except Exception as error:  # a bug or a full disk here must not turn a good deploy into a failed one
-        operation.warnings.append(f"The automatic cleanup of old backups failed: {type(error).__name__}: {error}")
-        lines.append(f"Cleanup FAILED: {error}")
+        operation.warnings.append(_("The automatic cleanup of old backups failed: %(error)s") % {"error": f"{type(error).__name__}: {error}"})
+        lines.append(_("Cleanup FAILED: %(error)s") % {"error": error})
         return "\n".join(lines)
     operation.warnings.extend(cleanup.warnings)
     lines.append(cleanup.describe())
@@ -144,7 +152,7 @@ def _notify_cleanup(record, cleanup: Cleanup) -> None:
     from .notifications import Level, build_event, send
 
     event = build_event(Level.INFO, record, message=cleanup.describe())
-    event = dataclasses.replace(event, title=f"Old backups cleaned up after the deploy of {record.to_commit[:12]}")
+    event = dataclasses.replace(event, title=_("Old backups cleaned up after the deploy of %(commit)s") % {"commit": record.to_commit[:12]})
     for delivery in send(event):
         if not delivery.ok:
             logger.warning("the cleanup notification via %s failed: %s", delivery.channel, delivery.error)
@@ -166,7 +174,7 @@ def lock_for_backup(wait_seconds: float):
             break
         except LockHeld as held:
             if held.stale or time.monotonic() >= deadline:
-                raise LockHeld(f"Backup skipped, nothing was done: {held}", held.holder, held.stale) from None
+                raise LockHeld(_("Backup skipped, nothing was done: %(reason)s") % {"reason": held}, held.holder, held.stale) from None
             time.sleep(min(LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
     try:
         yield

@@ -25,6 +25,7 @@ from .exceptions import (
     PreflightFailed,
 )
 from .gitrepo import Checkout
+from .humanize import decimal
 from .lock import DeployLock, acquire_lock, inspect_lock, take_over, work_left_behind
 from .migration_safety import STOP_FIRST, ZERO_DOWNTIME, blocking_operations, classify_applied
 from .migration_targets import migrations_to_unapply, refuse_forward_migrations
@@ -57,6 +58,7 @@ from .recovery import (
     images_kept,
     recover,
     remove_unrouted_slots,
+    stage_label,
 )
 from .runtimes import get_runtime
 
@@ -83,26 +85,36 @@ class RollbackPlan:
     def describe(self) -> list[str]:
         lines = []
         if self.commit:
-            lines.append(f"code: check out {self.commit[:12]} ({self.commit_summary}) and {how_images_come_back(get_runtime(), self.commit)}")
+            how = how_images_come_back(get_runtime(), self.commit)
+            lines.append(_("code: check out %(sha)s (%(summary)s) and %(how)s") % {"sha": self.commit[:12], "summary": self.commit_summary, "how": how})
         if self.unapplied:
+            commands = "; ".join(f"migrate {label} {name}" for label, name in self.migration_targets)
             lines.append(
-                f"database: take a safety backup, then unapply {', '.join(self.unapplied)} "
-                f"({'; '.join(f'migrate {label} {name}' for label, name in self.migration_targets)}) while their files are still here"
+                _("database: take a safety backup, then unapply %(migrations)s (%(commands)s) while their files are still here")
+                % {"migrations": ", ".join(self.unapplied), "commands": commands}
             )
         if self.backup:
-            lines.append(f"database: take a safety backup, then restore {self.backup.name}")
+            lines.append(_("database: take a safety backup, then restore %(name)s") % {"name": self.backup.name})
             lines.append(
-                f"  {self.backup.name} is {timesince(self.backup.created_at)} old (taken {self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}): "
-                "every write made since then will be replaced (the safety backup keeps them)"
+                "  "
+                + _(
+                    "%(name)s is %(age)s old (taken %(taken)s): every write made since then will be replaced (the safety backup keeps them)"
+                )
+                % {"name": self.backup.name, "age": timesince(self.backup.created_at), "taken": f"{self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}"}
             )
         if self.reason:
-            lines.append(f"why: {self.reason}")
+            lines.append(_("why: %(reason)s") % {"reason": self.reason})
         if START_BESIDE in self.steps:
             lines.append(_("then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it leaves"))
         elif ops_settings.PROXY and self.steps & {STOP_SERVICES}:
-            lines.append("then: start the services and verify their health; meanwhile the proxy answers 503 with Retry-After, and it gets the traffic again once they are verified")
+            lines.append(
+                _(
+                    "then: start the services and verify their health; meanwhile the proxy answers 503 with Retry-After, "
+                    "and it gets the traffic again once they are verified"
+                )
+            )
         else:
-            lines.append("then: start the services and verify their health")
+            lines.append(_("then: start the services and verify their health"))
         return lines
 
 
@@ -112,7 +124,7 @@ def _checkout() -> Checkout:
 
 def resolve_commit(ref: str) -> tuple[str, str]:
     checkout = _checkout()
-    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    checkout.refuse_if_dirty(_("moving the code would have to overwrite them"))
     info = checkout.resolve(ref, ops_settings.GIT_REMOTE)
     return info.sha, info.summary
 
@@ -127,7 +139,7 @@ def usable_backup(name_or_path: str) -> Backup:
 def plan_commit(ref: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
     refuse_forward_migrations(sha, ref)
-    plan = RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=f"code back to {ref}")
+    plan = RollbackPlan(commit=sha, commit_summary=summary, steps=set(CODE_STEPS), reason=_("code back to %(ref)s") % {"ref": ref})
     plan.unapplied, plan.migration_targets = migrations_to_unapply(sha)
     if plan.migration_targets:
         plan.steps.add(UNAPPLY_MIGRATIONS)
@@ -169,13 +181,15 @@ def without_downtime(plan: RollbackPlan) -> RollbackPlan:
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:
-    return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=f"database back to {name_or_path}")
+    return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=_("database back to %(backup)s") % {"backup": name_or_path})
 
 
 def plan_full(ref: str, name_or_path: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
     backup = usable_backup(name_or_path)
-    return RollbackPlan(commit=sha, commit_summary=summary, backup=backup, steps=CODE_STEPS | DATABASE_STEPS, reason=f"code to {ref}, database to {backup.name}")
+    return RollbackPlan(commit=sha, commit_summary=summary, backup=backup, steps=CODE_STEPS | DATABASE_STEPS,
+        reason=_("code to %(ref)s, database to %(backup)s") % {"ref": ref, "backup": backup.name},
+    )
 
 
 def _successful_deploys():
@@ -213,8 +227,11 @@ def quick_target(head: str) -> DeploymentRecord:
             if record.from_commit and record.from_commit not in rolled_away:
                 return record
     raise PreflightFailed(
-        f"No deploy on record brought the current {head[:12]} over an earlier release, so there is no "
-        "previous release to go back to. Use --commit SHA and/or --backup NAME."
+        _(
+            "No deploy on record brought the current %(sha)s over an earlier release, so there is no "
+            "previous release to go back to. Use --commit SHA and/or --backup NAME."
+        )
+        % {"sha": head[:12]}
     )
 
 
@@ -228,8 +245,11 @@ def newest_backup_of(commit: str) -> DeploymentRecord:
     )
     if taker is None:
         raise PreflightFailed(
-            f"No deploy on record backed up the database while {commit[:12]} was serving. "
-            "Use --commit for the code alone, or --full with a backup you choose."
+            _(
+                "No deploy on record backed up the database while %(sha)s was serving. "
+                "Use --commit for the code alone, or --full with a backup you choose."
+            )
+            % {"sha": commit[:12]}
         )
     return taker
 
@@ -237,18 +257,25 @@ def newest_backup_of(commit: str) -> DeploymentRecord:
 def plan_quick() -> RollbackPlan:
     """Back to the release that served before the current one, with the newest backup taken while it served."""
     checkout = _checkout()
-    checkout.refuse_if_dirty("moving the code would have to overwrite them")
+    checkout.refuse_if_dirty(_("moving the code would have to overwrite them"))
     head = checkout.head().sha
     bringer = quick_target(head)
     target = bringer.from_commit
     taker = newest_backup_of(target)
     backup = usable_backup(taker.backup_name)
     check_recorded_checksum(backup, taker)
-    reason = (
-        f"{target[:12]} was serving when the current {head[:12]} was deployed (deploy of "
-        f"{bringer.started_at:%Y-%m-%d %H:%M}, {bringer.status}); {backup.name} is the newest backup taken while it served "
-        f"(by the deploy of {taker.started_at:%Y-%m-%d %H:%M}, {taker.status})."
-    )
+    reason = _(
+        "%(target)s was serving when the current %(head)s was deployed (deploy of %(brought_at)s, %(brought_status)s); "
+        "%(backup)s is the newest backup taken while it served (by the deploy of %(taken_at)s, %(taken_status)s)."
+    ) % {
+        "target": target[:12],
+        "head": head[:12],
+        "brought_at": f"{bringer.started_at:%Y-%m-%d %H:%M}",
+        "brought_status": bringer.get_status_display(),
+        "backup": backup.name,
+        "taken_at": f"{taker.started_at:%Y-%m-%d %H:%M}",
+        "taken_status": taker.get_status_display(),
+    }
     return without_downtime(RollbackPlan(
         commit=target, commit_summary=bringer.from_summary or checkout.summary(target), backup=backup,
         steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
@@ -273,15 +300,18 @@ def check_recorded_checksum(backup: Backup, record: DeploymentRecord) -> None:
     """A backup chosen from a record must be the file that record took, not only match its own metadata."""
     if record.backup_sha256 and file_sha256(backup.path) != record.backup_sha256:
         raise BackupCorrupt(
-            f"{backup.name} is not the backup the {record.kind} {record.id} took: its sha256 differs from the one "
-            "on record (the file and its metadata were replaced). Nothing was changed; choose a backup with --full."
+            _(
+                "%(name)s is not the backup the %(kind)s %(id)s took: its sha256 differs from the one "
+                "on record (the file and its metadata were replaced). Nothing was changed; choose a backup with --full."
+            )
+            % {"name": backup.name, "kind": record.get_kind_display(), "id": record.id}
         )
 
 
 def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Progress | None = None) -> int:
     """Run a validated plan under the lock, as a recorded rollback; returns the exit code."""
     if not ops_settings.ROLLBACK_ENABLED:
-        raise PreflightFailed("Rollbacks are disabled (DEPLOY_OPS ROLLBACK_ENABLED is false).")
+        raise PreflightFailed(_("Rollbacks are disabled (DEPLOY_OPS ROLLBACK_ENABLED is false)."))
     checkout = _checkout()
     recorder = Recorder(DeploymentRecord.Kind.ROLLBACK, requested_ref=plan.commit or (plan.backup.name if plan.backup else ""))
     # The recovery tool may take over a lock whose process died: that is what it is for.
@@ -332,20 +362,25 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             if failed == SAFETY_BACKUP:
                 # It runs first: nothing has changed, so this is a refusal, not a failed rollback.
                 recorder.finish(DeploymentRecord.Status.REFUSED, failed_stage=failed, error=message)
-                raise PreflightFailed(f"No safety backup could be taken, so nothing was restored or changed: {message}") from None
+                raise PreflightFailed(_("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}) from None
             if isinstance(error, HealthUnverified):
                 recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-                emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK NOT VERIFIED: {message}")
+                emit(operation, ROLLBACK_RUN, FAILED, _("ROLLBACK NOT VERIFIED: %(error)s") % {"error": message})
                 signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
                 notify(Level.ROLLBACK_FAILED, recorder)
                 raise  # exit 2, saying what is known: not verified, rather than "failed"
             recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-            emit(operation, ROLLBACK_RUN, FAILED, f"ROLLBACK FAILED at {failed}: {message}")
+            emit(operation, ROLLBACK_RUN, FAILED, _("ROLLBACK FAILED at %(stage)s: %(error)s") % {"stage": stage_label(failed), "error": message})
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
         recorder.finish(DeploymentRecord.Status.SUCCEEDED, warnings="\n".join(operation.warnings))
-        emit(operation, ROLLBACK_RUN, SUCCEEDED, f"Rolled back in {recorder.record.duration:.1f}s: {target_sha[:12]} is serving.")
+        emit(
+            operation,
+            ROLLBACK_RUN,
+            SUCCEEDED,
+            _("Rolled back in %(duration)ss: %(sha)s is serving.") % {"duration": decimal(recorder.record.duration, ".1f"), "sha": target_sha[:12]},
+        )
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
         return EXIT_OK

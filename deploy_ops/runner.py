@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
+from django.utils.translation import gettext as _
+
 from . import children
 from .argv import display_argv, redact, redact_argv
 from .exceptions import CommandFailed, ToolMissing
@@ -83,20 +85,18 @@ def find_executable(name: str) -> str:
 
 def _install_hint(name: str) -> str:
     hints = {
-        "pg_dump": (
+        "pg_dump": _(
             "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), "
             "or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'] to run it inside the database container."
         ),
-        "psql": (
-            "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."
-        ),
-        "mysqldump": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
-        "mysql": "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'].",
-        "git": "Install git (Debian: apt-get install git).",
-        "docker": "Install Docker with the Compose plugin, or set DEPLOY_OPS['RUNTIME'] = 'commands'.",
-        "docker-compose": "Install Compose v2, or set DEPLOY_OPS['COMPOSE_COMMAND'] = ['docker', 'compose'].",
+        "psql": _("Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
+        "mysqldump": _("Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
+        "mysql": _("Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
+        "git": _("Install git (Debian: apt-get install git)."),
+        "docker": _("Install Docker with the Compose plugin, or set DEPLOY_OPS['RUNTIME'] = 'commands'."),
+        "docker-compose": _("Install Compose v2, or set DEPLOY_OPS['COMPOSE_COMMAND'] = ['docker', 'compose']."),
     }
-    return hints.get(name, "Install it, or put it on PATH.")
+    return hints.get(name, _("Install it, or put it on PATH."))
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from pathlib import Path
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .backup_files import NAME_PATTERN, metadata_bytes, write_metadata
 from .conf import ops_settings
@@ -67,11 +68,11 @@ def backup_storage():
 
     alias = ops_settings.BACKUP_STORAGE
     if not alias:
-        raise ConfigurationError("DEPLOY_OPS['BACKUP_STORAGE'] is not set: there is no off-host storage for backups.")
+        raise ConfigurationError(_("DEPLOY_OPS['BACKUP_STORAGE'] is not set: there is no off-host storage for backups."))
     try:
         return storages[alias]
     except InvalidStorageError:
-        raise ConfigurationError(f"DEPLOY_OPS['BACKUP_STORAGE'] is {alias!r}, which is not an alias in settings.STORAGES.") from None
+        raise ConfigurationError(_("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}) from None
 
 
 def remote_name(name: str) -> str:
@@ -80,12 +81,13 @@ def remote_name(name: str) -> str:
 
 
 def describe_storage() -> str:
-    return f"the storage {ops_settings.BACKUP_STORAGE!r}"
+    return _("the storage %(alias)r") % {"alias": ops_settings.BACKUP_STORAGE}
 
 
-def _failure(action: str, error: BaseException) -> BackupError:
+def _failure(sentence: str, error: BaseException, **values) -> BackupError:
+    """``sentence``: translated, with %(storage)s, %(error)s and ``values``' placeholders."""
     # Only the error's class and text: never the storage's options, which may hold credentials.
-    return BackupError(f"Could not {action} {describe_storage()}: {type(error).__name__}: {error}")
+    return BackupError(sentence % {"storage": describe_storage(), "error": f"{type(error).__name__}: {error}", **values})
 
 
 def _replace(storage, name: str, content) -> None:
@@ -95,7 +97,9 @@ def _replace(storage, name: str, content) -> None:
     saved = storage.save(name, content)
     if saved != name:
         storage.delete(saved)
-        raise BackupError(f"{describe_storage()} saved {name} as {saved}; deploy_ops needs it to keep the name it was given.")
+        raise BackupError(
+            _("%(storage)s saved %(name)s as %(saved)s; deploy_ops needs it to keep the name it was given.") % {"storage": describe_storage(), "name": name, "saved": saved}
+        )
 
 
 def read_pieces(storage, name: str):
@@ -127,7 +131,7 @@ def _read_ahead(sftp_file):
         while position < end:
             piece = sftp_file.read(min(_PIECE, end - position))
             if not piece:
-                raise BackupError(f"{describe_storage()} ended the file at {position} of its {size} bytes")
+                raise BackupError(_("%(storage)s ended the file at %(position)s of its %(size)s bytes") % {"storage": describe_storage(), "position": position, "size": size})
             position += len(piece)
             yield piece
 
@@ -150,17 +154,17 @@ def copy_off_host(backup) -> None:
     except BackupError:
         raise
     except Exception as error:  # every backend raises its own errors (paramiko, botocore, OSError)
-        raise _failure(f"copy {backup.name} to", error) from None
+        raise _failure(_("Could not copy %(name)s to %(storage)s: %(error)s"), error, name=backup.name) from None
     if copied != backup.sha256:
         raise BackupCorrupt(
-            f"The copy of {backup.name} in {describe_storage()} reads back with sha256 {copied}, not {backup.sha256}; "
-            "it was not kept as a valid copy."
+            _("The copy of %(name)s in %(storage)s reads back with sha256 %(found)s, not %(expected)s; it was not kept as a valid copy.")
+            % {"name": backup.name, "storage": describe_storage(), "found": copied, "expected": backup.sha256}
         )
     metadata = {key: value for key, value in backup.metadata.items() if key not in ("verification", "off_host")}
     try:
         _replace(storage, name + ".json", ContentFile(metadata_bytes(metadata)))
     except Exception as error:
-        raise _failure(f"copy the metadata of {backup.name} to", error) from None
+        raise _failure(_("Could not copy the metadata of %(name)s to %(storage)s: %(error)s"), error, name=backup.name) from None
     logger.info("copied %s to %s as %s (sha256 checked)", backup.name, describe_storage(), name)
 
 
@@ -191,7 +195,7 @@ def list_remote() -> list[RemoteCopy]:
     except FileNotFoundError:
         return []
     except Exception as error:
-        raise _failure("list the backups in", error) from None
+        raise _failure(_("Could not list the backups in %(storage)s: %(error)s"), error) from None
     present = set(files)
     found = []
     for filename in files:
@@ -215,14 +219,15 @@ def verify_remote(copy: RemoteCopy) -> None:
     """Reads the whole copy back; raises BackupCorrupt when it is not what was sent."""
     storage = backup_storage()
     if not copy.complete:
-        raise BackupCorrupt(f"The copy of {copy.name} in {describe_storage()} has no metadata: its upload never finished.")
+        raise BackupCorrupt(_("The copy of %(name)s in %(storage)s has no metadata: its upload never finished.") % {"name": copy.name, "storage": describe_storage()})
     try:
         found = remote_sha256(storage, remote_name(copy.name))
     except Exception as error:
-        raise _failure(f"read {copy.name} from", error) from None
+        raise _failure(_("Could not read %(name)s from %(storage)s: %(error)s"), error, name=copy.name) from None
     if found != copy.sha256:
         raise BackupCorrupt(
-            f"The copy of {copy.name} in {describe_storage()} is damaged: its sha256 is {found} but the metadata recorded {copy.sha256}."
+            _("The copy of %(name)s in %(storage)s is damaged: its sha256 is %(found)s but the metadata recorded %(expected)s.")
+            % {"name": copy.name, "storage": describe_storage(), "found": found, "expected": copy.sha256}
         )
 
 
@@ -233,7 +238,7 @@ def delete_remote(copy: RemoteCopy) -> None:
         storage.delete(name)
         storage.delete(name + ".json")
     except Exception as error:
-        raise _failure(f"delete {copy.name} from", error) from None
+        raise _failure(_("Could not delete %(name)s from %(storage)s: %(error)s"), error, name=copy.name) from None
     logger.info("pruned the copy of %s in %s", copy.name, describe_storage())
 
 
@@ -246,9 +251,13 @@ def fetch(name: str, directory: Path) -> Path:
     storage = backup_storage()
     copy = next((found for found in list_remote() if found.name == name), None)
     if copy is None:
-        raise BackupNotFound(f"No backup {name!r} in {ops_settings.backup_dir}, nor in {describe_storage()}.")
+        raise BackupNotFound(
+            _("No backup %(name)r in %(folder)s, nor in %(storage)s.") % {"name": name, "folder": ops_settings.backup_dir, "storage": describe_storage()}
+        )
     if not copy.complete:
-        raise BackupCorrupt(f"The copy of {name} in {describe_storage()} has no metadata: its upload never finished; it cannot be trusted.")
+        raise BackupCorrupt(
+            _("The copy of %(name)s in %(storage)s has no metadata: its upload never finished; it cannot be trusted.") % {"name": name, "storage": describe_storage()}
+        )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)  # mode 0600
     digest = hashlib.sha256()
@@ -261,8 +270,8 @@ def fetch(name: str, directory: Path) -> Path:
             os.fsync(local.fileno())
         if digest.hexdigest() != copy.sha256:
             raise BackupCorrupt(
-                f"The copy of {name} in {describe_storage()} is damaged: its sha256 is {digest.hexdigest()} "
-                f"but the metadata recorded {copy.sha256}."
+                _("The copy of %(name)s in %(storage)s is damaged: its sha256 is %(found)s but the metadata recorded %(expected)s.")
+                % {"name": name, "storage": describe_storage(), "found": digest.hexdigest(), "expected": copy.sha256}
             )
         target = directory / name
         write_metadata(target, dict(copy.metadata or {}, fetched_from=ops_settings.BACKUP_STORAGE))
@@ -270,7 +279,7 @@ def fetch(name: str, directory: Path) -> Path:
     except BackupError:
         raise
     except Exception as error:
-        raise _failure(f"fetch {name} from", error) from None
+        raise _failure(_("Could not fetch %(name)s from %(storage)s: %(error)s"), error, name=name) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)

@@ -129,3 +129,21 @@ def test_record_page_shows_the_error_once_and_walks_to_its_neighbours(operator_p
     page.get_by_role("link", name="Previous record").click()
     assert page.locator(".do-badge").first.inner_text() == "↺ rolled back"
     page.context.close()
+
+
+def test_the_dashboard_and_the_record_list_in_spanish_read_spanish_and_fit_1280_px(operator_page, settings):
+    settings.LANGUAGE_CODE = "es"
+    url, _records, open_page = operator_page
+    page = open_page()
+    page.goto(f"{url}/admin/deploy_ops/deliverydashboard/?days=7")
+    metrics = page.locator("#do-metrics")
+    assert metrics.get_by_role("row", name="Tasa de fallos de cambios").inner_text().split("\t")[1].strip() == "75 % (3 de 4)"
+    assert page.get_by_role("img", name="Historial de despliegues por resultado").is_visible()
+    assert fits_the_width(page)
+    page.screenshot(path=ARTIFACTS / "dashboard-es.png", full_page=True)
+    page.goto(f"{url}/admin/deploy_ops/deploymentrecord/")
+    # The record list's own link (the admin's sidebar names the dashboard's model too, now in Spanish).
+    assert page.locator("#content-main").get_by_role("link", name="Panel de entregas").is_visible()
+    assert fits_the_width(page)
+    page.screenshot(path=ARTIFACTS / "record-list-es.png", full_page=True)
+    page.context.close()

@@ -177,7 +177,7 @@ def test_slack_gives_up_at_once_when_retry_after_would_overrun_the_timeout(faile
     slack = by_channel(send(build_event(Level.SUCCESS, failed_record)))["slack"]
     assert time.monotonic() - started < 1.5
     assert (slack.ok, slack.attempts) == (False, 1)
-    assert slack.error == "Slack answered 429 (rate limited); gave up after 1 attempts to stay within the 2s TIMEOUT."
+    assert slack.error == "Slack answered 429 (rate limited); gave up after 1 attempt to stay within the 2s TIMEOUT."
     assert len(http_receiver.requests) == 1
 
 
@@ -412,12 +412,12 @@ def test_notify_test_prints_each_channel_and_exits_2_when_one_failed(settings, o
     configure(settings, {"BACKEND": WEBHOOK, "URL": http_receiver.url + "/hook"}, {"BACKEND": SLACK, "WEBHOOK_URL": refused_url, "RETRIES": 0, "MIN_LEVEL": "ERROR"})
     call_command("notify", "--test", "--level", "info")
     output = capsys.readouterr().out
-    assert "log: ok (1 attempt(s)" in output and "webhook: ok (1 attempt(s)" in output
+    assert "log: ok (1 attempt," in output and "webhook: ok (1 attempt," in output
     assert "slack: skipped (below MIN_LEVEL ERROR)" in output
-    with pytest.raises(CommandError, match="1 notification channel\\(s\\) failed: slack.") as failed:
+    with pytest.raises(CommandError, match="1 notification channel failed: slack.") as failed:
         call_command("notify", "--test", "--level", "ERROR")
     assert failed.value.returncode == 2
-    assert "slack: FAILED after 1 attempt(s): could not reach Slack" in capsys.readouterr().out
+    assert "slack: FAILED after 1 attempt: could not reach Slack" in capsys.readouterr().out
 
 
 def test_notify_without_test_says_what_to_do(ops_dirs):

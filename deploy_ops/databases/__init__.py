@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
@@ -150,14 +151,15 @@ def engine_for(alias: str) -> DatabaseEngine:
     databases = settings.DATABASES
     if alias not in databases:
         raise ConfigurationError(
-            f"settings.DATABASES has no alias {alias!r} (it has {', '.join(map(repr, databases)) or 'none'}); "
-            "pass --database or set DEPLOY_OPS['BACKUP_DATABASE']."
+            _("settings.DATABASES has no alias %(alias)r (it has %(aliases)s); pass --database or set DEPLOY_OPS['BACKUP_DATABASE'].")
+            % {"alias": alias, "aliases": ", ".join(map(repr, databases)) or _("none")}
         )
     settings_dict = databases[alias]
     vendor = vendor_of(settings_dict)
     if vendor is None:
         raise ConfigurationError(
-            f"DATABASES[{alias!r}] uses {settings_dict.get('ENGINE')!r}; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite."
+            _("DATABASES[%(alias)r] uses %(engine)r; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite.")
+            % {"alias": alias, "engine": settings_dict.get("ENGINE")}
         )
     return import_string(VENDORS[vendor].engine_class)(alias, settings_dict)
 

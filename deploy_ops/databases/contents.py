@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from django.utils.translation import gettext as _
+
 from ..runner import Command, run
 from . import DatabaseEngine, in_service
 from .sqlite import sqlite_live_tables
@@ -236,9 +238,11 @@ def missing_from(found: Tables, live: LiveTables) -> list[str]:
     emptied = [name for name, has_rows in live.items() if has_rows and found.get(name) == 0]
     problems = []
     if absent:
-        problems.append(f"{len(absent)} table(s) of the database are not in it: {_listed(absent)}")
+        problems.append(_("%(count)s table(s) of the database are not in it: %(tables)s") % {"count": len(absent), "tables": _listed(absent)})
     if emptied:
-        problems.append(f"{len(emptied)} table(s) have rows in the database but none in it: {_listed(emptied)}")
+        problems.append(
+            _("%(count)s table(s) have rows in the database but none in it: %(tables)s") % {"count": len(emptied), "tables": _listed(emptied)}
+        )
     return problems
 
 
@@ -248,17 +252,21 @@ def differences(found: Tables, recorded: Tables) -> list[str]:
     absent = [name for name in recorded if name not in found]
     extra = [name for name in found if name not in recorded]
     changed = [
-        f"{name} ({found[name]} rows, recorded {recorded[name]})" for name in recorded if name in found and found[name] != recorded[name]
+        _("%(table)s (%(found)s rows, recorded %(recorded)s)") % {"table": name, "found": found[name], "recorded": recorded[name]}
+        for name in recorded
+        if name in found and found[name] != recorded[name]
     ]
     if absent:
-        problems.append(f"recorded table(s) missing: {_listed(absent)}")
+        problems.append(_("recorded table(s) missing: %(tables)s") % {"tables": _listed(absent)})
     if extra:
-        problems.append(f"table(s) not recorded: {_listed(extra)}")
+        problems.append(_("table(s) not recorded: %(tables)s") % {"tables": _listed(extra)})
     if changed:
-        problems.append(f"row counts differ: {_listed(changed)}")
+        problems.append(_("row counts differ: %(tables)s") % {"tables": _listed(changed)})
     return problems
 
 
 def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:_SHOWN])
-    return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+    if len(names) <= _SHOWN:
+        return shown
+    return _("%(tables)s and %(count)s more") % {"tables": shown, "count": len(names) - _SHOWN}

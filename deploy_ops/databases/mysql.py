@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.db.backends.mysql.client import DatabaseClient
+from django.utils.translation import gettext as _
 
 from ..compression import CHUNK
 from ..exceptions import CommandFailed, DeployOpsError, RestoreRefused, RestoreUndoFailed
@@ -230,7 +231,8 @@ class MySQLEngine(DatabaseEngine):
     def restore_blockers(self) -> list[str]:
         database = self.database_name
         blockers = [
-            f"a foreign key from {reference} would stay on the replaced table (a restore swaps the tables of {database!r})"
+            _("a foreign key from %(reference)s would stay on the replaced table (a restore swaps the tables of %(database)r)")
+            % {"reference": reference, "database": database}
             for reference in self._query(_foreign_keys_from_elsewhere_sql(database))
         ]
         try:
@@ -238,15 +240,18 @@ class MySQLEngine(DatabaseEngine):
         except RestoreRefused as unreadable:
             return [*blockers, str(unreadable)]
         blockers += [
-            f"the definition of {stored} is hidden from this database user, so it could not be recreated"
+            _("the definition of %(object)s is hidden from this database user, so it could not be recreated") % {"object": stored}
             for stored in stored_objects
             if stored.create is None
         ]
         if stored_objects:
             user, any_definer = self._query(_ANY_DEFINER_SQL)[0].split("\t")
             blockers += [
-                f"{stored} is defined by {stored.definer}, and {user} may not create objects for another definer "
-                "(it needs the SET USER or SUPER privilege), so it could not be recreated"
+                _(
+                    "%(object)s is defined by %(definer)s, and %(user)s may not create objects for another definer "
+                    "(it needs the SET USER or SUPER privilege), so it could not be recreated"
+                )
+                % {"object": stored, "definer": stored.definer, "user": user}
                 for stored in stored_objects
                 if stored.definer != user and any_definer == "0"
             ]
@@ -263,12 +268,11 @@ class MySQLEngine(DatabaseEngine):
             shown = self._query(shows, database)
         except CommandFailed as error:
             server_said = [line for line in error.stderr_tail.splitlines() if line.startswith("ERROR")][-1:]
-            raise RestoreRefused(
-                f"the definitions of the views, triggers, routines and events in {database!r} cannot be read by this database user "
+            unreadable = _(
+                "the definitions of the views, triggers, routines and events in %(database)r cannot be read by this database user "
                 "(it needs SHOW VIEW, TRIGGER, EVENT and the routines' privileges, as ALL on the database gives)"
-                f"{': ' if server_said else ''}"
-                f"{''.join(server_said)}"
-            ) from None
+            ) % {"database": database}
+            raise RestoreRefused(unreadable + (f": {server_said[0]}" if server_said else "")) from None
         rows = [[_unescape(field) for field in row.split("\t")] for row in shown]
         stored = []
         for (kind, name, definer), row in zip(found, rows, strict=True):
@@ -314,12 +318,17 @@ class MySQLEngine(DatabaseEngine):
             try:
                 current_objects, restored_objects = self._stored_objects(database), self._stored_objects(scratch)
             except RestoreRefused as unreadable:
-                raise RestoreRefused(f"The restore of {database!r} was refused and nothing changed: {unreadable}.") from None
+                raise RestoreRefused(
+                    _("The restore of %(database)r was refused and nothing changed: %(problem)s.") % {"database": database, "problem": unreadable}
+                ) from None
             hidden = sorted({str(stored) for stored in current_objects + restored_objects if stored.create is None})
             if hidden:
                 raise RestoreRefused(
-                    f"The restore of {database!r} was refused and nothing changed: the definitions of {', '.join(hidden)} "
-                    "are hidden from this database user, so they could not be recreated (see docs/BACKUPS.md)."
+                    _(
+                        "The restore of %(database)r was refused and nothing changed: the definitions of %(objects)s "
+                        "are hidden from this database user, so they could not be recreated (see docs/BACKUPS.md)."
+                    )
+                    % {"database": database, "objects": ", ".join(hidden)}
                 )
             current, restored = self._query(_tables_sql(database)), self._query(_tables_sql(scratch))
             self._query(f"CREATE DATABASE {quote_name(trash)}")
@@ -356,16 +365,28 @@ class MySQLEngine(DatabaseEngine):
                     swapped = False
                 self._create_objects(database, current_objects)
             except DeployOpsError as undo_error:
-                tables = (
-                    f"The tables as they were are in the database {trash!r}, the restored ones in {database!r}"
-                    if swapped
-                    else f"The tables of {database!r} are as they were"
-                )
-                missing = f"; {', '.join(map(str, current_objects))} may be missing" if current_objects else ""
-                raise RestoreUndoFailed(
-                    f"The restore of {database!r} failed ({error}), and undoing it failed too ({undo_error}). {tables}{missing}. "
-                    f"The scratch databases {scratch!r} and {trash!r} were kept. "
-                    'Restore the safety backup by hand (docs/RUNBOOK.md, "Restoring a backup by hand").'
-                ) from error
+                values = {
+                    "database": database,
+                    "trash": trash,
+                    "scratch": scratch,
+                    "objects": ", ".join(map(str, current_objects)),
+                    "error": error,
+                    "undo_error": undo_error,
+                }
+                if swapped and current_objects:
+                    tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r; %(objects)s may be missing.")
+                elif swapped:
+                    tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r.")
+                elif current_objects:
+                    tables = _("The tables of %(database)r are as they were; %(objects)s may be missing.")
+                else:
+                    tables = _("The tables of %(database)r are as they were.")
+                sentences = [
+                    _("The restore of %(database)r failed (%(error)s), and undoing it failed too (%(undo_error)s).") % values,
+                    tables % values,
+                    _("The scratch databases %(scratch)r and %(trash)r were kept.") % values,
+                    _('Restore the safety backup by hand (docs/RUNBOOK.md, "Restoring a backup by hand").'),
+                ]
+                raise RestoreUndoFailed(" ".join(sentences)) from error
             logger.warning("the restore of %r failed after the first change and was undone: %s", database, error)
             raise

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from django.utils.translation import gettext as _
+
 from ..compression import CHUNK, CorruptStream
 from ..exceptions import BackupError, ConfigurationError
 from . import SQLITE_HEADER, DatabaseEngine
@@ -68,14 +70,14 @@ def check_database_file(path: Path) -> None:
     """Raise CorruptStream unless ``path`` is an SQLite database that passes integrity_check."""
     with open(path, "rb") as file:
         if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-            raise CorruptStream("it is not an SQLite database (the file header is wrong)")
+            raise CorruptStream(_("it is not an SQLite database (the file header is wrong)"))
     try:
         with contextlib.closing(sqlite3.connect(read_only_uri(path), uri=True)) as connection:
             result = [row[0] for row in connection.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as error:
-        raise CorruptStream(f"SQLite cannot read it ({error})") from None
+        raise CorruptStream(_("SQLite cannot read it (%(error)s)") % {"error": error}) from None
     if result != ["ok"]:
-        raise CorruptStream(f"SQLite's integrity_check failed: {'; '.join(result[:3])}")
+        raise CorruptStream(_("SQLite's integrity_check failed: %(problems)s") % {"problems": "; ".join(result[:3])})
 
 
 @contextlib.contextmanager
@@ -99,12 +101,14 @@ class SQLiteEngine(DatabaseEngine):
     def path(self) -> Path:
         name = self.database_name
         if not name or name == ":memory:" or "mode=memory" in name:
-            raise ConfigurationError(f"DATABASES[{self.alias!r}] is an in-memory SQLite database; there is nothing on disk to back up.")
+            raise ConfigurationError(
+                _("DATABASES[%(alias)r] is an in-memory SQLite database; there is nothing on disk to back up.") % {"alias": self.alias}
+            )
         if name.startswith("file:"):
             # Its query could say anything (another vfs, immutable=1); a path means one file.
             raise ConfigurationError(
-                f"DATABASES[{self.alias!r}]['NAME'] is an SQLite URI ({name.split('?')[0]}…); "
-                "give deploy_ops the plain path of the database file."
+                _("DATABASES[%(alias)r]['NAME'] is an SQLite URI (%(uri)s…); give deploy_ops the plain path of the database file.")
+                % {"alias": self.alias, "uri": name.split("?")[0]}
             )
         return Path(name)
 
@@ -114,7 +118,9 @@ class SQLiteEngine(DatabaseEngine):
     def dump(self, out: BinaryIO) -> None:
         source_path = self.path
         if not source_path.exists():
-            raise BackupError(f"The SQLite database {source_path} does not exist; check DATABASES[{self.alias!r}]['NAME'].")
+            raise BackupError(
+                _("The SQLite database %(path)s does not exist; check DATABASES[%(alias)r]['NAME'].") % {"path": source_path, "alias": self.alias}
+            )
         # The snapshot is taken beside the database: that disk holds a database this size already.
         with _temporary_file(source_path.parent) as snapshot:
             with contextlib.closing(sqlite3.connect(read_only_uri(source_path), uri=True, timeout=LOCK_TIMEOUT)) as source:

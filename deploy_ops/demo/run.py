@@ -1,11 +1,12 @@
 """The demo: deploy_ops deploys a good release, rolls back a broken one, and shows its records.
 
-    python -m deploy_ops.demo.run [--keep] [--dir PATH]
+    python -m deploy_ops.demo.run [--keep] [--dir PATH] [--lang es]
 
 Everything happens in a throwaway sandbox (a new temporary folder, or --dir): a bare git origin
 holding the sample site, a developer's clone that commits releases, and a "production" checkout
 served by ``runserver`` under servectl (the commands runtime) on SQLite.  The web process is
-always stopped at the end; the sandbox is removed unless --keep is given.
+always stopped at the end; the sandbox is removed unless --keep is given. ``--lang es`` tells the
+story, and runs the site and deploy_ops's commands, in Spanish.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import django
+from django.conf import settings as django_settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+
 from . import WEB_LOGFILE, copy_site, deploy_ops_environment, deploy_ops_source, servectl_commands, write_dotenv
 
 BRANCH = "main"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Variables of the caller that would override the sandbox's .env (the site reads .env with setdefault).
-_CALLER_ONLY = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EXTRA_PYTHONPATH", "WEB_PORT")
+_CALLER_ONLY = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EXTRA_PYTHONPATH", "WEB_PORT", "LANGUAGE_CODE")
 
 # Release 3's breakers (as in tests/fixtures/sample_site.py): a migration that rewrites every
 # note, so only a database restore brings the texts back, and a /health/ that answers 500.
@@ -51,6 +57,16 @@ HEALTH_FAIL = True
 COLLECTSTATIC_FAIL = False
 '''
 NOTES = ["Buy milk", "Call the plumber", "Water the plants"]
+LANGUAGES = ("en", "es")
+
+
+def speak(language: str) -> None:
+    """The demo's own sentences in ``language``: Django's translation machinery, with no project around it."""
+    if not django_settings.configured:
+        locale = Path(__file__).resolve().parent.parent / "locale"
+        django_settings.configure(USE_I18N=True, LANGUAGE_CODE=language, LOCALE_PATHS=[locale], INSTALLED_APPS=[])
+        django.setup()
+    translation.activate(language)
 
 
 def free_port() -> int:
@@ -76,8 +92,9 @@ def indented(text: str) -> None:
 class Sandbox:
     """The origin, the developer's clone and the production checkout, under ``root``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, language: str = "en"):
         self.root = root
+        self.language = language
         self.origin = root / "origin.git"
         self.work = root / "developer"
         self.production = root / "production"
@@ -124,6 +141,7 @@ class Sandbox:
             "WEB_PORT": str(self.web_port),
             "DATABASE_URL": "sqlite:///db.sqlite3",
             "EXTRA_PYTHONPATH": deploy_ops_source(),
+            "LANGUAGE_CODE": self.language,
             **deploy_ops_environment(settings),
         })
 
@@ -153,7 +171,9 @@ class Sandbox:
     def serving(self) -> str:
         """What the site's front page says, on one line ("release 2, notes 3")."""
         status, body = self.get("/")
-        return ", ".join(body.split("\n")[:2]) if status == 200 else f"nothing good (HTTP {status}: {body.strip()[:80]})"
+        if status == 200:
+            return ", ".join(body.split("\n")[:2])
+        return _("nothing good (HTTP %(status)s: %(body)s)") % {"status": status, "body": body.strip()[:80]}
 
     def wait_until_serving(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -185,60 +205,71 @@ def deploy(sandbox: Sandbox) -> subprocess.CompletedProcess:
     started = time.monotonic()
     finished = sandbox.manage("deploy", "--noinput", check=False)
     indented(operator_output(finished))
-    say(f"exit code {finished.returncode} after {time.monotonic() - started:.1f}s")
+    say(_("exit code %(code)s after %(seconds).1fs") % {"code": finished.returncode, "seconds": time.monotonic() - started})
     return finished
 
 
 def story(sandbox: Sandbox) -> bool:
     """The three acts; True when each turned out as the demo says it should."""
-    heading("Setting the stage: release 1 in production")
+    heading(_("Setting the stage: release 1 in production"))
     sandbox.build()
-    say(f"Sandbox:             {sandbox.root}")
-    say(f"git origin:          {sandbox.origin}")
-    say(f"production checkout: {sandbox.production}  (SQLite, runserver under servectl)")
+    say(_("Sandbox: %(path)s") % {"path": sandbox.root})
+    say(_("git origin: %(path)s") % {"path": sandbox.origin})
+    say(_("production checkout: %(path)s (SQLite, runserver under servectl)") % {"path": sandbox.production})
     sandbox.manage("migrate", "--verbosity", "0")
     create = "from notes.models import Note; " + "; ".join(f"Note.objects.create(text={text!r})" for text in NOTES)
     sandbox.manage("shell", "--verbosity", "0", "-c", create)
     sandbox.run(sandbox.commands["start"], sandbox.production)
     sandbox.wait_until_serving()
-    say(f"Production is at:    {sandbox.head()}")
-    say(f"{sandbox.url()} serves: {sandbox.serving()}")
-    say(f"Notes in the database: {sandbox.notes()}")
+    say(_("Production is at: %(commit)s") % {"commit": sandbox.head()})
+    say(_("%(url)s serves: %(page)s") % {"url": sandbox.url(), "page": sandbox.serving()})
+    say(_("Notes in the database: %(notes)s") % {"notes": sandbox.notes()})
 
-    heading("Act 1: a good release deploys")
+    heading(_("Act 1: a good release deploys"))
     sandbox.commit({"site_release.txt": "2\n"}, "Release 2")
-    say("A developer commits release 2 and pushes it. In production:")
+    say(_("A developer commits release 2 and pushes it. In production:"))
     first = deploy(sandbox)
     act_1 = first.returncode == 0 and sandbox.serving().startswith("release 2")
-    say(f"Deployed release 2: production is at {sandbox.head()} and serves {sandbox.serving()}." if act_1 else "Release 2 did NOT deploy as expected.")
+    if act_1:
+        say(_("Deployed release 2: production is at %(commit)s and serves %(page)s.") % {"commit": sandbox.head(), "page": sandbox.serving()})
+    else:
+        say(_("Release 2 did NOT deploy as expected."))
 
-    heading("Act 2: a broken release is rolled back by itself")
+    heading(_("Act 2: a broken release is rolled back by itself"))
     sandbox.commit({"notes/migrations/0002_overwrite_notes.py": DATA_CHANGING_MIGRATION, "sitecfg/flags.py": UNHEALTHY_FLAGS, "site_release.txt": "3\n"},
                    "Release 3: rewrites every note and fails its health check")
-    say("Release 3 has a migration that overwrites every note's text, and a /health/ that answers 500.")
-    say("deploy backs up the database first, migrates, and then the health check fails:")
+    say(_("Release 3 has a migration that overwrites every note's text, and a /health/ that answers 500."))
+    say(_("deploy backs up the database first, migrates, and then the health check fails:"))
     notes_before = sandbox.notes()
     second = deploy(sandbox)
     notes_after = sandbox.notes()
     restored = notes_after == notes_before
     act_2 = second.returncode == 1 and restored and sandbox.serving().startswith("release 2")
-    say("Exit code 1: the deploy failed and was rolled back." if second.returncode == 1 else f"Unexpected exit code {second.returncode}.")
-    say(f"Database restored: notes are {notes_after} ({'unchanged' if restored else 'CHANGED'}).")
-    say(f"Production is back at {sandbox.head()} and serves {sandbox.serving()}.")
+    if second.returncode == 1:
+        say(_("Exit code 1: the deploy failed and was rolled back."))
+    else:
+        say(_("Unexpected exit code %(code)s.") % {"code": second.returncode})
+    if restored:
+        say(_("Database restored: notes are %(notes)s (unchanged).") % {"notes": notes_after})
+    else:
+        say(_("Database NOT restored: notes are %(notes)s (CHANGED).") % {"notes": notes_after})
+    say(_("Production is back at %(commit)s and serves %(page)s.") % {"commit": sandbox.head(), "page": sandbox.serving()})
 
-    heading("Act 3: what the operator sees afterwards")
+    heading(_("Act 3: what the operator sees afterwards"))
     for arguments in (("rollback", "--status"), ("rollback", "--list-commits")):
         say(f"$ python manage.py {' '.join(arguments)}")
         looked = sandbox.manage(*arguments, check=False)
         indented(operator_output(looked))
-    say("Every deploy is journalled in production/logs/deployments.jsonl and in the DeploymentRecord table (the admin).")
+    say(_("Every deploy is journalled in production/logs/deployments.jsonl and in the DeploymentRecord table (the admin)."))
 
-    heading("Summary")
-    say(f"- Release 2 deployed: {'yes' if act_1 else 'NO'}.")
-    say(f"- Release 3 failed its health check and was rolled back automatically: {'yes' if act_2 else 'NO'}")
-    say(f"  (database restored from the pre-deploy backup: {'yes' if restored else 'NO'}; release 2 serving again: "
-        f"{'yes' if sandbox.serving().startswith('release 2') else 'NO'}).")
-    say("- `rollback --status` and the history above show both deploys.")
+    heading(_("Summary"))
+    answer = {True: _("yes"), False: _("NO")}
+    say(_("- Release 2 deployed: %(answer)s.") % {"answer": answer[act_1]})
+    say(_("- Release 3 failed its health check and was rolled back automatically: %(answer)s") % {"answer": answer[act_2]})
+    say(_("  (database restored from the pre-deploy backup: %(restored)s; release 2 serving again: %(serving)s).") % {
+        "restored": answer[restored], "serving": answer[sandbox.serving().startswith("release 2")],
+    })
+    say(_("- `rollback --status` and the history above show both deploys."))
     return act_1 and act_2
 
 
@@ -246,22 +277,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bin/demo", description=textwrap.dedent(__doc__).strip().splitlines()[0])
     parser.add_argument("--dir", type=Path, help="Build the sandbox here (a folder that does not exist yet, or is empty).")
     parser.add_argument("--keep", action="store_true", help="Leave the sandbox in place afterwards, to look around.")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="The language of the story and of the commands (en or es).")
     options = parser.parse_args(argv)
+    speak(options.lang)
     sys.dont_write_bytecode = True  # nothing outside the sandbox, not even __pycache__
     if options.dir and options.dir.exists() and any(options.dir.iterdir()):
         parser.error(f"{options.dir} is not empty; give a new or empty folder.")
     root = options.dir.resolve() if options.dir else Path(tempfile.mkdtemp(prefix="deploy_ops_demo_"))
-    sandbox = Sandbox(root)
+    sandbox = Sandbox(root, options.lang)
     try:
         good = story(sandbox)
     finally:
         sandbox.stop()
         if options.keep:
-            say(f"\nThe web process was stopped; the sandbox is kept in {root} (try `python manage.py rollback --status` in production/).")
+            say("\n" + _("The web process was stopped; the sandbox is kept in %(path)s (try `python manage.py rollback --status` in production/).")
+                % {"path": root})
         else:
             shutil.rmtree(root, ignore_errors=True)
-            say(f"\nThe web process was stopped and the sandbox {root} removed.")
-    say("The demo went as told." if good else "The demo did NOT go as told: see above.")
+            say("\n" + _("The web process was stopped and the sandbox %(path)s removed.") % {"path": root})
+    say(_("The demo went as told.") if good else _("The demo did NOT go as told: see above."))
     return 0 if good else 1
 
 

@@ -35,6 +35,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
 from git.refs.symbolic import SymbolicReference
 from health_check.base import HealthCheck, HealthCheckResult
 from health_check.checks import Database
@@ -55,13 +56,14 @@ Status = DeploymentRecord.Status
 def _short_reason(error: DeployOpsError) -> str:
     # A CommandFailed message holds the command line and its output: only its outcome is shown.
     if isinstance(error, CommandFailed):
-        return "its command timed out" if error.timed_out else f"its command exited with code {error.returncode}"
+        return _("its command timed out") if error.timed_out else _("its command exited with code %(code)s") % {"code": error.returncode}
     return type(error).__name__
 
 
 def _database_problem(what: str, alias: str, error: DatabaseError) -> ServiceUnavailable:
+    """``what``: a translated sentence with %(alias)r and %(error)s."""
     # Only the error's class: a driver's message may quote connection details.
-    return ServiceUnavailable(f"{what} could not be read from database {alias!r} ({type(error).__name__}).")
+    return ServiceUnavailable(what % {"alias": alias, "error": type(error).__name__})
 
 
 @dataclasses.dataclass
@@ -80,13 +82,15 @@ class ServicesRunning(HealthCheck):
         except ToolMissing as error:
             # Typical inside the web container, which has no Docker CLI: the site still serves.
             raise ServiceWarning(
-                f"The services cannot be inspected from here: {Path(error.executable).name!r} is not installed. "
-                "ServicesRunning belongs in DEPLOY_OPS['HOST_HEALTH_CHECKS'], which the host runs, not in HEALTH_CHECKS."
+                _(
+                    "The services cannot be inspected from here: %(tool)r is not installed. "
+                    "ServicesRunning belongs in DEPLOY_OPS['HOST_HEALTH_CHECKS'], which the host runs, not in HEALTH_CHECKS."
+                ) % {"tool": Path(error.executable).name}
             ) from None
         except DeployOpsError as error:
             logger.warning("ServicesRunning: the service runtime could not list the services: %s", error)
             raise ServiceUnavailable(
-                f"The service runtime could not list the services ({_short_reason(error)}); the server's log has the details."
+                _("The service runtime could not list the services (%(reason)s); the server's log has the details.") % {"reason": _short_reason(error)}
             ) from None
         problems = [_describe_service(state) for state in states if not state.ok]
         if problems:
@@ -95,14 +99,17 @@ class ServicesRunning(HealthCheck):
 
 def _describe_service(state) -> str:
     # Not state.detail: under the commands runtime it is the check step's captured output.
+    # The states and health words are the runtime's own (Docker's "exited", "unhealthy"), left as they are.
+    values = {"name": state.name, "state": state.state, "code": state.exit_code, "health": state.health}
     if state.state == "missing":
-        return f"Service {state.name!r} is missing: no container was created for it."
+        return _("Service %(name)r is missing: no container was created for it.") % values
     if state.state != "running":
-        code = f" (exit code {state.exit_code})" if state.exit_code is not None else ""
-        return f"Service {state.name!r} is {state.state}, not running{code}."
+        if state.exit_code is not None:
+            return _("Service %(name)r is %(state)s, not running (exit code %(code)s).") % values
+        return _("Service %(name)r is %(state)s, not running.") % values
     if state.health == "starting":
-        return f"Service {state.name!r} is running but its healthcheck has not passed yet (starting)."
-    return f"Service {state.name!r} is running but its healthcheck reports {state.health}."
+        return _("Service %(name)r is running but its healthcheck has not passed yet (starting).") % values
+    return _("Service %(name)r is running but its healthcheck reports %(health)s.") % values
 
 
 @dataclasses.dataclass
@@ -118,15 +125,18 @@ class MigrationsApplied(HealthCheck):
         try:
             names = pending_migrations(self.alias)
         except DatabaseError as error:
-            raise _database_problem("The migration state", self.alias, error) from None
+            raise _database_problem(_("The migration state could not be read from database %(alias)r (%(error)s)."), self.alias, error) from None
         if names:
             # A contract step (after-switch) runs once the old release is gone: the release works before it.
             waiting = waiting_for_switch(names, self.alias)
             names = [name for name in names if name not in waiting]
         if names:
-            shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+            shown = ", ".join(names[:10])
+            if len(names) > 10:
+                shown = _("%(names)s and %(count)d more") % {"names": shown, "count": len(names) - 10}
             raise ServiceUnavailable(
-                f"{len(names)} migration(s) not applied to database {self.alias!r}: {shown}. Run `manage.py migrate`."
+                _("%(count)d migration(s) not applied to database %(alias)r: %(names)s. Run `manage.py migrate`.")
+                % {"count": len(names), "alias": self.alias, "names": shown}
             )
 
 
@@ -189,44 +199,70 @@ class LastDeployment(HealthCheck):
         try:
             record = latest_deployment()
         except DatabaseError as error:
-            raise _database_problem("The deployment records", "default", error) from None
+            raise _database_problem(_("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error) from None
         if record is None:
             return
-        what = f"The last {record.kind} (to {record.to_commit[:12] or record.requested_ref or 'an unknown commit'}, started {record.started_at:%Y-%m-%d %H:%M} UTC)"
-        stage = f" at stage {record.failed_stage!r}" if record.failed_stage else ""
+        values = {
+            "what": _last_run(record),
+            # A phrase the sentences below put after their verb ("failed at stage 'migrate'").
+            "stage": _(" at stage %(stage)r") % {"stage": record.failed_stage} if record.failed_stage else "",
+        }
         status = record.status
         if status == Status.ROLLBACK_FAILED:
             raise ServiceUnavailable(
-                f"{what} failed{stage} and its rollback failed too: the site may run a half-updated release. "
-                "A human is needed: see `manage.py rollback --status`."
+                _(
+                    "%(what)s failed%(stage)s and its rollback failed too: the site may run a half-updated release. "
+                    "A human is needed: see `manage.py rollback --status`."
+                ) % values
             )
         if status == Status.FAILED and record.kind == DeploymentRecord.Kind.ROLLBACK:
-            raise ServiceUnavailable(f"{what} failed{stage}: the site may run a half-restored release. See `manage.py rollback --status`.")
+            raise ServiceUnavailable(_("%(what)s failed%(stage)s: the site may run a half-restored release. See `manage.py rollback --status`.") % values)
         if status == Status.FAILED:
-            raise ServiceUnavailable(f"{what} failed{stage} and was not rolled back. See `manage.py rollback --status`.")
+            raise ServiceUnavailable(_("%(what)s failed%(stage)s and was not rolled back. See `manage.py rollback --status`.") % values)
         if status == Status.INTERRUPTED:
             raise ServiceUnavailable(
-                f"{what} was interrupted{stage} (its process died): the site may run a half-updated release. "
-                "See `manage.py rollback --status`."
+                _(
+                    "%(what)s was interrupted%(stage)s (its process died): the site may run a half-updated release. "
+                    "See `manage.py rollback --status`."
+                ) % values
             )
         if status == Status.RUNNING:
             minutes = (timezone.now() - record.started_at).total_seconds() / 60
             limit = ops_settings.DEPLOY_STUCK_MINUTES
             if minutes > limit:
                 raise ServiceUnavailable(
-                    f"{what} is stuck: still running after {minutes:.0f} minutes (limit {limit}). "
-                    f"Check process {record.pid} on {record.host or 'the host'}, then `manage.py rollback --status`."
+                    _(
+                        "%(what)s is stuck: still running after %(minutes).0f minutes (limit %(limit)s). "
+                        "Check process %(pid)s on %(host)s, then `manage.py rollback --status`."
+                    ) % {**values, "minutes": minutes, "limit": limit, "pid": record.pid, "host": record.host or _("the host")}
                 )
             return
         if status == Status.ROLLBACK_UNVERIFIED:
             # This check runs inside the site, so the site answers: the health URL itself is what failed.
             raise ServiceWarning(
-                f"{what} failed{stage}; its rollback ran every step but HEALTH_CHECK_URL never answered to verify it. "
-                "Check DEPLOY_OPS['HEALTH_CHECK_URL']."
+                _(
+                    "%(what)s failed%(stage)s; its rollback ran every step but HEALTH_CHECK_URL never answered to verify it. "
+                    "Check DEPLOY_OPS['HEALTH_CHECK_URL']."
+                ) % values
             )
         if status == Status.ROLLED_BACK:
-            back_to = f" to {record.from_commit[:12]}" if record.from_commit else ""
-            raise ServiceWarning(f"{what} failed{stage} and was rolled back{back_to}; the previous release is serving.")
+            if record.from_commit:
+                raise ServiceWarning(
+                    _("%(what)s failed%(stage)s and was rolled back to %(commit)s; the previous release is serving.")
+                    % {**values, "commit": record.from_commit[:12]}
+                )
+            raise ServiceWarning(_("%(what)s failed%(stage)s and was rolled back; the previous release is serving.") % values)
+
+
+def _last_run(record: DeploymentRecord) -> str:
+    """The subject of LastDeployment's sentences: "The last deploy (to abc123, started 2026-01-09 12:00 UTC)"."""
+    values = {
+        "target": record.to_commit[:12] or record.requested_ref or _("an unknown commit"),
+        "started": f"{record.started_at:%Y-%m-%d %H:%M}",
+    }
+    if record.kind == DeploymentRecord.Kind.ROLLBACK:
+        return _("The last rollback (to %(target)s, started %(started)s UTC)") % values
+    return _("The last deploy (to %(target)s, started %(started)s UTC)") % values
 
 
 @dataclasses.dataclass
@@ -241,22 +277,25 @@ class BackupFreshness(HealthCheck):
 
         backups = list_backups()
         if not backups:
-            raise ServiceUnavailable("There is no backup in BACKUP_DIR. Make one with `manage.py backups create`.")
+            raise ServiceUnavailable(_("There is no backup in BACKUP_DIR. Make one with `manage.py backups create`."))
         verified = [backup for backup in backups if backup.verified]
         # verified=False means verification failed: such a backup never counts as fresh.
         unchecked = [backup for backup in backups if backup.verified is None]
         candidates = verified or unchecked
         if not candidates:
-            raise ServiceUnavailable("Every backup failed verification. Make a new one with `manage.py backups create`.")
+            raise ServiceUnavailable(_("Every backup failed verification. Make a new one with `manage.py backups create`."))
         newest = max(candidates, key=lambda backup: backup.created_at)
         limit = ops_settings.BACKUP_MAX_AGE_HOURS if self.max_age_hours is None else self.max_age_hours
         hours = (timezone.now() - newest.created_at).total_seconds() / 3600
         if hours > limit:
-            kind = "verified" if verified else "(unverified)"
-            raise ServiceUnavailable(
-                f"The newest {kind} backup, {newest.name}, is {hours:.1f} hours old (limit {limit:g}). "
-                "Check the backup schedule (`manage.py backups create`)."
-            )
+            values = {"name": newest.name, "hours": hours, "limit": f"{limit:g}"}
+            if verified:
+                message = _("The newest verified backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
+                            "Check the backup schedule (`manage.py backups create`).")
+            else:
+                message = _("The newest (unverified) backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
+                            "Check the backup schedule (`manage.py backups create`).")
+            raise ServiceUnavailable(message % values)
         if ops_settings.BACKUP_STORAGE:
             _check_off_host_copy(backups, limit)
 
@@ -269,15 +308,20 @@ def _check_off_host_copy(backups, limit: float) -> None:
     """
     copied = [backup for backup in backups if ((backup.metadata or {}).get("off_host") or {}).get("ok")]
     if not copied:
-        raise ServiceWarning(f"No backup has been copied off the host to the storage {ops_settings.BACKUP_STORAGE!r} yet; see the backups' off_host errors.")
+        raise ServiceWarning(
+            _("No backup has been copied off the host to the storage %(storage)r yet; see the backups' off_host errors.")
+            % {"storage": ops_settings.BACKUP_STORAGE}
+        )
     newest = max(copied, key=lambda backup: backup.created_at)
     hours = (timezone.now() - newest.created_at).total_seconds() / 3600
     if hours > limit:
         failed = next((backup for backup in backups if ((backup.metadata or {}).get("off_host") or {}).get("error")), None)
-        why = f" The last copy failed: {failed.metadata['off_host']['error']}" if failed else ""
-        raise ServiceWarning(
-            f"Local backups are fresh, but the newest off-host copy, {newest.name}, is {hours:.1f} hours old (limit {limit:g}).{why}"
-        )
+        message = _("Local backups are fresh, but the newest off-host copy, %(name)s, is %(hours).1f hours old (limit %(limit)s).") % {
+            "name": newest.name, "hours": hours, "limit": f"{limit:g}",
+        }
+        if failed:
+            message += " " + _("The last copy failed: %(error)s") % {"error": failed.metadata["off_host"]["error"]}
+        raise ServiceWarning(message)
 
 
 def nearest_existing(path: Path) -> Path:
@@ -299,8 +343,10 @@ class BackupDiskSpace(HealthCheck):
         free_mb = shutil.disk_usage(nearest_existing(ops_settings.backup_dir)).free // (1024 * 1024)
         if free_mb < wanted:
             raise ServiceUnavailable(
-                f"Only {free_mb} MB free on the disk holding the backups (want {wanted} MB): "
-                "the next backup, and so the next deploy, may fail. Free space or prune old backups."
+                _(
+                    "Only %(free)s MB free on the disk holding the backups (want %(wanted)s MB): "
+                    "the next backup, and so the next deploy, may fail. Free space or prune old backups."
+                ) % {"free": free_mb, "wanted": wanted}
             )
 
 
@@ -334,7 +380,7 @@ class RunningCommit(HealthCheck):
         try:
             expected = expected_commit()
         except DatabaseError as error:
-            raise _database_problem("The deployment records", "default", error) from None
+            raise _database_problem(_("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error) from None
         if not expected:
             return
         try:
@@ -351,8 +397,10 @@ class RunningCommit(HealthCheck):
             checkout.repo.close()
         if head != expected:
             raise ServiceWarning(
-                f"The checkout is at {head[:12]} but the last successful deploy put {expected[:12]} in place: "
-                "the code was changed outside deploy_ops. Deploy again or roll back to restore a known release."
+                _(
+                    "The checkout is at %(head)s but the last successful deploy put %(expected)s in place: "
+                    "the code was changed outside deploy_ops. Deploy again or roll back to restore a known release."
+                ) % {"head": head[:12], "expected": expected[:12]}
             )
 
 
@@ -440,5 +488,5 @@ def require_healthy(outcomes: Iterable[CheckOutcome]) -> str:
     outcomes = list(outcomes)
     failing = [outcome for outcome in outcomes if not outcome.ok]
     if failing:
-        raise HealthCheckFailed("Health checks failed: " + "; ".join(f"{o.name}: {o.message}" for o in failing))
-    return "\n".join(f"{o.name}: {o.message or 'OK'}" for o in outcomes)
+        raise HealthCheckFailed(_("Health checks failed: %(failures)s") % {"failures": "; ".join(f"{o.name}: {o.message}" for o in failing)})
+    return "\n".join(f"{o.name}: {o.message or _('OK')}" for o in outcomes)

@@ -13,10 +13,11 @@ from __future__ import annotations
 import socket
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from ..models import DeploymentRecord
-from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels, send
-from .dispatch import notify
+from .channels import Channel, Delivery, DeliveryFailed, Retryable, check_channels
+from .dispatch import notify, send
 from .events import Event, Level, StageSummary, build_event
 from .webhook import verify_signature
 
@@ -36,10 +37,10 @@ __all__ = [
     "verify_signature",
 ]
 
-TEST_MESSAGE = "This is a test notification from deploy_ops; nothing was deployed."
+TEST_MESSAGE = gettext_lazy("This is a test notification from deploy_ops; nothing was deployed.")
 
 
 def send_test_event(level: Level | str = Level.INFO) -> list[Delivery]:
     """Send a test event (``test: true``, no record saved) through every channel."""
     record = DeploymentRecord(kind=DeploymentRecord.Kind.DEPLOY, requested_ref="notify-test", host=socket.gethostname(), started_at=timezone.now())
-    return send(build_event(level, record, stages=[], message=TEST_MESSAGE, test=True))
+    return send(build_event(level, record, stages=[], message=str(TEST_MESSAGE), test=True))

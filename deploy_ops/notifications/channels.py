@@ -13,23 +13,22 @@ grace), even for a custom channel that ignores its budget.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from django.core.checks import Error
 from django.utils.module_loading import import_string
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..secrets import mask, redact, secret_values
-from .events import Event, Level, masked
+from .events import Event, Level
 
 logger = logging.getLogger("deploy_ops.notifications")
 
 DEFAULT_TIMEOUT = 10.0
-# How long send waits past a channel's budget before giving up on its thread.
-GRACE = 1.0
 
 E020 = "deploy_ops.E020"
 
@@ -64,8 +63,19 @@ class Retryable(DeliveryFailed):
 def unreachable(peer: str, error: Exception, timeout: float) -> Retryable:
     """A timeout or connection failure of an HTTP channel, as a sentence worth another try."""
     if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
-        return Retryable(f"{peer} did not answer within {timeout:g}s")
-    return Retryable(f"could not reach {peer} ({error.reason})")
+        return Retryable(_("%(peer)s did not answer within %(timeout)ss") % {"peer": peer, "timeout": f"{timeout:g}"})
+    return Retryable(_("could not reach %(peer)s (%(reason)s)") % {"peer": peer, "reason": error.reason})
+
+
+def gave_up(problem: str, attempts: int, timeout: float | None) -> str:
+    """Why a channel stopped retrying; ``timeout`` when it stopped to stay within its TIMEOUT."""
+    values = {"problem": problem, "attempts": attempts, "timeout": f"{timeout:g}" if timeout is not None else ""}
+    if timeout is not None:
+        return ngettext(
+            "%(problem)s; gave up after %(attempts)d attempt to stay within the %(timeout)ss TIMEOUT.",
+            "%(problem)s; gave up after %(attempts)d attempts to stay within the %(timeout)ss TIMEOUT.", attempts,
+        ) % values
+    return ngettext("%(problem)s; gave up after %(attempts)d attempt.", "%(problem)s; gave up after %(attempts)d attempts.", attempts) % values
 
 
 def retry_after(headers) -> float:
@@ -94,7 +104,7 @@ class Channel:
         self.name = options.get("NAME") or self.name or type(self).__name__
         missing = [option for option in self.required_options if not options.get(option)]
         if missing:
-            raise ConfigurationError(f"The notification channel {self.name!r} needs the option {', '.join(missing)}.")
+            raise ConfigurationError(_("The notification channel %(name)r needs the option %(options)s.") % {"name": self.name, "options": ", ".join(missing)})
         self.min_level = Level.parse(options.get("MIN_LEVEL", Level.INFO))
         self.timeout = self._number("TIMEOUT", DEFAULT_TIMEOUT)
         self.deadline = time.monotonic() + self.timeout
@@ -106,7 +116,10 @@ class Channel:
     def _number(self, option: str, default: float) -> float:
         value = self.options.get(option, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigurationError(f"The notification channel {self.name!r} option {option} must be a number of 0 or more, not {value!r}.")
+            raise ConfigurationError(
+                _("The notification channel %(name)r option %(option)s must be a number of 0 or more, not %(value)r.")
+                % {"name": self.name, "option": option, "value": value}
+            )
         return float(value)
 
     # -- the fixed sequence -------------------------------------------------------------
@@ -125,7 +138,7 @@ class Channel:
         started = time.monotonic()
         self.deadline = started + self.timeout
         if not self.should_send(event):
-            return Delivery(self.name, ok=True, error=f"below MIN_LEVEL {self.min_level.name}", skipped=True)
+            return Delivery(self.name, ok=True, error=_("below MIN_LEVEL %(level)s") % {"level": self.min_level.name}, skipped=True)
         try:
             attempts = self.deliver(self.build_payload(event)) or 1
         except DeliveryFailed as failure:
@@ -165,9 +178,9 @@ class Channel:
             except Retryable as problem:
                 pause = max(backoff * 2 ** (number - 1), problem.retry_after)
                 if number > retries:
-                    raise DeliveryFailed(f"{problem}; gave up after {number} attempts.", number) from None
+                    raise DeliveryFailed(gave_up(problem, number, None), number) from None
                 if pause >= self.remaining():
-                    raise DeliveryFailed(f"{problem}; gave up after {number} attempts to stay within the {self.timeout:g}s TIMEOUT.", number) from None
+                    raise DeliveryFailed(gave_up(problem, number, self.timeout), number) from None
                 time.sleep(pause)
             except DeliveryFailed as failure:
                 failure.attempts = number
@@ -179,70 +192,12 @@ def load_channel(options: dict) -> Channel:
     try:
         cls = import_string(backend)
     except ImportError:
-        raise ConfigurationError(f"The notification channel BACKEND {backend!r} cannot be imported; check the dotted path.") from None
+        raise ConfigurationError(_("The notification channel BACKEND %(backend)r cannot be imported; check the dotted path.") % {"backend": backend}) from None
     if not (isinstance(cls, type) and issubclass(cls, Channel)):
-        raise ConfigurationError(f"The notification channel BACKEND {backend!r} is not a deploy_ops.notifications.channels.Channel subclass.")
+        raise ConfigurationError(
+            _("The notification channel BACKEND %(backend)r is not a deploy_ops.notifications.channels.Channel subclass.") % {"backend": backend}
+        )
     return cls(**{key: value for key, value in options.items() if key != "BACKEND"})
-
-
-def _load_configured() -> list[Channel | Delivery]:
-    """Each configured channel, or a failed Delivery in its place when it cannot be loaded."""
-    try:
-        configured = ops_settings.NOTIFICATIONS
-    except ConfigurationError:
-        # The validation sentence may quote the value, secrets included; `manage.py check` shows it.
-        return [Delivery("notifications", ok=False, error="DEPLOY_OPS['NOTIFICATIONS'] is invalid; run `manage.py check` for details.")]
-    loaded = []
-    for position, options in enumerate(configured):
-        try:
-            loaded.append(load_channel(options))
-        except Exception as error:
-            name = options.get("NAME") or f"channel {position} ({options.get('BACKEND', '?')})"
-            loaded.append(Delivery(name, ok=False, error=redact(str(error), secret_values(options))))
-    return loaded
-
-
-def send(event: Event) -> list[Delivery]:
-    """Send ``event`` to the log and every configured channel; never raises, never exceeds the budgets.
-
-    Returns one Delivery per channel: the log's first, then in the order of NOTIFICATIONS.
-    """
-    from .log import LogChannel
-
-    # build_event masks already; an event built by other code must not reach a channel unmasked either.
-    event = masked(event)
-    log_delivery = LogChannel().send(event)
-    loaded = _load_configured()
-    results: dict[int, Delivery] = {index: item for index, item in enumerate(loaded) if isinstance(item, Delivery)}
-    running = []
-    started = time.monotonic()
-    for index, channel in enumerate(loaded):
-        if isinstance(channel, Delivery):
-            continue
-
-        def run(index=index, channel=channel):
-            results[index] = channel.send(event)
-
-        # Daemon threads: one that ignores its budget must not keep the process alive either.
-        thread = threading.Thread(target=run, name=f"deploy_ops-notify-{channel.name}", daemon=True)
-        thread.start()
-        running.append((index, channel, thread))
-    for index, channel, thread in running:
-        thread.join(max(0.0, started + channel.timeout + GRACE - time.monotonic()))
-        if index not in results:
-            results[index] = Delivery(
-                channel.name, ok=False, error=f"did not finish within its {channel.timeout:g}s TIMEOUT; left running in the background.",
-                duration=round(time.monotonic() - started, 3),
-            )
-    deliveries = [log_delivery] + [results[index] for index in range(len(loaded))]
-    for delivery in deliveries:
-        if not delivery.ok:
-            logger.warning("notification %s to %s failed: %s", event.level.name, delivery.channel, delivery.error)
-        elif delivery.skipped:
-            logger.info("notification %s to %s skipped: %s", event.level.name, delivery.channel, delivery.error)
-        else:
-            logger.info("notification %s sent to %s", event.level.name, delivery.channel)
-    return deliveries
 
 
 def check_channels(app_configs=None, **kwargs) -> list[Error]:
@@ -256,5 +211,5 @@ def check_channels(app_configs=None, **kwargs) -> list[Error]:
         try:
             load_channel(options)
         except Exception as error:
-            found.append(Error(f"DEPLOY_OPS['NOTIFICATIONS'][{position}]: {redact(str(error), secret_values(options))}", hint="See docs/NOTIFICATIONS.md.", id=E020))
+            found.append(Error(f"DEPLOY_OPS['NOTIFICATIONS'][{position}]: {redact(str(error), secret_values(options))}", hint=_("See docs/NOTIFICATIONS.md."), id=E020))
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils.translation import gettext as _
 
 from .channels import Channel, DeliveryFailed
 from .events import Event
@@ -26,30 +27,31 @@ def _duration(seconds) -> str:
 
 
 def body(event: Event) -> str:
-    lines = [
-        f"{event.level.name}: {event.title}",
-        "",
-        f"Project:      {event.project}",
-        f"Environment:  {event.environment}",
-        f"Host:         {event.host}",
-        f"Operation:    {event.kind} ({event.status})",
-        f"Requested:    {event.requested_ref or '-'}",
-        f"From commit:  {event.from_commit or '-'} {event.from_summary}".rstrip(),
-        f"To commit:    {event.to_commit or '-'} {event.to_summary}".rstrip(),
-        f"Failed stage: {event.failed_stage or '-'}",
-        f"Backup:       {event.backup_name or '-'}",
-        f"Duration:     {_duration(event.duration)}",
-        f"Record:       {event.record_id}",
-        f"Time:         {event.timestamp.isoformat()}",
+    fields = [
+        (_("Project:"), event.project),
+        (_("Environment:"), event.environment),
+        (_("Host:"), event.host),
+        (_("Operation:"), f"{event.kind} ({event.status})"),
+        (_("Requested:"), event.requested_ref or "-"),
+        (_("From commit:"), f"{event.from_commit or '-'} {event.from_summary}".rstrip()),
+        (_("To commit:"), f"{event.to_commit or '-'} {event.to_summary}".rstrip()),
+        (_("Failed stage:"), event.failed_stage or "-"),
+        (_("Backup:"), event.backup_name or "-"),
+        (_("Duration:"), _duration(event.duration)),
+        (_("Record:"), event.record_id),
+        (_("Time:"), event.timestamp.isoformat()),
     ]
     if event.admin_url:
-        lines.append(f"Admin:        {event.admin_url}")
+        fields.append((_("Admin:"), event.admin_url))
+    # The values line up after the longest label, whatever the language.
+    width = max(len(label) for label, _value in fields) + 1
+    lines = [f"{event.level.name}: {event.title}", ""] + [f"{label:<{width}}{value}" for label, value in fields]
     if event.message:
         lines += ["", event.message]
     if event.stages:
-        lines += ["", "Timeline:"] + [f"  {stage.name:<16} {stage.status:<10} {_duration(stage.duration)}" for stage in event.stages]
+        lines += ["", _("Timeline:")] + [f"  {stage.name:<16} {stage.status:<10} {_duration(stage.duration)}" for stage in event.stages]
     if event.error_tail:
-        lines += ["", "Error (last lines):"] + [f"  {line}" for line in event.error_tail.splitlines()]
+        lines += ["", _("Error (last lines):")] + [f"  {line}" for line in event.error_tail.splitlines()]
     return "\n".join(lines) + "\n"
 
 
@@ -67,7 +69,7 @@ class EmailChannel(Channel):
     def build_payload(self, event: Event) -> EmailMessage:
         recipients = self.recipients()
         if not recipients:
-            raise DeliveryFailed("no recipients: set the channel's RECIPIENTS option or settings.ADMINS.")
+            raise DeliveryFailed(_("no recipients: set the channel's RECIPIENTS option or settings.ADMINS."))
         return EmailMessage(
             subject=subject(event),
             body=body(event),
@@ -78,4 +80,4 @@ class EmailChannel(Channel):
     def deliver(self, payload: EmailMessage) -> None:
         sent = payload.send()
         if not sent:
-            raise DeliveryFailed("the mail backend accepted no message.")
+            raise DeliveryFailed(_("the mail backend accepted no message."))

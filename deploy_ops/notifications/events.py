@@ -16,6 +16,8 @@ from datetime import datetime
 from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
@@ -45,7 +47,7 @@ class Level(enum.IntEnum):
             return cls[str(value).strip().upper()]
         except KeyError:
             names = ", ".join(level.name for level in cls)
-            raise ConfigurationError(f"{value!r} is not a notification level; use one of {names}.") from None
+            raise ConfigurationError(_("%(value)r is not a notification level; use one of %(names)s.") % {"value": value, "names": names}) from None
 
 
 @dataclass(frozen=True)
@@ -88,35 +90,48 @@ class Event:
         return data
 
 
+Kind = DeploymentRecord.Kind
+
+# Whole sentences per kind of run, so that each language words them its own way.
 _TITLES = {
-    Level.INFO: "{kind} of {target} started",
-    Level.SUCCESS: "{kind} of {target} succeeded",
-    Level.WARNING: "{kind} of {target} succeeded with warnings",
-    Level.ERROR: "{kind} of {target} failed{at_stage}",
-    Level.ROLLBACK_SUCCESS: "Rolled back to {previous}",
-    Level.ROLLBACK_FAILED: "ROLLBACK FAILED{at_stage}: a human is needed",
-}
-
-
-# `backups restore` is notified like a rollback, with titles that say what it did.
-_RESTORE_TITLES = {
-    Level.ROLLBACK_SUCCESS: "Restored {backup}",
-    Level.ROLLBACK_FAILED: "RESTORE OF {backup} FAILED{at_stage}: a human is needed",
+    (Kind.DEPLOY, Level.INFO): gettext_lazy("Deploy of %(target)s started"),
+    (Kind.DEPLOY, Level.SUCCESS): gettext_lazy("Deploy of %(target)s succeeded"),
+    (Kind.DEPLOY, Level.WARNING): gettext_lazy("Deploy of %(target)s succeeded with warnings"),
+    (Kind.DEPLOY, Level.ERROR): gettext_lazy("Deploy of %(target)s failed%(at_stage)s"),
+    (Kind.ROLLBACK, Level.INFO): gettext_lazy("Rollback of %(target)s started"),
+    (Kind.ROLLBACK, Level.SUCCESS): gettext_lazy("Rollback of %(target)s succeeded"),
+    (Kind.ROLLBACK, Level.WARNING): gettext_lazy("Rollback of %(target)s succeeded with warnings"),
+    (Kind.ROLLBACK, Level.ERROR): gettext_lazy("Rollback of %(target)s failed%(at_stage)s"),
+    (Kind.RESTORE, Level.INFO): gettext_lazy("Restore of %(target)s started"),
+    (Kind.RESTORE, Level.SUCCESS): gettext_lazy("Restore of %(target)s succeeded"),
+    (Kind.RESTORE, Level.WARNING): gettext_lazy("Restore of %(target)s succeeded with warnings"),
+    (Kind.RESTORE, Level.ERROR): gettext_lazy("Restore of %(target)s failed%(at_stage)s"),
+    # A deploy rolls back to where it came from; a manual rollback goes to its target.
+    (Kind.DEPLOY, Level.ROLLBACK_SUCCESS): gettext_lazy("Rolled back to %(previous)s"),
+    (Kind.ROLLBACK, Level.ROLLBACK_SUCCESS): gettext_lazy("Rolled back to %(previous)s"),
+    (Kind.DEPLOY, Level.ROLLBACK_FAILED): gettext_lazy("ROLLBACK FAILED%(at_stage)s: a human is needed"),
+    (Kind.ROLLBACK, Level.ROLLBACK_FAILED): gettext_lazy("ROLLBACK FAILED%(at_stage)s: a human is needed"),
+    # `backups restore` is notified like a rollback, with titles that say what it did.
+    (Kind.RESTORE, Level.ROLLBACK_SUCCESS): gettext_lazy("Restored %(backup)s"),
+    (Kind.RESTORE, Level.ROLLBACK_FAILED): gettext_lazy("RESTORE OF %(backup)s FAILED%(at_stage)s: a human is needed"),
 }
 
 
 def _title(level: Level, record: DeploymentRecord) -> str:
-    if record.kind == DeploymentRecord.Kind.RESTORE and level in _RESTORE_TITLES:
-        at_stage = f" at stage {record.failed_stage}" if record.failed_stage else ""
-        return _RESTORE_TITLES[level].format(backup=record.backup_name or record.requested_ref, at_stage=at_stage)
-    target = record.to_commit[:12] or record.requested_ref or "the current code"
-    return _TITLES[level].format(
-        kind=record.get_kind_display().capitalize(),
-        target=target,
-        # A deploy rolls back to where it came from; a manual rollback goes to its target.
-        previous=(record.from_commit if record.kind == DeploymentRecord.Kind.DEPLOY else record.to_commit)[:12] or "the previous release",
-        at_stage=f" at stage {record.failed_stage}" if record.failed_stage else "",
-    )
+    previous = record.from_commit if record.kind == Kind.DEPLOY else record.to_commit
+    return _TITLES[(Kind(record.kind), level)] % {
+        "target": record.to_commit[:12] or record.requested_ref or _("the current code"),
+        "previous": previous[:12] or _("the previous release"),
+        "backup": record.backup_name or record.requested_ref,
+        # A phrase the titles put after "failed" ("failed at stage migrate").
+        "at_stage": _(" at stage %(stage)s") % {"stage": _stage_label(record.failed_stage)} if record.failed_stage else "",
+    }
+
+
+def _stage_label(name: str) -> str:
+    from ..recovery import stage_label  # recovery imports the notifications
+
+    return stage_label(name)
 
 
 def _stage_rows(record: DeploymentRecord, stages) -> list:
@@ -158,7 +173,7 @@ def build_event(level, record: DeploymentRecord, stages=None, message: str = "",
     rows = _stage_rows(record, stages)
     return masked(Event(
         level=level,
-        title="Test notification" if test else _title(level, record),
+        title=_("Test notification") if test else _title(level, record),
         message=message or record.rollback_reason or record.warnings,
         project=ops_settings.project_name,
         host=record.host or socket.gethostname(),

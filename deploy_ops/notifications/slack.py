@@ -14,12 +14,13 @@ from http.client import RemoteDisconnected
 from typing import NoReturn
 from urllib.error import URLError
 
+from django.utils.translation import gettext as _
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.webhook import WebhookClient
 
-from .channels import Channel, DeliveryFailed, retry_after, unreachable
+from .channels import Channel, DeliveryFailed, gave_up, retry_after, unreachable
 from .events import Event, Level
 
 # slack-sdk logs the full webhook URL (the token) at DEBUG; its client gets a logger of its own that
@@ -73,16 +74,20 @@ def message(event: Event) -> dict:
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": f"*Project*\n{_escape(event.project)}"},
-                {"type": "mrkdwn", "text": f"*Environment*\n{_escape(event.environment)}"},
-                {"type": "mrkdwn", "text": f"*Host*\n{_escape(event.host)}"},
-                {"type": "mrkdwn", "text": f"*Status*\n{event.kind} {event.status} in {_duration(event.duration)}"},
+                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Project"), _escape(event.project))},
+                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Environment"), _escape(event.environment))},
+                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Host"), _escape(event.host))},
+                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Status"), _("%(kind)s %(status)s in %(duration)s") % {
+                    "kind": event.kind, "status": event.status, "duration": _duration(event.duration),
+                })},
             ],
         },
-        _section(f"*From* {_commit(event.from_commit, event.from_summary)}\n*To* {_commit(event.to_commit, event.to_summary)}"),
+        _section("*%s* %s\n*%s* %s" % (
+            _("From"), _commit(event.from_commit, event.from_summary), _("To"), _commit(event.to_commit, event.to_summary),
+        )),
     ]
     if event.failed_stage:
-        blocks.append(_section(f"*Failed stage:* `{event.failed_stage}`"))
+        blocks.append(_section("*%s* `%s`" % (_("Failed stage:"), event.failed_stage)))
     if event.message:
         blocks.append(_section(_escape(event.message)))
     if event.error_tail:
@@ -90,14 +95,14 @@ def message(event: Event) -> dict:
         blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6):] + "```"))
     if event.stages:
         lines = [f"{stage.name} — {stage.status} ({_duration(stage.duration)})" for stage in event.stages]
-        blocks.append(_section("*Timeline*\n" + "\n".join(lines)))
+        blocks.append(_section("*%s*\n" % _("Timeline") + "\n".join(lines)))
     if event.backup_name:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Backup: `{_escape(event.backup_name)}`"}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "%s `%s`" % (_("Backup:"), _escape(event.backup_name))}]})
     if event.admin_url:
         blocks.append(
             {
                 "type": "actions",
-                "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open the record"}, "url": event.admin_url}],
+                "elements": [{"type": "button", "text": {"type": "plain_text", "text": _("Open the record")}, "url": event.admin_url}],
             }
         )
     return {"text": fallback_text(event), "blocks": blocks}
@@ -197,12 +202,11 @@ class SlackChannel(Channel):
         if status == 200:
             return budget.attempts()
         if status == 429:
-            self._give_up("Slack answered 429 (rate limited)", budget)
+            self._give_up(_("Slack answered 429 (rate limited)"), budget)
         if status >= 500:
-            self._give_up(f"Slack answered HTTP {status}", budget)
-        raise DeliveryFailed(f"Slack refused the message with HTTP {status}: {response.body[:200]}", budget.attempts())
+            self._give_up(_("Slack answered HTTP %(status)s") % {"status": status}, budget)
+        raise DeliveryFailed(_("Slack refused the message with HTTP %(status)s: %(body)s") % {"status": status, "body": response.body[:200]}, budget.attempts())
 
     def _give_up(self, problem: str, budget: _Budget) -> NoReturn:
         attempts = budget.attempts()
-        within = f" to stay within the {self.timeout:g}s TIMEOUT" if budget.out_of_time else ""
-        raise DeliveryFailed(f"{problem}; gave up after {attempts} attempts{within}.", attempts) from None
+        raise DeliveryFailed(gave_up(problem, attempts, self.timeout if budget.out_of_time else None), attempts) from None

@@ -21,6 +21,8 @@ import time
 import urllib.request
 from urllib.error import HTTPError, URLError
 
+from django.utils.translation import gettext as _
+
 from .. import __version__
 from .channels import Channel, DeliveryFailed, Retryable, retry_after, unreachable
 from .events import Event
@@ -92,7 +94,7 @@ class WebhookChannel(Channel):
         except HTTPError as error:
             error.close()
             if error.code == 429 or error.code >= 500:
-                raise Retryable(f"the webhook answered HTTP {error.code}", retry_after=retry_after(error.headers)) from None
-            raise DeliveryFailed(f"the webhook refused the event with HTTP {error.code}") from None
+                raise Retryable(_("the webhook answered HTTP %(code)s") % {"code": error.code}, retry_after=retry_after(error.headers)) from None
+            raise DeliveryFailed(_("the webhook refused the event with HTTP %(code)s") % {"code": error.code}) from None
         except (TimeoutError, URLError) as error:
             raise unreachable("the webhook", error, timeout) from None

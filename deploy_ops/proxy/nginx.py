@@ -25,6 +25,8 @@ import re
 import time
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 from ..exceptions import CommandFailed
 from ..privatefiles import write_atomically
 from ..runner import Command, run
@@ -38,14 +40,14 @@ ADDRESS = re.compile(r"^[A-Za-z0-9_.\[\]:-]+:\d{1,5}$")
 
 def route_file_text(address: str) -> str:
     if not ADDRESS.match(address):
-        raise ProxyError(f"{address!r} is not an address nginx can proxy to (host:port).")
+        raise ProxyError(_("%(address)r is not an address nginx can proxy to (host:port).") % {"address": address})
     return f"# deploy_ops: {address}\nproxy_pass http://{address};\n"
 
 
 def maintenance_file_text(retry_after: int, page: str = DEFAULT_MAINTENANCE_PAGE) -> str:
     if "$" in page:
         # nginx reads $name in a string as a variable, and has no escape for it.
-        raise ProxyError("The maintenance page must not contain '$' (nginx would read it as a variable).")
+        raise ProxyError(_("The maintenance page must not contain '$' (nginx would read it as a variable)."))
     # `return 503 "..."` answers from nginx itself: nothing behind it needs to run.
     return (
         f"# deploy_ops: {MAINTENANCE}\n"
@@ -75,11 +77,11 @@ class NginxProxy(ReverseProxy):
 
     def route_to(self, address: str) -> str:
         self._apply(route_file_text(address))
-        return f"nginx sends new requests to {address}"
+        return _("nginx sends new requests to %(address)s") % {"address": address}
 
     def serve_maintenance(self, retry_after: int, page: str = DEFAULT_MAINTENANCE_PAGE) -> str:
         self._apply(maintenance_file_text(retry_after, page))
-        return f"nginx answers 503 with Retry-After: {retry_after} and the maintenance page"
+        return _("nginx answers 503 with Retry-After: %(seconds)s and the maintenance page") % {"seconds": retry_after}
 
     def routed_to(self) -> str | None:
         try:
@@ -106,13 +108,13 @@ class NginxProxy(ReverseProxy):
             else:
                 write_atomically(self.route_file, previous)
                 os.chmod(self.route_file, 0o644)
-            raise ProxyError(f"nginx rejected the new route, so it was put back and nothing was reloaded: {error}") from None
+            raise ProxyError(_("nginx rejected the new route, so it was put back and nothing was reloaded: %(error)s") % {"error": error}) from None
         master = self._master_pid()
         old_workers = _children(master) if master else set()
         try:
             run(self.reload_command, timeout=RELOAD_TIMEOUT)
         except CommandFailed as error:
-            raise ProxyError(f"nginx could not be reloaded; the new route is written but may not be in use: {error}") from None
+            raise ProxyError(_("nginx could not be reloaded; the new route is written but may not be in use: %(error)s") % {"error": error}) from None
         self._wait_for_old_workers(master, old_workers)
 
     def _master_pid(self) -> int | None:
@@ -131,8 +133,11 @@ class NginxProxy(ReverseProxy):
         while _children(master) & old_workers:
             if time.monotonic() > deadline:
                 raise ProxyError(
-                    f"nginx's workers from before the reload still run after {self.drain_timeout:g}s (requests still in "
-                    "flight to the old address): the old release was left running."
+                    _(
+                        "nginx's workers from before the reload still run after %(seconds)ss (requests still in "
+                        "flight to the old address): the old release was left running."
+                    )
+                    % {"seconds": f"{self.drain_timeout:g}"}
                 )
             time.sleep(0.02)
 

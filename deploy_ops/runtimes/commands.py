@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
+from django.utils.translation import gettext as _
+
 from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..runner import Command, run, tail
@@ -45,8 +47,8 @@ class CommandsRuntime(ServiceRuntime):
         commands = self._step(name)
         if not commands:
             raise ConfigurationError(
-                f"RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no {name!r} step; "
-                f"give it an argv list, e.g. {{'{name}': ['systemctl', '{name}', 'gunicorn']}}."
+                _("RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no %(step)r step; give it an argv list, e.g. %(example)s.")
+                % {"step": name, "example": f"{{'{name}': ['systemctl', '{name}', 'gunicorn']}}"}
             )
         return commands
 

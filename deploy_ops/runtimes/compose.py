@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 
 import docker
+from django.utils.translation import gettext as _
 from docker.errors import DockerException, NotFound
 
 from .. import children
@@ -139,7 +140,7 @@ class ComposeRuntime(ServiceRuntime):
         return [(image, f"{config['name']}-{service}:{sha[:12]}") for service, image in self.built_images(config).items()]
 
     def release_images(self, sha: str) -> list[str]:
-        return [release for _, release in self._release_pairs(sha)]
+        return [release for _image, release in self._release_pairs(sha)]
 
     def keep_release_commands(self, sha: str) -> list[Command]:
         return [Command(("docker", "image", "tag", image, release)) for image, release in self._release_pairs(sha)]
@@ -156,7 +157,7 @@ class ComposeRuntime(ServiceRuntime):
                 except NotFound:
                     missing.append(reference)
                 except DockerException as error:
-                    raise ServiceError(f"Could not look for the image {reference}: {error}") from None
+                    raise ServiceError(_("Could not look for the image %(image)s: %(error)s") % {"image": reference, "error": error}) from None
         return missing
 
     def prune_release_images(self, keep: set[str]) -> list[str]:
@@ -168,10 +169,10 @@ class ComposeRuntime(ServiceRuntime):
                 try:
                     images = client.images.list(name=repository)
                 except DockerException as error:
-                    raise ServiceError(f"Could not list the images of {repository}: {error}") from None
+                    raise ServiceError(_("Could not list the images of %(repository)s: %(error)s") % {"repository": repository, "error": error}) from None
                 for image in images:
                     for reference in image.tags:
-                        name, _, tag = reference.rpartition(":")
+                        name, _colon, tag = reference.rpartition(":")
                         if name == repository and COMMIT_TAG.match(tag) and tag not in keep:
                             # Untags; the image itself goes only when no other tag holds it.
                             try:
@@ -245,7 +246,7 @@ class ComposeRuntime(ServiceRuntime):
         return states
 
     def logs_since(self, since: datetime) -> str:
-        project, _ = self.serving_project()
+        project, _services = self.serving_project()
         lines = []
         with docker_client() as client:
             for container in _project_containers(client, project):
@@ -255,7 +256,7 @@ class ComposeRuntime(ServiceRuntime):
                 except NotFound:  # removed between the listing and now
                     continue
                 except DockerException as error:
-                    raise ServiceError(f"Could not read the logs of {container.name}: {error}") from None
+                    raise ServiceError(_("Could not read the logs of %(container)s: %(error)s") % {"container": container.name, "error": error}) from None
                 lines += [f"{service} | {line}" for line in text.splitlines()]
         return "\n".join(lines)
 
@@ -266,8 +267,11 @@ def docker_client():
         client = docker.from_env()
     except DockerException as error:
         raise ServiceError(
-            f"The Docker engine is not reachable ({error}). Start it (e.g. `systemctl start docker`) "
-            "or point DOCKER_HOST at it; on a host without Docker set DEPLOY_OPS['RUNTIME'] = 'commands'."
+            _(
+                "The Docker engine is not reachable (%(error)s). Start it (e.g. `systemctl start docker`) "
+                "or point DOCKER_HOST at it; on a host without Docker set DEPLOY_OPS['RUNTIME'] = 'commands'."
+            )
+            % {"error": error}
         ) from None
     try:
         yield client
@@ -279,7 +283,7 @@ def _project_containers(client, project: str) -> list:
     try:
         containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     except DockerException as error:
-        raise ServiceError(f"Could not list the containers of Compose project {project!r}: {error}") from None
+        raise ServiceError(_("Could not list the containers of Compose project %(project)r: %(error)s") % {"project": project, "error": error}) from None
     # `compose run` leaves one-off containers that are not services.
     services = [container for container in containers if container.labels.get(ONE_OFF_LABEL) != "True"]
     return sorted(services, key=lambda container: container.name)
@@ -290,15 +294,17 @@ def _one_off_containers(client, project: str) -> list:
     try:
         return client.containers.list(filters={"label": [f"{PROJECT_LABEL}={project}", RUN_LABEL]})
     except DockerException as error:
-        raise ServiceError(f"Could not list the one-off containers of Compose project {project!r}: {error}") from None
+        raise ServiceError(
+            _("Could not list the one-off containers of Compose project %(project)r: %(error)s") % {"project": project, "error": error}
+        ) from None
 
 
 def _describe_one_off(container) -> str:
     command = " ".join(container.attrs.get("Config", {}).get("Cmd") or [])
-    return f"container {container.name} ({command}) of record {container.labels.get(RUN_LABEL)}"
+    return _("container %(name)s (%(command)s) of record %(record)s") % {"name": container.name, "command": command, "record": container.labels.get(RUN_LABEL)}
 
 
 def _describe(name: str, state: dict) -> str:
     if state.get("Status") == "exited":
-        return f"{name} exited with code {state.get('ExitCode')}"
+        return _("%(name)s exited with code %(code)s") % {"name": name, "code": state.get("ExitCode")}
     return name

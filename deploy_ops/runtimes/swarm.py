@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+from django.utils.translation import gettext as _
 from docker.errors import DockerException, NotFound
 
 from .. import children
@@ -74,7 +75,7 @@ class SwarmRuntime(ComposeRuntime):
             try:
                 return [service["Spec"]["Name"] for service in client.api.services(filters={"label": f"{swarm_stack.STACK_LABEL}={stack}"})]
             except DockerException as error:
-                raise ServiceError(f"Could not list the services of stack {stack}: {error}") from None
+                raise ServiceError(_("Could not list the services of stack %(stack)s: %(error)s") % {"stack": stack, "error": error}) from None
 
     def app_services(self) -> list[str]:
         """The services that run the release: APP_SERVICES, else every service the Compose file builds."""
@@ -120,10 +121,12 @@ class SwarmRuntime(ComposeRuntime):
                     inspected = client.api.inspect_service(name)
                     tasks = client.api.tasks(filters={"service": name})
                 except NotFound:
-                    states.append(ServiceState(service, "missing", detail=f"stack {stack} has no service {name}"))
+                    states.append(ServiceState(service, "missing", detail=_("stack %(stack)s has no service %(service)s") % {"stack": stack, "service": name}))
                     continue
                 except DockerException as error:
-                    raise ServiceError(f"Could not inspect the service {name} of stack {stack}: {error}") from None
+                    raise ServiceError(
+                        _("Could not inspect the service %(service)s of stack %(stack)s: %(error)s") % {"service": name, "stack": stack, "error": error}
+                    ) from None
                 states.append(service_state(service, inspected, tasks))
         return states
 
@@ -138,7 +141,7 @@ class SwarmRuntime(ComposeRuntime):
                 except NotFound:
                     continue
                 except DockerException as error:
-                    raise ServiceError(f"Could not read the logs of {stack}_{service}: {error}") from None
+                    raise ServiceError(_("Could not read the logs of %(service)s: %(error)s") % {"service": f"{stack}_{service}", "error": error}) from None
                 lines += [f"{service} | {line}" for line in text.splitlines()]
         return "\n".join(lines)
 
@@ -149,11 +152,13 @@ def swarm_problem() -> str:
         try:
             swarm = client.info().get("Swarm") or {}
         except DockerException as error:
-            raise ServiceError(f"Could not ask the Docker engine about its swarm: {error}") from None
+            raise ServiceError(_("Could not ask the Docker engine about its swarm: %(error)s") % {"error": error}) from None
     if swarm.get("LocalNodeState") != "active":
-        return f"RUNTIME is 'swarm' but this Docker engine is not part of a swarm (its state: {swarm.get('LocalNodeState') or 'unknown'})."
+        return _("RUNTIME is 'swarm' but this Docker engine is not part of a swarm (its state: %(state)s).") % {
+            "state": swarm.get("LocalNodeState") or "unknown"
+        }
     if not swarm.get("ControlAvailable"):
-        return "RUNTIME is 'swarm' but this Docker engine is a swarm worker: stacks are deployed from a manager."
+        return _("RUNTIME is 'swarm' but this Docker engine is a swarm worker: stacks are deployed from a manager.")
     return ""
 
 
@@ -167,7 +172,11 @@ def service_state(service: str, inspected: dict, tasks: list[dict]) -> ServiceSt
     has_healthcheck = bool((spec["TaskTemplate"]["ContainerSpec"].get("Healthcheck") or {}).get("Test"))
     update = (inspected.get("UpdateStatus") or {}).get("State")
     if progress == "converged":
-        return ServiceState(service, "running", "healthy" if has_healthcheck else None, detail=f"{spec['Name']} runs release {release}")
+        return ServiceState(service, "running", "healthy" if has_healthcheck else None, detail=_("%(service)s runs release %(release)s") % {"service": spec["Name"], "release": release})
     state = {"failed": f"update {update}" if update else "failed"}.get(progress, update or "starting")
-    detail = f"{spec['Name']} (release {release}): " + ("; ".join(failed[-3:]) if failed else "no task of it runs yet")
+    detail = _("%(service)s (release %(release)s): %(tasks)s") % {
+        "service": spec["Name"],
+        "release": release,
+        "tasks": "; ".join(failed[-3:]) if failed else _("no task of it runs yet"),
+    }
     return ServiceState(service, state, detail=detail)

@@ -5,70 +5,84 @@ Exit codes: 0 done; 2 failed (the database is unchanged); 3 refused before anyth
 ``restore`` is a recovery like a rollback: it takes the deploy lock and leaves a ``restore`` record.
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from deploy_ops import backups, encryption, humanize, retention, storage
 from deploy_ops.cli import accept_common_options, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.compression import CHOICES
 from deploy_ops.conf import ops_settings
 from deploy_ops.exceptions import EXIT_REFUSED, BackupCorrupt, DeployOpsError
+from deploy_ops.management.base import TranslatedCommand
 
 
 def local_verification_note(backup: backups.Backup) -> str:
     if backup.metadata is None:
-        return " (legacy: no checksum to compare, decompressed and format-checked only)"
+        return " " + _("(legacy: no checksum to compare, decompressed and format-checked only)")
     if backup.encrypted and not encryption.can_decrypt():
-        return " (encrypted: checksum only; set BACKUP_AGE_IDENTITY_FILE to decompress and format-check too)"
+        return " " + _("(encrypted: checksum only; set BACKUP_AGE_IDENTITY_FILE to decompress and format-check too)")
     return ""
 
 
-class Command(BaseCommand):
-    help = "Database backups: create, list, verify, prune, restore."
+def prune_summary(local: int, remote: int | None, dry_run: bool) -> str:
+    """The last line of a prune; ``remote`` is None when no off-host storage is configured."""
+    if remote is None:
+        if dry_run:
+            return ngettext("Would delete %(local)d backup.", "Would delete %(local)d backups.", local) % {"local": local}
+        return ngettext("Deleted %(local)d backup.", "Deleted %(local)d backups.", local) % {"local": local}
+    counts = {"local": local, "remote": remote}
+    if dry_run:
+        return _("Would delete %(local)d backup(s) and %(remote)d off-host cop(y/ies).") % counts
+    return _("Deleted %(local)d backup(s) and %(remote)d off-host cop(y/ies).") % counts
+
+
+class Command(TranslatedCommand):
+    help = gettext_lazy("Database backups: create, list, verify, prune, restore.")
     requires_system_checks = []
 
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,verify,prune,restore}")
 
-        create = actions.add_parser("create", help="Back up the database now; prints the new file's path.")
-        create.add_argument("--database", metavar="ALIAS", help="The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE']).")
-        create.add_argument("--compress", choices=CHOICES, help="Compression (default: DEPLOY_OPS['BACKUP_COMPRESSION']).")
+        create = actions.add_parser("create", help=gettext_lazy("Back up the database now; prints the new file's path."))
+        create.add_argument("--database", metavar="ALIAS", help=gettext_lazy("The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE'])."))
+        create.add_argument("--compress", choices=CHOICES, help=gettext_lazy("Compression (default: DEPLOY_OPS['BACKUP_COMPRESSION'])."))
         create.add_argument(
             "--prune", action="store_true",
-            help="Then prune old backups by the retention rules, local and off-host (the one command a scheduler runs).",
+            help=gettext_lazy("Then prune old backups by the retention rules, local and off-host (the one command a scheduler runs)."),
         )
         create.add_argument(
             "--wait", type=float, default=0, metavar="SECONDS",
-            help="When a deploy or rollback holds the lock, wait this long for it; then skip, saying so (exit 3). Default: skip at once.",
+            help=gettext_lazy("When a deploy or rollback holds the lock, wait this long for it; then skip, saying so (exit 3). Default: skip at once."),
         )
 
-        listing = actions.add_parser("list", help="Backups, newest first.")
-        listing.add_argument("--json", action="store_true", help="Machine-readable output.")
-        listing.add_argument("--remote", action="store_true", help="The copies in DEPLOY_OPS['BACKUP_STORAGE'] instead of the local ones.")
+        listing = actions.add_parser("list", help=gettext_lazy("Backups, newest first."))
+        listing.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output."))
+        listing.add_argument("--remote", action="store_true", help=gettext_lazy("The copies in DEPLOY_OPS['BACKUP_STORAGE'] instead of the local ones."))
 
-        verify = actions.add_parser("verify", help="Checksum, full decompress and format check.")
+        verify = actions.add_parser("verify", help=gettext_lazy("Checksum, full decompress and format check."))
         which = verify.add_mutually_exclusive_group(required=True)
         which.add_argument("name", nargs="?", metavar="NAME|PATH")
-        which.add_argument("--all", action="store_true", help="Verify every backup.")
-        which.add_argument("--remote", action="store_true", help="Read back every copy in DEPLOY_OPS['BACKUP_STORAGE'] and compare its sha256.")
+        which.add_argument("--all", action="store_true", help=gettext_lazy("Verify every backup."))
+        which.add_argument("--remote", action="store_true", help=gettext_lazy("Read back every copy in DEPLOY_OPS['BACKUP_STORAGE'] and compare its sha256."))
 
         prune = actions.add_parser(
-            "prune", help="Delete old backups (local and off-host), keeping the newest valid ones and those recent releases need."
+            "prune", help=gettext_lazy("Delete old backups (local and off-host), keeping the newest valid ones and those recent releases need.")
         )
-        prune.add_argument("--days", type=int, help="Delete backups older than this (default: DEPLOY_OPS['BACKUP_RETENTION_DAYS']).")
-        prune.add_argument("--keep", type=int, help="Always keep this many newest valid backups (default: DEPLOY_OPS['BACKUP_KEEP']).")
-        prune.add_argument("--dry-run", action="store_true", help="Say what would be deleted; delete nothing.")
+        prune.add_argument("--days", type=int, help=gettext_lazy("Delete backups older than this (default: DEPLOY_OPS['BACKUP_RETENTION_DAYS'])."))
+        prune.add_argument("--keep", type=int, help=gettext_lazy("Always keep this many newest valid backups (default: DEPLOY_OPS['BACKUP_KEEP'])."))
+        prune.add_argument("--dry-run", action="store_true", help=gettext_lazy("Say what would be deleted; delete nothing."))
 
-        restore = actions.add_parser("restore", help="Replace the database with a backup (a safety backup is taken first).")
+        restore = actions.add_parser("restore", help=gettext_lazy("Replace the database with a backup (a safety backup is taken first)."))
         restore.add_argument("name", metavar="NAME|PATH")
-        restore.add_argument("--database", metavar="ALIAS", help="The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE']).")
-        restore.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
+        restore.add_argument("--database", metavar="ALIAS", help=gettext_lazy("The DATABASES alias (default: DEPLOY_OPS['BACKUP_DATABASE'])."))
+        restore.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation."))
         restore.add_argument(
             "--no-safety-backup", action="store_false", dest="safety_backup",
-            help="Skip the safety backup of the current database (only when you have just made one).",
+            help=gettext_lazy("Skip the safety backup of the current database (only when you have just made one)."),
         )
-        verify.add_argument("--json", action="store_true", help=_("Machine-readable output: one object per backup checked."))
-        prune.add_argument("--json", action="store_true", help=_("Machine-readable output: what was (or would be) deleted."))
+        verify.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output: one object per backup checked."))
+        prune.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output: what was (or would be) deleted."))
         for subparser in (create, listing, verify, prune, restore):
             accept_common_options(subparser)
 
@@ -85,16 +99,16 @@ class Command(BaseCommand):
             backup = backups.create_backup(database=options["database"], compression=options["compress"])
             cleanup = retention.apply_retention() if options["prune"] and ops_settings.BACKUP_AUTO_CLEANUP else None
         if options["verbosity"] >= 2:
-            self.stderr.write(f"{humanize.size(backup.size)}, sha256 {backup.sha256}")
+            self.stderr.write(_("%(size)s, sha256 %(sha256)s") % {"size": humanize.size(backup.size), "sha256": backup.sha256})
         for blocker in backup.metadata.get("restore_blockers", []):
-            self.stderr.write(self.style.WARNING(f"deploy_ops cannot restore this backup as things stand: {blocker}."))
+            self.stderr.write(self.style.WARNING(_("deploy_ops cannot restore this backup as things stand: %(blocker)s.") % {"blocker": blocker}))
         copy_error = (backup.metadata.get("off_host") or {}).get("error")
         if copy_error:
-            self.stderr.write(self.style.WARNING(f"Not copied off the host: {copy_error}"))
+            self.stderr.write(self.style.WARNING(_("Not copied off the host: %(error)s") % {"error": copy_error}))
         if cleanup is not None:
             self.stderr.write(cleanup.describe())
         elif options["prune"]:
-            self.stderr.write("Not pruned: DEPLOY_OPS['BACKUP_AUTO_CLEANUP'] is off.")
+            self.stderr.write(_("Not pruned: DEPLOY_OPS['BACKUP_AUTO_CLEANUP'] is off."))
         self.stdout.write(str(backup.path))
 
     def handle_list(self, options):
@@ -129,11 +143,24 @@ class Command(BaseCommand):
     def handle_verify(self, options):
         if options["remote"]:
             copies = storage.list_remote()
-            return self.verify_each(copies, storage.verify_remote, lambda copy: " (off-host copy, sha256 read back)", "off-host copies", storage.describe_storage(), options)
+            return self.verify_each(
+                copies, storage.verify_remote, lambda copy: " " + _("(off-host copy, sha256 read back)"), storage.describe_storage(), options,
+                failures=lambda failed, total: ngettext(
+                    "%(failed)d of %(total)d off-host copy failed verification: %(names)s",
+                    "%(failed)d of %(total)d off-host copies failed verification: %(names)s", total,
+                ),
+            )
         targets = backups.list_backups() if options["all"] else [backups.find_backup(options["name"])]
-        self.verify_each(targets, backups.verify_backup, local_verification_note, "backups", str(ops_settings.backup_dir), options)
+        self.verify_each(
+            targets, backups.verify_backup, local_verification_note, str(ops_settings.backup_dir), options,
+            failures=lambda failed, total: ngettext(
+                "%(failed)d of %(total)d backup failed verification: %(names)s",
+                "%(failed)d of %(total)d backups failed verification: %(names)s", total,
+            ),
+        )
 
-    def verify_each(self, targets, verify, note, kind: str, where: str, options) -> None:
+    def verify_each(self, targets, verify, note, where: str, options, failures) -> None:
+        """``failures(failed, total)``: the sentence that ends a verification with failures."""
         if not targets and not options["json"]:
             self.stdout.write(_("No backups in %(where)s.") % {"where": where})
             return
@@ -145,15 +172,18 @@ class Command(BaseCommand):
                 failed.append(target.name)
                 results.append({"name": target.name, "ok": False, "error": str(error), "note": ""})
                 if not options["json"]:
-                    self.stderr.write(self.style.ERROR(f"FAILED {error}"))
+                    self.stderr.write(self.style.ERROR(_("FAILED %(error)s") % {"error": error}))
                 continue
             results.append({"name": target.name, "ok": True, "error": "", "note": note(target).strip(" ()")})
             if not options["json"]:
-                self.stdout.write(self.style.SUCCESS(f"OK {target.name}") + note(target))
+                self.stdout.write(self.style.SUCCESS(_("OK %(name)s") % {"name": target.name}) + note(target))
         if options["json"]:
             self.stdout.write(dumps(results))
         if failed:
-            raise CommandError(f"{len(failed)} of {len(targets)} {kind} failed verification: {', '.join(failed)}", returncode=EXIT_REFUSED)
+            raise CommandError(
+                failures(len(failed), len(targets)) % {"failed": len(failed), "total": len(targets), "names": ", ".join(failed)},
+                returncode=EXIT_REFUSED,
+            )
 
     def handle_prune(self, options):
         cleanup = retention.apply_retention(days=options["days"], keep=options["keep"], dry_run=options["dry_run"])
@@ -163,14 +193,14 @@ class Command(BaseCommand):
                 "kept_for_recent_releases": sorted(cleanup.protected), "warnings": cleanup.warnings,
             }))
             return
-        verb = "Would delete" if options["dry_run"] else "Deleted"
+        dry_run = options["dry_run"]
         for name in cleanup.local:
-            self.stdout.write(f"{verb} {name}")
+            self.stdout.write((_("Would delete %(name)s") if dry_run else _("Deleted %(name)s")) % {"name": name})
         for name in cleanup.remote:
-            self.stdout.write(f"{verb} the off-host copy of {name}")
+            self.stdout.write((_("Would delete the off-host copy of %(name)s") if dry_run else _("Deleted the off-host copy of %(name)s")) % {"name": name})
         for warning in cleanup.warnings:
-            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
-        self.stdout.write(f"{verb} {len(cleanup.local)} backup(s)" + (f" and {len(cleanup.remote)} off-host cop(y/ies)." if storage.configured() else "."))
+            self.stderr.write(self.style.WARNING(_("Warning: %(warning)s") % {"warning": warning}))
+        self.stdout.write(prune_summary(len(cleanup.local), len(cleanup.remote) if storage.configured() else None, dry_run))
 
     def handle_restore(self, options):
         backup = backups.find_backup(options["name"])
@@ -185,10 +215,10 @@ class Command(BaseCommand):
         # A recovery like a rollback: under the deploy lock (exit 3 while a deploy runs), recorded and notified.
         result = restore_as_recovery(backup, database=options["database"], safety_backup=options["safety_backup"], report=self.report)
         for warning in result.warnings:
-            self.stderr.write(self.style.WARNING(f"Warning: {warning}"))
+            self.stderr.write(self.style.WARNING(_("Warning: %(warning)s") % {"warning": warning}))
         if result.safety_backup:
-            self.stdout.write(f"Safety backup of the previous database: {result.safety_backup.path}")
-        self.stdout.write(self.style.SUCCESS(f"Restored {backup.name} into {alias!r}."))
+            self.stdout.write(_("Safety backup of the previous database: %(path)s") % {"path": result.safety_backup.path})
+        self.stdout.write(self.style.SUCCESS(_("Restored %(backup)s into %(alias)r.") % {"backup": backup.name, "alias": alias}))
 
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity >= level:

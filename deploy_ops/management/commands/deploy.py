@@ -9,6 +9,7 @@ import sys
 
 from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from deploy_ops.cli import ask, dumps, refuse_without_terminal, shown_work
 from deploy_ops.exceptions import EXIT_NEEDS_HUMAN, EXIT_OK, DeployOpsError
@@ -20,38 +21,38 @@ from deploy_ops.recovery import command_progress
 from deploy_ops.rollback import record_summary
 
 OUTCOMES = {
-    1: "The deploy failed and was rolled back: the previous release is serving.",
-    2: "The deploy failed and the site was NOT brought back: a human is needed (see `manage.py rollback --status`).",
-    3: "The deploy stopped before anything changed: the previous release is serving, untouched.",
+    1: gettext_lazy("The deploy failed and was rolled back: the previous release is serving."),
+    2: gettext_lazy("The deploy failed and the site was NOT brought back: a human is needed (see `manage.py rollback --status`)."),
+    3: gettext_lazy("The deploy stopped before anything changed: the previous release is serving, untouched."),
 }
-UNVERIFIED = (
+UNVERIFIED = gettext_lazy(
     "The deploy failed and was rolled back, but the health URL never answered, so it could not be verified that the "
     "previous release serves: a human is needed to look (see `manage.py rollback --status`)."
 )
 
 
 class Command(OpsCommand):
-    help = "Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure."
+    help = gettext_lazy("Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure.")
     requires_system_checks = []  # preflight validates what a deploy needs; a broken check must not block a fix.
 
     def add_arguments(self, parser):
-        parser.add_argument("--ref", default="", help="Branch, tag or commit to deploy (default: DEPLOY_OPS GIT_BRANCH on GIT_REMOTE).")
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
-        parser.add_argument("--dry-run", action="store_true", help="Print the commits, migrations and commands; change nothing.")
-        parser.add_argument("--no-rollback", action="store_true", help="On failure, leave everything as the failed stage left it.")
-        parser.add_argument("--health-retries", type=int, help="Override HEALTH_CHECK_RETRIES.")
-        parser.add_argument("--health-delay", type=float, help="Override HEALTH_CHECK_DELAY (seconds).")
+        parser.add_argument("--ref", default="", help=gettext_lazy("Branch, tag or commit to deploy (default: DEPLOY_OPS GIT_BRANCH on GIT_REMOTE)."))
+        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation."))
+        parser.add_argument("--dry-run", action="store_true", help=gettext_lazy("Print the commits, migrations and commands; change nothing."))
+        parser.add_argument("--no-rollback", action="store_true", help=gettext_lazy("On failure, leave everything as the failed stage left it."))
+        parser.add_argument("--health-retries", type=int, help=gettext_lazy("Override HEALTH_CHECK_RETRIES."))
+        parser.add_argument("--health-delay", type=float, help=gettext_lazy("Override HEALTH_CHECK_DELAY (seconds)."))
         parser.add_argument(
             "--break-lock", nargs="?", const=True, default=False, metavar="HOST",
-            help="Take over the lock of a run that died: one whose process on this host is gone, or an empty or unreadable "
+            help=gettext_lazy("Take over the lock of a run that died: one whose process on this host is gone, or an empty or unreadable "
             "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
-            "Never a lock whose process is alive.",
+            "Never a lock whose process is alive."),
         )
         parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
-        parser.add_argument("--force", action="store_true", help="Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release.")
+        parser.add_argument("--force", action="store_true", help=gettext_lazy("Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release."))
         parser.add_argument(
             "--strategy", choices=STRATEGIES, default="",
-            help="stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force).",
+            help=gettext_lazy("stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force)."),
         )
 
     def handle(self, *args, **options):
@@ -85,7 +86,7 @@ class Command(OpsCommand):
             self.print_result(deployer, error.exit_code, str(error))
             raise  # OpsCommand gives it its exit code
         unverified = exit_code == EXIT_NEEDS_HUMAN and deployer.recorder.record.status == DeploymentRecord.Status.ROLLBACK_UNVERIFIED
-        outcome = UNVERIFIED if unverified else OUTCOMES.get(exit_code, "")
+        outcome = str(UNVERIFIED if unverified else OUTCOMES.get(exit_code, ""))
         self.print_result(deployer, exit_code, outcome)
         if exit_code != EXIT_OK:
             raise CommandError(outcome, returncode=exit_code)
@@ -119,5 +120,8 @@ class Command(OpsCommand):
         if not state.foreign:
             return break_lock
         host = state.holder.get("host")
-        answer = input(f"The deploy lock was {state.describe()}.\nIf nothing of deploy_ops runs on {host}, type {host} to take it over: ")
+        answer = input(
+            _("The deploy lock was %(lock)s.\nIf nothing of deploy_ops runs on %(host)s, type %(host)s to take it over: ")
+            % {"lock": state.describe(), "host": host}
+        )
         return host if answer.strip() == host else break_lock

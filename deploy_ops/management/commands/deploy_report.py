@@ -2,23 +2,25 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from deploy_ops import metrics
 from deploy_ops.exceptions import EXIT_REFUSED
+from deploy_ops.management.base import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = _("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")
+class Command(TranslatedCommand):
+    help = gettext_lazy("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")
     requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument(
             "--days", type=int, action="append", metavar="N",
-            help=_("The window in days (repeatable; default: 7, 30 and 90)."),
+            help=gettext_lazy("The window in days (repeatable; default: 7, 30 and 90)."),
         )
-        parser.add_argument("--json", action="store_true", help=_("Machine-readable output."))
+        parser.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output."))
 
     def handle(self, *args, **options):
         days = options["days"] or list(metrics.WINDOWS)

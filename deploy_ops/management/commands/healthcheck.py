@@ -8,24 +8,34 @@ what a deploy gates on are the same check classes.  Exit 1 when a check fails.
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from deploy_ops.health.checks import ServicesRunning, configured_checks, deploy_gate_checks, host_checks, run_checks
+from deploy_ops.management.base import TranslatedCommand
 
 
-class Command(BaseCommand):
-    help = "Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails."
+class Command(TranslatedCommand):
+    help = gettext_lazy("Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails.")
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--gate", action="store_true", help="Only the checks a deploy gates on: database, migrations, services.")
+        parser.add_argument("--gate", action="store_true", help=gettext_lazy("Only the checks a deploy gates on: database, migrations, services."))
         parser.add_argument(
             "--skip-services",
             action="store_true",
-            help="Leave out ServicesRunning: the caller inspects the services itself (the deploy does, from the host; inside the web container the Docker engine is out of reach).",
+            help=gettext_lazy(
+                "Leave out ServicesRunning: the caller inspects the services itself (the deploy does, from the host; "
+                "inside the web container the Docker engine is out of reach)."
+            ),
         )
-        parser.add_argument("--site", action="store_true", help="Only HEALTH_CHECKS, what /health/ runs (where the site runs, e.g. inside the web container); without it the HOST_HEALTH_CHECKS run too.")
-        parser.add_argument("--json", action="store_true", help="One JSON object: check name -> OK or the problem.")
+        parser.add_argument("--site", action="store_true", help=gettext_lazy(
+                "Only HEALTH_CHECKS, what /health/ runs (where the site runs, e.g. inside the web container); "
+                "without it the HOST_HEALTH_CHECKS run too."
+            ),
+        )
+        parser.add_argument("--json", action="store_true", help=gettext_lazy("One JSON object: check name -> OK or the problem."))
 
     def handle(self, *args, **options):
         if options["gate"]:
@@ -40,7 +50,11 @@ class Command(BaseCommand):
         else:
             for outcome in outcomes:
                 style = self.style.SUCCESS if outcome.ok and not outcome.warning else (self.style.WARNING if outcome.ok else self.style.ERROR)
-                self.stdout.write(style(f"{outcome.name}: {outcome.message or 'OK'}"))
+                self.stdout.write(style(f"{outcome.name}: {outcome.message or _('OK')}"))
         failing = [outcome.name for outcome in outcomes if not outcome.ok]
         if failing:
-            raise CommandError(f"{len(failing)} health check(s) failed: {', '.join(failing)}", returncode=1)
+            raise CommandError(
+                ngettext("%(count)d health check failed: %(names)s", "%(count)d health checks failed: %(names)s", len(failing))
+                % {"count": len(failing), "names": ", ".join(failing)},
+                returncode=1,
+            )

@@ -11,22 +11,23 @@ from pathlib import Path
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
+from django.utils.translation import gettext_lazy
 
 from deploy_ops.management.base import OpsCommand
 from deploy_ops.migration_safety import classify_plan, describe_plan, plan_as_json
 
 
 class Command(OpsCommand):
-    help = "Classify each pending migration operation as compatible, incompatible or unknown for the release serving now."
+    help = gettext_lazy("Classify each pending migration operation as compatible, incompatible or unknown for the release serving now.")
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="The database whose pending migrations are classified.")
-        parser.add_argument("--json", action="store_true", help="Print the classification as JSON.")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help=gettext_lazy("The database whose pending migrations are classified."))
+        parser.add_argument("--json", action="store_true", help=gettext_lazy("Print the classification as JSON."))
         parser.add_argument(
             "--applied", metavar="FILE",
-            help="Read the applied migrations (a JSON list of 'app.name') from FILE, '-' for stdin, instead of from the database: "
-            "the deploy passes them from the serving release's database, which this checkout may not reach.",
+            help=gettext_lazy("Read the applied migrations (a JSON list of 'app.name') from FILE, '-' for stdin, instead of from the database: "
+            "the deploy passes them from the serving release's database, which this checkout may not reach."),
         )
 
     def handle(self, *args, **options):

@@ -8,49 +8,56 @@ import sys
 
 from django.core.management.base import CommandError
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from deploy_ops import rollback
 from deploy_ops.backups import list_backups
 from deploy_ops.cli import BackupListing, ask, backup_listing, confirm_or_refuse, dumps, shown_work
 from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
+from deploy_ops.models import DeploymentRecord
 from deploy_ops.proxy import MAINTENANCE
-from deploy_ops.recovery import command_progress
+from deploy_ops.recovery import command_progress, stage_label
 
 MENU = [
-    ("1", "List recent commits"),
-    ("2", "List backups"),
-    ("3", "Roll back the code to a commit"),
-    ("4", "Restore a backup"),
-    ("5", "Full rollback (code and database)"),
-    ("6", "Quick rollback (last good release and its backup)"),
-    ("7", "System status"),
-    ("q", "Quit"),
+    ("1", gettext_lazy("List recent commits")),
+    ("2", gettext_lazy("List backups")),
+    ("3", gettext_lazy("Roll back the code to a commit")),
+    ("4", gettext_lazy("Restore a backup")),
+    ("5", gettext_lazy("Full rollback (code and database)")),
+    ("6", gettext_lazy("Quick rollback (last good release and its backup)")),
+    ("7", gettext_lazy("System status")),
+    ("q", gettext_lazy("Quit")),
 ]
 
 
 # Whether a rollback to the commit starts its kept images or has to build (--list-commits).
 # None: the runtime keeps no images (commands), or the engine could not be asked.
-IMAGE_MARKS = {True: "images kept  ", False: "would build  ", None: ""}
+IMAGE_MARKS = {True: gettext_lazy("images kept"), False: gettext_lazy("would build"), None: ""}
+
+
+# The records' kinds and statuses as the operator's language words them (the JSON keeps the identifiers).
+KINDS = dict(DeploymentRecord.Kind.choices)
+STATUSES = dict(DeploymentRecord.Status.choices)
 
 
 class Command(OpsCommand):
-    help = "Roll back code and/or database; without options on a terminal, an interactive menu."
+    help = gettext_lazy("Roll back code and/or database; without options on a terminal, an interactive menu.")
     requires_system_checks = []
 
     def add_arguments(self, parser):
         action = parser.add_mutually_exclusive_group()
-        action.add_argument("--quick", action="store_true", help="The last release that deployed successfully, with the backup taken when it was left.")
-        action.add_argument("--commit", metavar="SHA", help="Roll the code back to this commit (the database stays).")
-        action.add_argument("--backup", metavar="NAME|PATH", help="Restore this backup (the code stays).")
-        action.add_argument("--full", nargs=2, metavar=("SHA", "NAME|PATH"), help="Code to SHA and database to the backup.")
-        action.add_argument("--status", action="store_true", help="Current commit, services, backups, lock and recent records.")
-        action.add_argument("--list-commits", action="store_true", help="Recent commits of the deployed branch and their deploys.")
-        action.add_argument("--list-backups", action="store_true", help="Backups, newest first.")
-        parser.add_argument("-n", type=int, default=15, help="How many commits --list-commits shows.")
-        parser.add_argument("--json", action="store_true", help="Machine-readable output for --status and the lists.")
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help="Do not ask for confirmation.")
-        parser.add_argument("--dry-run", action="store_true", help="Say what would be done, and why; change nothing.")
+        action.add_argument("--quick", action="store_true", help=gettext_lazy("The last release that deployed successfully, with the backup taken when it was left."))
+        action.add_argument("--commit", metavar="SHA", help=gettext_lazy("Roll the code back to this commit (the database stays)."))
+        action.add_argument("--backup", metavar="NAME|PATH", help=gettext_lazy("Restore this backup (the code stays)."))
+        action.add_argument("--full", nargs=2, metavar=("SHA", "NAME|PATH"), help=gettext_lazy("Code to SHA and database to the backup."))
+        action.add_argument("--status", action="store_true", help=gettext_lazy("Current commit, services, backups, lock and recent records."))
+        action.add_argument("--list-commits", action="store_true", help=gettext_lazy("Recent commits of the deployed branch and their deploys."))
+        action.add_argument("--list-backups", action="store_true", help=gettext_lazy("Backups, newest first."))
+        parser.add_argument("-n", type=int, default=15, help=gettext_lazy("How many commits --list-commits shows."))
+        parser.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output for --status and the lists."))
+        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation."))
+        parser.add_argument("--dry-run", action="store_true", help=gettext_lazy("Say what would be done, and why; change nothing."))
 
     def handle(self, *args, **options):
         self.options = options
@@ -76,23 +83,26 @@ class Command(OpsCommand):
             # Nobody can answer a menu here; say how to use it instead of waiting forever.
             usage = self.create_parser("manage.py", "rollback").format_usage().strip()
             raise CommandError(
-                "No option given and no terminal for the menu. Use --quick, --commit SHA, --backup NAME, "
-                f"--full SHA NAME, --status, --list-commits or --list-backups (see --help).\n{usage}",
+                _(
+                    "No option given and no terminal for the menu. Use --quick, --commit SHA, --backup NAME, "
+                    "--full SHA NAME, --status, --list-commits or --list-backups (see --help)."
+                )
+                + f"\n{usage}",
                 returncode=EXIT_REFUSED,
             )
         return self.menu()
 
     # -- doing it ----------------------------------------------------------------------------
     def carry_out(self, plan, in_menu=False):
-        self.stdout.write("Rollback plan:")
+        self.stdout.write(_("Rollback plan:"))
         for line in plan.describe():
             self.stdout.write(f"  {line}")
         if self.options["dry_run"]:
-            self.stdout.write("Dry run: nothing was changed.")
+            self.stdout.write(_("Dry run: nothing was changed."))
             return
         if in_menu:
-            if not ask("Go ahead?"):
-                self.stdout.write("Cancelled; nothing was changed.")
+            if not ask(_("Go ahead?")):
+                self.stdout.write(_("Cancelled; nothing was changed."))
                 return
         else:
             # The one policy (deploy_ops.cli): ask on a terminal, refuse without one unless --noinput.
@@ -100,7 +110,7 @@ class Command(OpsCommand):
         progress = command_progress(self.stdout, self.style, self.options["verbosity"])
         exit_code = rollback.execute(plan, report=self.report, progress=progress)
         if exit_code != EXIT_OK:
-            raise CommandError("The rollback failed: a human is needed. See `manage.py rollback --status`.", returncode=exit_code)
+            raise CommandError(_("The rollback failed: a human is needed. See `manage.py rollback --status`."), returncode=exit_code)
 
     def report(self, line, level=1):
         if self.options["verbosity"] >= level:
@@ -113,36 +123,42 @@ class Command(OpsCommand):
             self.stdout.write(dumps(found))
             return
         head = found["current_commit"]
-        self.stdout.write(f"Project {found['project']} ({found['environment']})")
-        self.stdout.write(f"Current commit: {head['sha'][:12]} {head['summary']}")
+        self.stdout.write(_("Project %(project)s (%(environment)s)") % {"project": found["project"], "environment": found["environment"]})
+        self.stdout.write(_("Current commit: %(sha)s %(summary)s") % {"sha": head["sha"][:12], "summary": head["summary"]})
         last = found["last_successful_deploy"]
         if last:
-            marker = "the current commit" if found["current_is_last_successful"] else "NOT the current commit"
-            self.stdout.write(f"Last successful deploy: {last['to_commit'][:12]} at {last['started_at']} ({marker})")
+            marker = _("the current commit") if found["current_is_last_successful"] else _("NOT the current commit")
+            self.stdout.write(
+                _("Last successful deploy: %(sha)s at %(at)s (%(marker)s)") % {"sha": last["to_commit"][:12], "at": last["started_at"], "marker": marker}
+            )
         else:
-            self.stdout.write("Last successful deploy: none on record")
-        self.stdout.write("Services:" if found["services"] else f"Services: {found['services_error'] or 'none reported by the runtime'}")
+            self.stdout.write(_("Last successful deploy: none on record"))
+        if found["services"]:
+            self.stdout.write(_("Services:"))
+        else:
+            self.stdout.write(_("Services: %(problem)s") % {"problem": found["services_error"] or _("none reported by the runtime")})
         for service in found["services"]:
             self.stdout.write(f"  {service['name']}: {service['state']}{' / ' + service['health'] if service['health'] else ''}")
-        self.stdout.write("Newest backups:" if found["backups"] else "Newest backups: none")
+        self.stdout.write(_("Newest backups:") if found["backups"] else _("Newest backups: none"))
         for backup in found["backups"]:
             self.stdout.write(f"  {BackupListing(**backup).line()}")
-        self.stdout.write(f"Lock: {found['lock']['description']}")
+        self.stdout.write(_("Lock: %(lock)s") % {"lock": found["lock"]["description"]})
         if found["proxy_routes_to"] == MAINTENANCE:
-            self.stdout.write(self.style.ERROR(
+            self.stdout.write(self.style.ERROR(_(
                 "Proxy: answering 503 with its maintenance page (a deploy or rollback stopped the site and did not finish; "
                 "`manage.py rollback` or a deploy sends the traffic back once a release is verified)."
-            ))
+            )))
         elif found["proxy_routes_to"]:
-            self.stdout.write(f"Proxy: sends the traffic to {found['proxy_routes_to']}")
+            self.stdout.write(_("Proxy: sends the traffic to %(address)s") % {"address": found["proxy_routes_to"]})
         if found["work_left_behind"]:
-            self.stdout.write(self.style.ERROR("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
+            self.stdout.write(self.style.ERROR(_("Work of a run that died is still going on (the next deploy or rollback stops it first):")))
             for line in found["work_left_behind"]:
                 self.stdout.write(f"  {line}")
-        self.stdout.write("Recent records:")
+        self.stdout.write(_("Recent records:"))
         for record in found["recent_records"]:
-            failed = f" (failed at {record['failed_stage']})" if record["failed_stage"] else ""
-            self.stdout.write(f"  {record['started_at'][:19]}  {record['kind']:<8} {record['status']:<24} {record['to_commit'][:12]}{failed}")
+            failed = " " + _("(failed at %(stage)s)") % {"stage": stage_label(record["failed_stage"])} if record["failed_stage"] else ""
+            kind, status = KINDS.get(record["kind"], record["kind"]), STATUSES.get(record["status"], record["status"])
+            self.stdout.write(f"  {record['started_at'][:19]}  {kind:<8} {status:<24} {record['to_commit'][:12]}{failed}")
 
     def show_commits(self, count):
         commits = rollback.recent_commits(count)
@@ -150,9 +166,10 @@ class Command(OpsCommand):
             self.stdout.write(dumps(commits))
             return
         for commit in commits:
-            marks = ", ".join(f"{d['kind']} {d['status']} {d['at'][:16]}" for d in commit["deploys"])
+            marks = ", ".join(f"{KINDS.get(d['kind'], d['kind'])} {STATUSES.get(d['status'], d['status'])} {d['at'][:16]}" for d in commit["deploys"])
             current = "* " if commit["current"] else "  "
-            images = IMAGE_MARKS[commit["images_kept"]]
+            mark = str(IMAGE_MARKS[commit["images_kept"]])
+            images = f"{mark:<11}  " if mark else ""
             self.stdout.write(f"{current}{commit['sha'][:12]}  {images}{commit['summary'][:60]:<60}  {marks}")
 
     def show_backups(self):
@@ -172,7 +189,7 @@ class Command(OpsCommand):
             for key, label in MENU:
                 self.stdout.write(f"  {key}) {label}")
             try:
-                choice = input("Choose: ").strip().lower()
+                choice = input(_("Choose: ")).strip().lower()
                 if choice in ("q", "quit", "0", ""):
                     return
                 self.menu_choice(choice)
@@ -188,16 +205,16 @@ class Command(OpsCommand):
         elif choice == "2":
             self.show_backups()
         elif choice == "3":
-            self.carry_out(rollback.plan_commit(input("Commit (sha, tag or branch): ").strip()), in_menu=True)
+            self.carry_out(rollback.plan_commit(input(_("Commit (sha, tag or branch): ")).strip()), in_menu=True)
         elif choice == "4":
-            self.carry_out(rollback.plan_backup(input("Backup (name or path): ").strip()), in_menu=True)
+            self.carry_out(rollback.plan_backup(input(_("Backup (name or path): ")).strip()), in_menu=True)
         elif choice == "5":
-            commit = input("Commit (sha, tag or branch): ").strip()
-            backup = input("Backup (name or path): ").strip()
+            commit = input(_("Commit (sha, tag or branch): ")).strip()
+            backup = input(_("Backup (name or path): ")).strip()
             self.carry_out(rollback.plan_full(commit, backup), in_menu=True)
         elif choice == "6":
             self.carry_out(rollback.plan_quick(), in_menu=True)
         elif choice == "7":
             self.show_status()
         else:
-            self.stdout.write(f"No such choice: {choice!r}")
+            self.stdout.write(_("No such choice: %(choice)r") % {"choice": choice})

@@ -4,6 +4,7 @@ DATABASE_URL      postgres://user@host:port/name, mysql://user@host:port/name or
 EXTRA_PYTHONPATH  a folder put on sys.path: a deploy_ops checkout that is not pip-installed
 DEPLOY_OPS_<KEY>  deploy_ops settings (JSON for lists and dicts)
 OFFSITE_STORAGE   a STORAGES entry (JSON) added as STORAGES["offsite"], for DEPLOY_OPS_BACKUP_STORAGE=offsite
+LANGUAGE_CODE     the language of the site and of deploy_ops's commands (default en-us; es for Spanish)
 """
 
 import json
@@ -109,6 +110,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
+LANGUAGE_CODE = os.environ.get("LANGUAGE_CODE", "en-us")
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
