@@ -248,7 +248,9 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     alias = database or ops_settings.BACKUP_DATABASE
     method = compression or ops_settings.BACKUP_COMPRESSION
     if method not in codec.CHOICES:
-        raise ConfigurationError(_("Unknown compression %(compression)r; use one of %(choices)s.") % {"compression": method, "choices": ", ".join(codec.CHOICES)})
+        raise ConfigurationError(
+            _("Unknown compression %(compression)r; use one of %(choices)s.") % {"compression": method, "choices": ", ".join(codec.CHOICES)}
+        )
     engine = engine_for(alias)
     recipients = ops_settings.BACKUP_AGE_RECIPIENTS
     directory = _backup_directory()
@@ -407,7 +409,8 @@ def _check_checksum(backup: Backup) -> None:
     if recorded_size is not None and backup.size != recorded_size:
         raise _corrupt(
             backup,
-            _("it is %(size)s bytes but was %(recorded)s bytes when written (truncated or changed)") % {"size": backup.size, "recorded": recorded_size},
+            _("it is %(size)s bytes but was %(recorded)s bytes when written (truncated or changed)")
+            % {"size": backup.size, "recorded": recorded_size},
         )
     found = file_sha256(backup.path)
     if found != backup.sha256:

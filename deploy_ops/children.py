@@ -42,7 +42,10 @@ class Child:
 
     def describe(self) -> str:
         return _("pid %(pid)s (%(command)s) of record %(record)s, started %(since)s") % {
-            "pid": self.pid, "command": self.command, "record": self.record or "?", "since": self.since,
+            "pid": self.pid,
+            "command": self.command,
+            "record": self.record or "?",
+            "since": self.since,
         }
 
 

@@ -45,7 +45,9 @@ class Checkout:
         try:
             self.repo = git.Repo(self.project_dir)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(_("%(folder)s is not a git checkout; deploy_ops deploys a git working tree.") % {"folder": self.project_dir}) from None
+            raise GitError(
+                _("%(folder)s is not a git checkout; deploy_ops deploys a git working tree.") % {"folder": self.project_dir}
+            ) from None
 
     def head(self) -> CommitInfo:
         try:
@@ -89,7 +91,8 @@ class Checkout:
             _(
                 "%(ref)r is not a branch on %(remote)r, a tag, or a commit in this checkout. "
                 "List what exists with `git branch -r`, `git tag` or `manage.py rollback --list-commits`."
-            ) % {"ref": ref, "remote": remote}
+            )
+            % {"ref": ref, "remote": remote}
         )
 
     def checkout(self, sha: str) -> None:

@@ -84,10 +84,13 @@ class LockState:
         # "what" is the holder's own word (deploy, rollback, restore, backup), as it wrote it.
         values = {"what": holder.get("what", "deploy"), "pid": holder.get("pid"), "host": holder.get("host"), "since": holder.get("since")}
         if self.foreign:
-            return _(
-                "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
-                "and whether that one still runs cannot be told from here"
-            ) % values
+            return (
+                _(
+                    "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
+                    "and whether that one still runs cannot be told from here"
+                )
+                % values
+            )
         if self.stale:
             return _("stale: left by %(what)s by pid %(pid)s on %(host)s since %(since)s, which is no longer running") % values
         return _("held: %(what)s by pid %(pid)s on %(host)s since %(since)s") % values
@@ -294,8 +297,11 @@ def describe_lock_refusal(held: LockHeld) -> str:
     if held.stale:
         still = work_left_behind()
         if still:
-            message += "\n" + _("Work of the run that died is still going on (the next deploy or rollback stops it first):") + "\n" + "\n".join(
-                f"  {line}" for line in still
+            message += (
+                "\n"
+                + _("Work of the run that died is still going on (the next deploy or rollback stops it first):")
+                + "\n"
+                + "\n".join(f"  {line}" for line in still)
             )
     return message
 

@@ -44,8 +44,13 @@ def _watched(stream: TextIO) -> bool:
 
 
 class ByteProgress:
-    def __init__(self, label: str, expected: int | Callable[[], int | None] | None, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        label: str,
+        expected: int | Callable[[], int | None] | None,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         """``expected``: the estimated total, or a function that finds it (asked only when someone watches)."""
         self.label, self.clock = label, clock
         self.stream = stream or sys.stderr
@@ -84,9 +89,14 @@ class ByteProgress:
             # The database's size is only an estimate of the dump's: never claim to be done before the end.
             share = min(self.done / self.expected, 0.99)
             left = max(self.expected - self.done, 0) / rate
-            parts.append(_("about %(percent)d %% of %(total)s, %(left)s left") % {
-                "percent": share * 100, "total": filesizeformat(self.expected), "left": humanize.duration(left),
-            })
+            parts.append(
+                _("about %(percent)d %% of %(total)s, %(left)s left")
+                % {
+                    "percent": share * 100,
+                    "total": filesizeformat(self.expected),
+                    "left": humanize.duration(left),
+                }
+            )
         return ", ".join(parts)
 
     def chunks(self, source: Iterable[bytes]) -> Iterator[bytes]:

@@ -48,10 +48,17 @@ def postgres_service(docker_engine, ops_dirs, settings, postgres_target):
     project = f"deployopscc{uuid.uuid4().hex[:10]}"
     (ops_dirs / "compose.yaml").write_text("services:\n" + POSTGRES_STAND_IN)
     (ops_dirs / "backups").mkdir(mode=0o700)
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "COMPOSE_COMMAND": docker_engine, "COMPOSE_PROJECT": project, "BACKUP_EXEC_SERVICE": "postgres"}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "COMPOSE_COMMAND": docker_engine,
+        "COMPOSE_PROJECT": project,
+        "BACKUP_EXEC_SERVICE": "postgres",
+    }
     started = subprocess.run([*docker_engine, "-p", project, "up", "--detach", "--wait"], cwd=ops_dirs, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
-    yield lambda *argv: subprocess.run([*docker_engine, "-p", project, "exec", "-T", "postgres", *argv], cwd=ops_dirs, capture_output=True, text=True)
+    yield lambda *argv: subprocess.run(
+        [*docker_engine, "-p", project, "exec", "-T", "postgres", *argv], cwd=ops_dirs, capture_output=True, text=True
+    )
     compose_down(docker_engine, ops_dirs, project)
 
 
@@ -60,7 +67,9 @@ def test_backup_exec_service_postgres_shares_its_backups_folder_with_backup_dir(
     original = postgres_checksum(postgres_target)
     # What cookiecutter-django's maintenance/backup does inside the postgres service.
     made = postgres_service(
-        "/bin/busybox", "sh", "-c",
+        "/bin/busybox",
+        "sh",
+        "-c",
         f"set -o pipefail; pg_dump -U {POSTGRES['USER']} -d {postgres_target['NAME']} | /bin/busybox gzip > /backups/{COOKIECUTTER_NAME}",
     )
     assert made.returncode == 0, made.stderr

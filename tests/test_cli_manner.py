@@ -51,8 +51,21 @@ def test_backups_list_and_rollback_list_backups_share_one_json_schema(two_backup
         entry.pop("age_seconds")  # a second may pass between the two commands
     assert listed == from_rollback
     assert set(listed[0]) == {
-        "name", "path", "created_at", "age", "age_seconds", "size", "size_display", "engine", "database", "commit",
-        "compression", "encrypted", "sha256", "verified", "legacy",
+        "name",
+        "path",
+        "created_at",
+        "age",
+        "age_seconds",
+        "size",
+        "size_display",
+        "engine",
+        "database",
+        "commit",
+        "compression",
+        "encrypted",
+        "sha256",
+        "verified",
+        "legacy",
     } - {"age_seconds"}
     assert listed[1]["verified"] is True and listed[0]["verified"] is None
 

@@ -26,7 +26,9 @@ def test_defaults_apply_when_the_dict_is_empty(settings):
 
 
 def test_unknown_key_is_rejected_with_a_hint():
-    assert problems({"HEALTH_CHECK_RETRYS": 3}) == ["DEPLOY_OPS has an unknown key 'HEALTH_CHECK_RETRYS'. Did you mean 'HEALTH_CHECK_RETRIES'?"]
+    assert problems({"HEALTH_CHECK_RETRYS": 3}) == [
+        "DEPLOY_OPS has an unknown key 'HEALTH_CHECK_RETRYS'. Did you mean 'HEALTH_CHECK_RETRIES'?"
+    ]
 
 
 def test_wrong_types_and_values_are_named():

@@ -238,10 +238,13 @@ def missing_from(found: Tables, live: LiveTables) -> list[str]:
     emptied = [name for name, has_rows in live.items() if has_rows and found.get(name) == 0]
     problems = []
     if absent:
-        problems.append(_("%(count)s table(s) of the database are not in it: %(tables)s") % {"count": len(absent), "tables": _listed(absent)})
+        problems.append(
+            _("%(count)s table(s) of the database are not in it: %(tables)s") % {"count": len(absent), "tables": _listed(absent)}
+        )
     if emptied:
         problems.append(
-            _("%(count)s table(s) have rows in the database but none in it: %(tables)s") % {"count": len(emptied), "tables": _listed(emptied)}
+            _("%(count)s table(s) have rows in the database but none in it: %(tables)s")
+            % {"count": len(emptied), "tables": _listed(emptied)}
         )
     return problems
 

@@ -319,7 +319,8 @@ class MySQLEngine(DatabaseEngine):
                 current_objects, restored_objects = self._stored_objects(database), self._stored_objects(scratch)
             except RestoreRefused as unreadable:
                 raise RestoreRefused(
-                    _("The restore of %(database)r was refused and nothing changed: %(problem)s.") % {"database": database, "problem": unreadable}
+                    _("The restore of %(database)r was refused and nothing changed: %(problem)s.")
+                    % {"database": database, "problem": unreadable}
                 ) from None
             hidden = sorted({str(stored) for stored in current_objects + restored_objects if stored.create is None})
             if hidden:
@@ -374,7 +375,9 @@ class MySQLEngine(DatabaseEngine):
                     "undo_error": undo_error,
                 }
                 if swapped and current_objects:
-                    tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r; %(objects)s may be missing.")
+                    tables = _(
+                        "The tables as they were are in the database %(trash)r, the restored ones in %(database)r; %(objects)s may be missing."
+                    )
                 elif swapped:
                     tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r.")
                 elif current_objects:

@@ -102,9 +102,7 @@ def restore_command(settings_dict: dict, service: str | None = None) -> Command:
 
 def version_command(settings_dict: dict, service: str | None = None) -> Command:
     argv, env, secrets = connection_arguments(settings_dict, service)
-    return in_service(
-        Command(("psql", "-X", "-A", "-t", *argv, "-c", "SHOW server_version"), env=env, secrets=secrets), service
-    )
+    return in_service(Command(("psql", "-X", "-A", "-t", *argv, "-c", "SHOW server_version"), env=env, secrets=secrets), service)
 
 
 class PostgreSQLEngine(DatabaseEngine):

@@ -119,7 +119,8 @@ class SQLiteEngine(DatabaseEngine):
         source_path = self.path
         if not source_path.exists():
             raise BackupError(
-                _("The SQLite database %(path)s does not exist; check DATABASES[%(alias)r]['NAME'].") % {"path": source_path, "alias": self.alias}
+                _("The SQLite database %(path)s does not exist; check DATABASES[%(alias)r]['NAME'].")
+                % {"path": source_path, "alias": self.alias}
             )
         # The snapshot is taken beside the database: that disk holds a database this size already.
         with _temporary_file(source_path.parent) as snapshot:

@@ -110,6 +110,7 @@ class OpsCommand(TranslatedCommand):
                 _(
                     "Unexpected error: %(type)s: %(error)s\n"
                     "deploy_ops did not expect this; check `manage.py rollback --status` (--traceback shows where it happened)."
-                ) % {"type": type(error).__name__, "error": error},
+                )
+                % {"type": type(error).__name__, "error": error},
                 returncode=EXIT_UNEXPECTED,
             ) from error

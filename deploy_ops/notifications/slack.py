@@ -77,14 +77,30 @@ def message(event: Event) -> dict:
                 {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Project"), _escape(event.project))},
                 {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Environment"), _escape(event.environment))},
                 {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Host"), _escape(event.host))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Status"), _("%(kind)s %(status)s in %(duration)s") % {
-                    "kind": event.kind, "status": event.status, "duration": _duration(event.duration),
-                })},
+                {
+                    "type": "mrkdwn",
+                    "text": "*%s*\n%s"
+                    % (
+                        _("Status"),
+                        _("%(kind)s %(status)s in %(duration)s")
+                        % {
+                            "kind": event.kind,
+                            "status": event.status,
+                            "duration": _duration(event.duration),
+                        },
+                    ),
+                },
             ],
         },
-        _section("*%s* %s\n*%s* %s" % (
-            _("From"), _commit(event.from_commit, event.from_summary), _("To"), _commit(event.to_commit, event.to_summary),
-        )),
+        _section(
+            "*%s* %s\n*%s* %s"
+            % (
+                _("From"),
+                _commit(event.from_commit, event.from_summary),
+                _("To"),
+                _commit(event.to_commit, event.to_summary),
+            )
+        ),
     ]
     if event.failed_stage:
         blocks.append(_section("*%s* `%s`" % (_("Failed stage:"), event.failed_stage)))
@@ -92,7 +108,7 @@ def message(event: Event) -> dict:
         blocks.append(_section(_escape(event.message)))
     if event.error_tail:
         # Keep the end of the error: that is where the cause is.
-        blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6):] + "```"))
+        blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6) :] + "```"))
     if event.stages:
         lines = [f"{stage.name} — {stage.status} ({_duration(stage.duration)})" for stage in event.stages]
         blocks.append(_section("*%s*\n" % _("Timeline") + "\n".join(lines)))
@@ -205,7 +221,10 @@ class SlackChannel(Channel):
             self._give_up(_("Slack answered 429 (rate limited)"), budget)
         if status >= 500:
             self._give_up(_("Slack answered HTTP %(status)s") % {"status": status}, budget)
-        raise DeliveryFailed(_("Slack refused the message with HTTP %(status)s: %(body)s") % {"status": status, "body": response.body[:200]}, budget.attempts())
+        raise DeliveryFailed(
+            _("Slack refused the message with HTTP %(status)s: %(body)s") % {"status": status, "body": response.body[:200]},
+            budget.attempts(),
+        )
 
     def _give_up(self, problem: str, budget: _Budget) -> NoReturn:
         attempts = budget.attempts()

@@ -17,7 +17,10 @@ class Command(TranslatedCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--days", type=int, action="append", metavar="N",
+            "--days",
+            type=int,
+            action="append",
+            metavar="N",
             help=gettext_lazy("The window in days (repeatable; default: 7, 30 and 90)."),
         )
         parser.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output."))
@@ -35,4 +38,3 @@ class Command(TranslatedCommand):
             self.stdout.write(self.style.MIGRATE_HEADING(_("Last %(days)d days") % {"days": window.days}))
             for label, value in metrics.describe(window):
                 self.stdout.write(f"  {label:<28} {value}")
-
