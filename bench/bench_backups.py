@@ -60,7 +60,8 @@ def generate(database: str, megabytes: int) -> int:
     while int(psql(database, f"SELECT pg_database_size('{database}')")) < megabytes * 1024 * 1024:
         psql(
             database,
-            f"INSERT INTO items SELECT n, md5(n::text), 'more ' || n, now(), 1 FROM generate_series((SELECT max(id) + 1 FROM items), (SELECT max(id) + {rows // 10} FROM items)) AS n",
+            "INSERT INTO items SELECT n, md5(n::text), 'more ' || n, now(), 1 FROM generate_series((SELECT "
+            f"max(id) + 1 FROM items), (SELECT max(id) + {rows // 10} FROM items)) AS n",
         )
     return int(psql(database, f"SELECT pg_database_size('{database}')"))
 
@@ -135,7 +136,8 @@ def lifecycle_rows(options, work, env, manage, connection, database, row, rows, 
         shell_copy, _ = best(
             options.repeat,
             lambda: timed(
-                f"pg_dump {connection} {database} | gzip > {gzip_file} && scp -q {ssh_options} {gzip_file} root@127.0.0.1:{server.root}/baseline.sql.gz",
+                f"pg_dump {connection} {database} | gzip > {gzip_file} && scp -q "
+                f"{ssh_options} {gzip_file} root@127.0.0.1:{server.root}/baseline.sql.gz",
                 shell=True,
             ),
         )

@@ -122,7 +122,7 @@ def bench_commands_runtime(arguments) -> None:
                 site.commit_change(release(f"shell-{round_number}"), "bench release")
                 shell_times.append(run(["bash", "-c", script], site.production))
             tool, shell = statistics.median(tool_times), statistics.median(shell_times)
-            print("Deploy of one release (median of %d, commands runtime, SQLite)" % arguments.rounds)
+            print(f"Deploy of one release (median of {arguments.rounds}, commands runtime, SQLite)")
             print(f"  {'plain shell script':<28} {shell:8.2f} s   {[round(t, 2) for t in shell_times]}")
             print(f"  {'manage.py deploy':<28} {tool:8.2f} s   {[round(t, 2) for t in tool_times]}")
             print(f"  ratio deploy / shell          {tool / shell:8.2f}x   (target <= 1.10x)")
@@ -216,12 +216,14 @@ def bench_swarm_against_compose(arguments) -> None:
     (compose_times, compose_recovery, compose_steps), (swarm_times, swarm_recovery, swarm_steps) = results["compose"], results["swarm"]
     compose_deploy, swarm_deploy = statistics.median(compose_times), statistics.median(swarm_times)
     print(
-        f"Docker Swarm against Docker Compose, same site and releases, PostgreSQL (median of {arguments.rounds}; swarm: stop-first, monitor {arguments.monitor} s)"
+        "Docker Swarm against Docker Compose, same site and releases, PostgreSQL (median "
+        f"of {arguments.rounds}; swarm: stop-first, monitor {arguments.monitor} s)"
     )
     print(f"  {'':<34} {'compose':>9} {'swarm':>9} {'swarm/compose':>14}")
     print(f"  {'deploy of a good release':<34} {compose_deploy:8.2f}s {swarm_deploy:8.2f}s {swarm_deploy / compose_deploy:13.2f}x")
     print(
-        f"  {'time to recover (health failed)':<34} {compose_recovery:8.2f}s {swarm_recovery:8.2f}s {swarm_recovery / compose_recovery:13.2f}x"
+        f"  {'time to recover (health failed)':<34} {compose_recovery:8.2f}s "
+        f"{swarm_recovery:8.2f}s {swarm_recovery / compose_recovery:13.2f}x"
     )
     for step in RECOVERY_STEPS:
         if step in compose_steps or step in swarm_steps:

@@ -161,12 +161,14 @@ def main() -> None:
         print(f"{label:<26}{requests_per_second:>12.1f}{p99:>10.1f}")
     (stock_rps, stock_p99), (same_rps, same_p99), (ours_rps, ours_p99) = (results[label] for label in (STOCK_DATABASE, STOCK_SAME, OURS))
     print(
-        f"ours over stock with Database only: time per request {stock_rps / ours_rps:.2f}x, p99 {ours_p99 / stock_p99:.2f}x (more checks: not like with like)"
+        f"ours over stock with Database only: time per request {stock_rps / ours_rps:.2f}x, "
+        f"p99 {ours_p99 / stock_p99:.2f}x (more checks: not like with like)"
     )
     overhead = same_rps / ours_rps
     verdict = "ok" if overhead <= OVERHEAD_TARGET else f"OVER {OVERHEAD_TARGET}x"
     print(
-        f"ours over stock with the same checks: time per request {overhead:.2f}x, p99 {ours_p99 / same_p99:.2f}x (target {OVERHEAD_TARGET}x: {verdict})"
+        f"ours over stock with the same checks: time per request {overhead:.2f}x, "
+        f"p99 {ours_p99 / same_p99:.2f}x (target {OVERHEAD_TARGET}x: {verdict})"
     )
 
 

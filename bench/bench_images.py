@@ -47,7 +47,8 @@ DEPLOY = ["deploy", "--noinput", "--health-delay", "0.2"]
 PREVIOUS_ORDER = """
 from deploy_ops import pipeline
 by_name = {stage.name: stage for stage in pipeline.STAGES}
-pipeline.STAGES[:] = [by_name[name] for name in ("backup", "checkout", "build", "stop", "start", "migrate", "collectstatic", "health", "verify")]
+order = ("backup", "checkout", "build", "stop", "start", "migrate", "collectstatic", "health", "verify")
+pipeline.STAGES[:] = [by_name[name] for name in order]
 raise SystemExit(pipeline.Deployer(pipeline.DeployOptions(health_delay=0.2)).run())
 """
 

@@ -92,7 +92,8 @@ def outcome_timeline(records: list[DeploymentRecord], since: datetime, until: da
         title = f"{record.started_at:%Y-%m-%d %H:%M} {record.get_kind_display()} {record.to_commit[:12]}: {record.get_status_display()}"
         marks.append(
             format_html(
-                '<g class="do-mark do-{}"><circle cx="{}" cy="{}" r="8"/><text x="{}" y="{}" text-anchor="middle">{}</text><title>{}</title></g>',
+                '<g class="do-mark do-{}"><circle cx="{}" cy="{}" r="8"/>'
+                '<text x="{}" y="{}" text-anchor="middle">{}</text><title>{}</title></g>',
                 record.status,
                 _number(x),
                 y,
@@ -159,7 +160,8 @@ def stage_durations(records: list[DeploymentRecord]) -> SafeString:
     top = 16 + len(deploys) * 24
     legend = format_html_join(
         "",
-        '<g class="do-legend"><rect class="do-stage-{}" x="{}" y="{}" width="10" height="10"/><text class="do-axis-label" x="{}" y="{}">{}</text></g>',
+        '<g class="do-legend"><rect class="do-stage-{}" x="{}" y="{}" width="10" height="10"/>'
+        '<text class="do-axis-label" x="{}" y="{}">{}</text></g>',
         (
             (
                 index % STAGE_COLOURS,

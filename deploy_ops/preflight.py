@@ -59,7 +59,8 @@ def static_root_problems() -> list:
     return [
         Error(
             _(
-                "STATIC_ROOT is not set, so `collectstatic` fails: the deploy would fail at its collectstatic stage, and so would its rollback."
+                "STATIC_ROOT is not set, so `collectstatic` fails: the deploy "
+                "would fail at its collectstatic stage, and so would its rollback."
             ),
             hint=_("Set STATIC_ROOT in the settings the release runs with, e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'."),
             id="deploy_ops.E030",
@@ -277,7 +278,8 @@ def health_url_problems() -> list:
                 _("SECURE_SSL_REDIRECT is on, so the site answers the probe of %(url)s with a redirect to https.")
                 % {"url": ops_settings.HEALTH_CHECK_URL},
                 hint=_(
-                    "Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
+                    "Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with "
+                    "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
                     "or SECURE_REDIRECT_EXEMPT = [r'^health/']."
                 ),
                 id="deploy_ops.W033",
@@ -329,7 +331,8 @@ def site_check_problems() -> list:
                     )
                     % {"path": path},
                     hint=_(
-                        "Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` on the host and the deploy's verify stage run it there."
+                        "Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` "
+                        "on the host and the deploy's verify stage run it there."
                     ),
                     id="deploy_ops.W035",
                 )

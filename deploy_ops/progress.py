@@ -14,7 +14,8 @@ import contextlib
 import contextvars
 import sys
 import time
-from typing import Callable, Iterable, Iterator, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import TextIO
 
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
@@ -128,7 +129,8 @@ def database_size_command(engine) -> Command | None:
     if engine.vendor == "mysql":
         from .databases.mysql import query_command, quote_string
 
-        sql = f"SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = {quote_string(engine.database_name)}"
+        schema = quote_string(engine.database_name)
+        sql = f"SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = {schema}"
         return query_command(engine.settings_dict, sql, engine.exec_service)
     return None
 

@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_NOT_RUNNING = 3  # the LSB status code for "program is not running"
@@ -154,7 +154,7 @@ def start(pidfile: Path, logfile: Path, argv: list[str], grace: float) -> int:
     with open(logfile, "ab") as log:
         marker_at = log.tell()
         separator = "\n" if marker_at else ""  # the marker starts a line even after a partial one
-        log.write(f"{separator}{START_MARKER.format(time=datetime.now(timezone.utc).isoformat())}\n".encode())
+        log.write(f"{separator}{START_MARKER.format(time=datetime.now(UTC).isoformat())}\n".encode())
         log.flush()
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **_detached())

@@ -79,7 +79,7 @@ def record(
 def history(project: Path, now: datetime) -> dict[str, DeploymentRecord]:
     """Five deploys of the last week, one of each outcome an operator must tell apart, and the rollback
     that repaired the failed rollback. Commits are made two hours before each deploy."""
-    stages = dict(zip(STAGES, (4, 1, 38, 6, 12, 3, 5, 2)))
+    stages = dict(zip(STAGES, (4, 1, 38, 6, 12, 3, 5, 2), strict=True))
     made = {}
     plan = [
         ("succeeded", now - timedelta(days=6), Status.SUCCEEDED, "Add the invoice export", "", ""),
@@ -89,7 +89,8 @@ def history(project: Path, now: datetime) -> dict[str, DeploymentRecord]:
             Status.ROLLED_BACK,
             "Rename the customer table",
             "migrate",
-            "Command 'docker compose exec -T web python manage.py migrate' failed with exit code 1:\n  django.db.utils.ProgrammingError: relation \"customer\" does not exist",
+            "Command 'docker compose exec -T web python manage.py migrate' failed with exit "
+            'code 1:\n  django.db.utils.ProgrammingError: relation "customer" does not exist',
         ),
         (
             "rollback_failed",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,14 +26,15 @@ def test_a_cookiecutter_backup_is_listed_with_its_utc_time_verified_as_legacy_an
     folder = ops_dirs / "backups"
     folder.mkdir()
     original = postgres_checksum(postgres_target)
-    dump = f"pg_dump --no-password -h {POSTGRES['HOST']} -p {POSTGRES['PORT']} -U {POSTGRES['USER']} -d {postgres_target['NAME']} | gzip > {folder / COOKIECUTTER_NAME}"
+    connection = f"--no-password -h {POSTGRES['HOST']} -p {POSTGRES['PORT']} -U {POSTGRES['USER']} -d {postgres_target['NAME']}"
+    dump = f"pg_dump {connection} | gzip > {folder / COOKIECUTTER_NAME}"
     subprocess.run(["bash", "-o", "pipefail", "-c", dump], check=True)
     psql(postgres_target, "DELETE FROM items WHERE id % 2 = 0; CREATE TABLE extra (x int);")
 
     [listed] = backups.list_backups()
     assert listed.name == COOKIECUTTER_NAME
     assert listed.metadata is None
-    assert listed.created_at == datetime(2025, 1, 9, 12, 0, tzinfo=timezone.utc)
+    assert listed.created_at == datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
     assert backups.find_backup(COOKIECUTTER_NAME).path == folder / COOKIECUTTER_NAME
     backups.verify_backup(listed)
 

@@ -58,7 +58,8 @@ def test_round_trip_restores_exactly_the_rows_and_tables_of_the_backup(mysql_use
     assert (
         mysql(
             mysql_user_target,
-            "SELECT REFERENCED_TABLE_SCHEMA FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_NAME = 'tags' AND REFERENCED_TABLE_NAME = 'items'",
+            "SELECT REFERENCED_TABLE_SCHEMA FROM information_schema.KEY_COLUMN_USAGE "
+            "WHERE TABLE_NAME = 'tags' AND REFERENCED_TABLE_NAME = 'items'",
         )
         == mysql_user_target["NAME"]
     )

@@ -137,7 +137,8 @@ def test_backup_freshness_tells_a_stale_off_host_copy_from_a_stale_backup(sqlite
 
     with pytest.raises(
         ServiceWarning,
-        match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. The last copy failed: Could not copy",
+        match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. "
+        r"The last copy failed: Could not copy",
     ):
         BackupFreshness().run()  # a warning, not a failure: the local backups are fresh
 

@@ -244,7 +244,8 @@ def database_named_like_parameters(request, settings, ops_dirs, postgres_databas
     assert created.returncode == 0, created.stderr
     psql_named(
         name,
-        "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || n FROM generate_series(1, 500) n;",
+        "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO "
+        "items (name) SELECT 'item ' || n FROM generate_series(1, 500) n;",
     )
     settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_database, "NAME": name}}
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_DATABASE": TARGET}

@@ -5,7 +5,7 @@ after a `backups` subcommand. On real SQLite backups and a real (non-)checkout."
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
@@ -122,8 +122,8 @@ def test_deploy_json_prints_the_result_on_stdout_alone(ops_dirs, monkeypatch):
 
 
 def test_rollback_without_a_terminal_refuses_unless_noinput(ops_dirs, monkeypatch):
-    first = commit(ops_dirs, "First", datetime(2026, 1, 1, tzinfo=timezone.utc))
-    commit(ops_dirs, "Second", datetime(2026, 1, 2, tzinfo=timezone.utc))
+    first = commit(ops_dirs, "First", datetime(2026, 1, 1, tzinfo=UTC))
+    commit(ops_dirs, "Second", datetime(2026, 1, 2, tzinfo=UTC))
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(CommandError, match="Refusing to roll back without confirmation: stdin is not a terminal") as refused:
         call_command("rollback", "--commit", first, stdout=StringIO())

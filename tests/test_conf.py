@@ -54,7 +54,7 @@ def test_commands_must_be_argv_lists_not_shell_strings():
 def test_reading_a_wrong_value_raises_a_configuration_error(settings):
     settings.DEPLOY_OPS = {"HEALTH_CHECK_RETRIES": 0}
     with pytest.raises(ConfigurationError, match="HEALTH_CHECK_RETRIES'] must be 1 or more"):
-        ops_settings.HEALTH_CHECK_RETRIES
+        _ = ops_settings.HEALTH_CHECK_RETRIES
 
 
 def test_environment_variables_are_parsed_by_type():

@@ -401,7 +401,7 @@ def test_health_checks_setting_rejects_an_entry_that_is_neither_a_path_nor_a_pai
     with pytest.raises(
         ConfigurationError, match=r"DEPLOY_OPS\['HEALTH_CHECKS'\] entry 1 must be a dotted path or a \[dotted path, \{options\}\] pair\."
     ):
-        ops_settings.HEALTH_CHECKS
+        _ = ops_settings.HEALTH_CHECKS
 
 
 def test_the_default_checks_include_the_stock_database_cache_and_storage_checks():

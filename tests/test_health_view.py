@@ -77,7 +77,9 @@ def test_health_is_500_naming_a_pending_migration(client, healthy_site):
     status, results = health_json(client)
     assert status == 500
     assert failing(results) == {
-        "MigrationsApplied(alias='default')": "Unavailable: 1 migration(s) not applied to database 'default': sessions.0001_initial. Run `manage.py migrate`."
+        "MigrationsApplied(alias='default')": (
+            "Unavailable: 1 migration(s) not applied to database 'default': sessions.0001_initial. Run `manage.py migrate`."
+        )
     }
 
 

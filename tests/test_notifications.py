@@ -463,7 +463,8 @@ def test_the_system_check_names_broken_channels_without_their_secrets(settings, 
         ),
         (
             "deploy_ops.E020",
-            "DEPLOY_OPS['NOTIFICATIONS'][1]: 'LOUD' is not a notification level; use one of INFO, SUCCESS, WARNING, ERROR, ROLLBACK_SUCCESS, ROLLBACK_FAILED.",
+            "DEPLOY_OPS['NOTIFICATIONS'][1]: 'LOUD' is not a notification level; use "
+            "one of INFO, SUCCESS, WARNING, ERROR, ROLLBACK_SUCCESS, ROLLBACK_FAILED.",
         ),
     ]
 

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -86,7 +86,7 @@ def _marker(moment):
 
 
 def test_logs_since_start_at_the_first_servectl_start_after_the_time():
-    before = datetime(2025, 1, 9, 12, 0, tzinfo=timezone.utc)
+    before = datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
     text = f"{_marker(before - timedelta(minutes=5))}\nold release CRITICAL\n{_marker(before + timedelta(seconds=1))}\nnew release\n"
     assert text_since(text, before) == f"{_marker(before + timedelta(seconds=1))}\nnew release\n"
     assert text_since(text, before + timedelta(hours=1)) == ""
@@ -95,11 +95,11 @@ def test_logs_since_start_at_the_first_servectl_start_after_the_time():
 
 def test_logs_since_reads_the_configured_log_file_or_nothing(commands_settings, ops_dirs):
     runtime = commands_settings({"start": ["x"], "stop": ["y"]})
-    assert runtime.logs_since(datetime.now(timezone.utc)) == ""
+    assert runtime.logs_since(datetime.now(UTC)) == ""
     (ops_dirs / "logs").mkdir()
     (ops_dirs / "logs" / "web.log").write_text("CRITICAL boom\n")
     runtime = commands_settings({"start": ["x"], "stop": ["y"]}, COMMANDS_LOG_FILE="logs/web.log")
-    assert runtime.logs_since(datetime.now(timezone.utc)) == "CRITICAL boom\n"
+    assert runtime.logs_since(datetime.now(UTC)) == "CRITICAL boom\n"
 
 
 # -- servectl, for real --------------------------------------------------------------------------
@@ -184,7 +184,7 @@ def test_sample_site_starts_under_servectl_serves_logs_and_stops(sample_site, se
     settings.DEPLOY_OPS = sample_site.use_commands()
     runtime = CommandsRuntime(sample_site.production)
     assert "Applying notes.0001_initial... OK" in runtime.manage("migrate", "--noinput")
-    before_start = datetime.now(timezone.utc)
+    before_start = datetime.now(UTC)
 
     runtime.start()
     _wait_for(lambda: sample_site.get("/")[0] == 200)

@@ -376,7 +376,8 @@ class MySQLEngine(DatabaseEngine):
                 }
                 if swapped and current_objects:
                     tables = _(
-                        "The tables as they were are in the database %(trash)r, the restored ones in %(database)r; %(objects)s may be missing."
+                        "The tables as they were are in the database %(trash)r, the "
+                        "restored ones in %(database)r; %(objects)s may be missing."
                     )
                 elif swapped:
                     tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r.")

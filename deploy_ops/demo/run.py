@@ -311,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             say(
                 "\n"
                 + _(
-                    "The web process was stopped; the sandbox is kept in %(path)s (try `python manage.py rollback --status` in production/)."
+                    "The web process was stopped; the sandbox is kept in %(path)s "
+                    "(try `python manage.py rollback --status` in production/)."
                 )
                 % {"path": root}
             )

@@ -58,6 +58,10 @@ def _section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def _field(label: str, value: str) -> dict:
+    return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
+
+
 def _duration(seconds) -> str:
     return f"{seconds:.1f}s" if seconds is not None else "–"
 
@@ -69,41 +73,29 @@ def fallback_text(event: Event) -> str:
 def message(event: Event) -> dict:
     """The webhook body: a Block Kit message plus the plain ``text`` notifications show."""
     header = f"{EMOJI[event.level]} {event.level.name}: {event.title}"
+    status = _("%(kind)s %(status)s in %(duration)s") % {
+        "kind": event.kind,
+        "status": event.status,
+        "duration": _duration(event.duration),
+    }
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": header[:HEADER_LIMIT], "emoji": True}},
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Project"), _escape(event.project))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Environment"), _escape(event.environment))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Host"), _escape(event.host))},
-                {
-                    "type": "mrkdwn",
-                    "text": "*%s*\n%s"
-                    % (
-                        _("Status"),
-                        _("%(kind)s %(status)s in %(duration)s")
-                        % {
-                            "kind": event.kind,
-                            "status": event.status,
-                            "duration": _duration(event.duration),
-                        },
-                    ),
-                },
+                _field(_("Project"), _escape(event.project)),
+                _field(_("Environment"), _escape(event.environment)),
+                _field(_("Host"), _escape(event.host)),
+                _field(_("Status"), status),
             ],
         },
-        _section(
-            "*%s* %s\n*%s* %s"
-            % (
-                _("From"),
-                _commit(event.from_commit, event.from_summary),
-                _("To"),
-                _commit(event.to_commit, event.to_summary),
-            )
-        ),
     ]
+    from_label, to_label = _("From"), _("To")
+    from_commit, to_commit = _commit(event.from_commit, event.from_summary), _commit(event.to_commit, event.to_summary)
+    blocks.append(_section(f"*{from_label}* {from_commit}\n*{to_label}* {to_commit}"))
     if event.failed_stage:
-        blocks.append(_section("*%s* `%s`" % (_("Failed stage:"), event.failed_stage)))
+        label = _("Failed stage:")
+        blocks.append(_section(f"*{label}* `{event.failed_stage}`"))
     if event.message:
         blocks.append(_section(_escape(event.message)))
     if event.error_tail:
@@ -111,9 +103,11 @@ def message(event: Event) -> dict:
         blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6) :] + "```"))
     if event.stages:
         lines = [f"{stage.name} — {stage.status} ({_duration(stage.duration)})" for stage in event.stages]
-        blocks.append(_section("*%s*\n" % _("Timeline") + "\n".join(lines)))
+        label = _("Timeline")
+        blocks.append(_section(f"*{label}*\n" + "\n".join(lines)))
     if event.backup_name:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "%s `%s`" % (_("Backup:"), _escape(event.backup_name))}]})
+        backup = _("Backup:") + f" `{_escape(event.backup_name)}`"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": backup}]})
     if event.admin_url:
         blocks.append(
             {

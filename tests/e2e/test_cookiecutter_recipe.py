@@ -79,7 +79,8 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
         {
             "mysite/notes/migrations/0002_rewrite.py": REWRITING_MIGRATION,
             "config/urls.py": urls
-            + "\nfrom django.http import HttpResponse  # noqa: E402\n\nurlpatterns.insert(0, path('health/', lambda request: HttpResponse('broken', status=500)))\n",
+            + "\nfrom django.http import HttpResponse  # noqa: E402\n\n"
+            + "urlpatterns.insert(0, path('health/', lambda request: HttpResponse('broken', status=500)))\n",
             "release.txt": "3\n",
         },
         "Release 3: rewrites the notes, and its health check fails",

@@ -4,7 +4,7 @@ notification, and its automatic cleanup still runs (commands runtime, SQLite, no
 import hashlib
 import json
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,7 +19,7 @@ def old_backup(directory, days: int) -> str:
     import gzip
     import sqlite3
 
-    moment = datetime.now(timezone.utc) - timedelta(days=days)
+    moment = datetime.now(UTC) - timedelta(days=days)
     name = f"backup_{moment.strftime('%Y%m%d_%H%M%S')}.sqlite3.gz"
     database = directory / "old.sqlite3"
     sqlite3.connect(database).execute("CREATE TABLE t (id INTEGER)").connection.commit()

@@ -166,8 +166,8 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(
     # Release 1 was started by hand, so no image of it is kept: the plan says a rollback would build.
     project = serving_release_1["COMPOSE_PROJECT"]
     assert (
-        f"A rollback would bring back {sample_site.initial_sha[:12]}: BUILD it again: its images are gone ({project}-web:{sample_site.initial_sha[:12]})."
-        in notes
+        f"A rollback would bring back {sample_site.initial_sha[:12]}: BUILD it "
+        f"again: its images are gone ({project}-web:{sample_site.initial_sha[:12]})." in notes
     )
 
     ran: list[str] = []

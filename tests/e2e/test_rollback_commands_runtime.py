@@ -315,13 +315,15 @@ class Migration(migrations.Migration):
     applied = sample_site.manage(
         "shell",
         "-c",
-        "from django.db.migrations.recorder import MigrationRecorder as R; print(sorted(n for a, n in R.Migration.objects.values_list('app', 'name') if a == 'notes'))",
+        "from django.db.migrations.recorder import MigrationRecorder as R; print(sorted(n "
+        "for a, n in R.Migration.objects.values_list('app', 'name') if a == 'notes'))",
     )
     assert applied.strip().splitlines()[-1] == "['0001_initial']"
     columns = sample_site.manage(
         "shell",
         "-c",
-        "from django.db import connection; print([c.name for c in connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
+        "from django.db import connection; print([c.name for c in "
+        "connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
     )
     assert "pinned" not in columns
     assert sample_site.notes() == ["first", "second"]

@@ -164,7 +164,8 @@ def test_rollback_unapplies_by_app_label_through_a_squash_and_across_apps(sample
     columns = sample_site.manage(
         "shell",
         "-c",
-        "from django.db import connection; print([c.name for c in connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
+        "from django.db import connection; print([c.name for c in "
+        "connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
     )
     assert "pinned" not in columns and "color" not in columns
     assert sample_site.notes() == ["first", "second"]

@@ -117,7 +117,7 @@ class Command(TranslatedCommand):
             with shown_work(self, self.verbosity):
                 getattr(self, "handle_" + options["action"])(options)
         except DeployOpsError as error:
-            raise CommandError(str(error), returncode=error.exit_code)
+            raise CommandError(str(error), returncode=error.exit_code) from error
 
     def handle_create(self, options):
         with retention.lock_for_backup(options["wait"]):
