@@ -95,7 +95,7 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         (gettext_lazy("Failure"), {"fields": ("failed_stage", "error_text", "other_rollback_reason", "warnings", "notification_failures")}),
         (gettext_lazy("Who"), {"fields": ("user", "host", "pid", "id")}),
     )
-    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"] if isinstance(field, str)]  # no field groups
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("stages")

@@ -22,7 +22,7 @@ from .recovery import stage_label
 
 Status = DeploymentRecord.Status
 # The symbol shown beside the colour of each outcome (in badges, the timeline and legends).
-SYMBOLS = {
+SYMBOLS: dict[str, str] = {
     Status.RUNNING: "…",
     Status.SUCCEEDED: "✓",
     Status.SUCCEEDED_WITH_WARNINGS: "!",
@@ -88,7 +88,7 @@ def outcome_timeline(records: list[DeploymentRecord], since: datetime, until: da
     marks = []
     for record in records:
         x = LEFT + (WIDTH - LEFT - 20) * max(0.0, (record.started_at - since).total_seconds()) / span
-        y = 20 + kinds.index(record.kind) * 30
+        y = 20 + kinds.index(DeploymentRecord.Kind(record.kind)) * 30
         title = f"{record.started_at:%Y-%m-%d %H:%M} {record.get_kind_display()} {record.to_commit[:12]}: {record.get_status_display()}"
         marks.append(
             format_html(

@@ -18,6 +18,7 @@ import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -145,7 +146,7 @@ def dumps(data) -> str:
 
 # Django's options (BaseCommand.create_parser) that a subcommand accepts as well, with SUPPRESS
 # defaults so that one given before the subcommand is not overwritten.
-COMMON_OPTIONS = [
+COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("-v", "--verbosity"), {"type": int, "choices": [0, 1, 2, 3]}),
     (("--settings",), {}),
     (("--pythonpath",), {}),

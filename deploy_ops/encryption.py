@@ -16,12 +16,15 @@ import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from django.utils.translation import gettext as _
 
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, BackupError, ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 SUFFIX = ".age"
 # A piece handed between the dump and the encrypting thread; a few in flight bound the memory.
@@ -178,7 +181,7 @@ class _Worker(threading.Thread):
 
 
 @contextlib.contextmanager
-def encrypting_writer(raw: BinaryIO, recipient_texts: list[str]) -> Iterator[_Pipe]:
+def encrypting_writer(raw: SupportsWrite[bytes], recipient_texts: list[str]) -> Iterator[_Pipe]:
     """A file-like whose writes are encrypted to the recipients into ``raw``; finished on a clean exit."""
     pyrage = _pyrage()
     recipients = parse_recipients(recipient_texts)
@@ -265,7 +268,7 @@ def can_decrypt() -> bool:
     return path is not None and path.is_file()
 
 
-def sealed(raw: BinaryIO, recipient_texts: list[str]):
+def sealed(raw: SupportsWrite[bytes], recipient_texts: list[str]):
     """What create_backup writes its compressed dump into: ``raw`` itself, or an age stream to the recipients."""
     return encrypting_writer(raw, recipient_texts) if recipient_texts else contextlib.nullcontext(raw)
 

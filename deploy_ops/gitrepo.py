@@ -57,8 +57,8 @@ class Checkout:
 
     def dirty_files(self) -> list[str]:
         """Tracked files changed in the working tree or the index (untracked files do not count)."""
-        changed = {item.a_path for item in self.repo.index.diff(None)}
-        changed |= {item.a_path for item in self.repo.index.diff("HEAD")}
+        changed = {item.a_path for item in self.repo.index.diff(None) if item.a_path}
+        changed |= {item.a_path for item in self.repo.index.diff("HEAD") if item.a_path}
         return sorted(changed)
 
     def forget_git_processes(self) -> None:
@@ -100,9 +100,10 @@ class Checkout:
 
     def summary(self, sha: str) -> str:
         try:
-            return self.repo.commit(sha).summary
+            summary = self.repo.commit(sha).summary
         except (git.BadName, ValueError, git.BadObject):
             return ""
+        return summary if isinstance(summary, str) else summary.decode("utf-8", "replace")
 
     def history(self, ref: str, count: int) -> list[CommitInfo]:
         try:
@@ -116,7 +117,7 @@ class Checkout:
 
     def added_files(self, from_sha: str, to_sha: str) -> list[str]:
         """Paths that exist at to_sha but not at from_sha."""
-        return [item.b_path for item in self.repo.commit(from_sha).diff(to_sha) if item.new_file]
+        return [item.b_path for item in self.repo.commit(from_sha).diff(to_sha) if item.new_file and item.b_path]
 
     def file_names(self, sha: str, folder: str) -> list[str]:
         """The names of the files directly in ``folder`` at ``sha`` (empty if it has no such folder)."""

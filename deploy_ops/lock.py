@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,7 @@ class LockState:
 # -- the kernel lock, portable ----------------------------------------------------------------------
 def _try_lock(descriptor: int) -> bool:
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             # Byte 0 is the lock; the file stays empty, and a lock past its end is allowed.
@@ -117,7 +118,7 @@ def _try_lock(descriptor: int) -> bool:
 
 
 def _unlock(descriptor: int) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         os.lseek(descriptor, 0, os.SEEK_SET)

@@ -140,6 +140,8 @@ def database_size(engine) -> int | None:
     if engine.vendor == "sqlite":
         return engine.path.stat().st_size if engine.path.exists() else None
     command = database_size_command(engine)
+    if command is None:
+        return None
     try:
         printed = runner.run(command, timeout=30).stdout.strip()
     except DeployOpsError:  # an estimate only: a backup must not fail for want of it

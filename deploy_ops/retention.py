@@ -79,7 +79,7 @@ def protected_backups() -> set[str]:
             : ops_settings.KEEP_RELEASES
         ]
     )
-    names = set()
+    names: set[str] = set()
     if releases:
         since = releases[-1].started_at
         names.update(DeploymentRecord.objects.filter(started_at__gte=since).exclude(backup_name="").values_list("backup_name", flat=True))

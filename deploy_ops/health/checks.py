@@ -171,7 +171,7 @@ def pending_migrations(alias: str = "default") -> list[str]:
 
 
 def _migration_folders() -> tuple:
-    found = []
+    found: list[tuple[str, int | None]] = []
     for app in apps.get_app_configs():
         module = sys.modules.get(MigrationLoader.migrations_module(app.label)[0] or "")
         for folder in getattr(module, "__path__", ()):

@@ -64,7 +64,7 @@ def unreachable(peer: str, error: Exception, timeout: float) -> Retryable:
     """A timeout or connection failure of an HTTP channel, as a sentence worth another try."""
     if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
         return Retryable(_("%(peer)s did not answer within %(timeout)ss") % {"peer": peer, "timeout": f"{timeout:g}"})
-    return Retryable(_("could not reach %(peer)s (%(reason)s)") % {"peer": peer, "reason": error.reason})
+    return Retryable(_("could not reach %(peer)s (%(reason)s)") % {"peer": peer, "reason": getattr(error, "reason", error)})
 
 
 def gave_up(problem: str, attempts: int, timeout: float | None) -> str:
@@ -186,9 +186,9 @@ class Channel:
             except Retryable as problem:
                 pause = max(backoff * 2 ** (number - 1), problem.retry_after)
                 if number > retries:
-                    raise DeliveryFailed(gave_up(problem, number, None), number) from None
+                    raise DeliveryFailed(gave_up(str(problem), number, None), number) from None
                 if pause >= self.remaining():
-                    raise DeliveryFailed(gave_up(problem, number, self.timeout), number) from None
+                    raise DeliveryFailed(gave_up(str(problem), number, self.timeout), number) from None
                 time.sleep(pause)
             except DeliveryFailed as failure:
                 failure.attempts = number

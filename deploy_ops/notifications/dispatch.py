@@ -38,7 +38,7 @@ def _load_configured() -> list[Channel | Delivery]:
     except ConfigurationError:
         # The validation sentence may quote the value, secrets included; `manage.py check` shows it.
         return [Delivery("notifications", ok=False, error=_("DEPLOY_OPS['NOTIFICATIONS'] is invalid; run `manage.py check` for details."))]
-    loaded = []
+    loaded: list[Channel | Delivery] = []
     for position, options in enumerate(configured):
         try:
             loaded.append(load_channel(options))

@@ -12,6 +12,7 @@ import logging
 import socket
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
@@ -207,4 +208,5 @@ TEXT_FIELDS = ("title", "message", "requested_ref", "from_summary", "to_summary"
 def masked(event: Event) -> Event:
     """The event with every secret deploy_ops knows replaced by *** in its free text."""
     secrets = known_secrets()
-    return replace(event, **{name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS})
+    masked_text: dict[str, Any] = {name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS}
+    return replace(event, **masked_text)

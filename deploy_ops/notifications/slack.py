@@ -17,6 +17,7 @@ from urllib.error import URLError
 from django.utils.translation import gettext as _
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.webhook import WebhookClient
 
@@ -148,7 +149,7 @@ class _Budget:
         return max(self.intervals.calculate_sleep_duration(state.current_attempt), asked)
 
 
-class _WithinBudget:
+class _WithinBudget(RetryHandler):
     """Mixed into slack-sdk's retry handlers: they choose what is worth a retry; a retry happens
     only while RETRIES last and its pause fits in the channel's TIMEOUT, and the next attempt's
     timeout is cut to what the budget has left."""
@@ -170,7 +171,8 @@ class _WithinBudget:
         state.next_attempt_requested = True
         time.sleep(self.budget.pause(state, response))
         state.increment_current_attempt()
-        self.budget.client.timeout = self.budget.attempt_timeout()
+        assert self.budget.client is not None, "deliver() makes the client before its first attempt"
+        self.budget.client.timeout = self.budget.attempt_timeout()  # type: ignore[assignment]  # see deliver()
 
 
 class _RateLimited(_WithinBudget, RateLimitErrorRetryHandler):
@@ -200,9 +202,13 @@ class SlackChannel(Channel):
     def deliver(self, payload: dict) -> int:
         """POST with slack-sdk's own retry handlers (429 by Retry-After, 5xx, unreachable), within the budget."""
         budget = _Budget(self)
-        handlers = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        handlers: list[RetryHandler] = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        # slack-sdk types timeout as int, but hands it to urllib's urlopen, which takes seconds as a float.
         client = budget.client = WebhookClient(
-            self.options["WEBHOOK_URL"], timeout=budget.attempt_timeout(), retry_handlers=handlers, logger=_sdk_logger
+            self.options["WEBHOOK_URL"],
+            timeout=budget.attempt_timeout(),  # type: ignore[arg-type]
+            retry_handlers=handlers,
+            logger=_sdk_logger,
         )
         try:
             response = client.send_dict(payload)

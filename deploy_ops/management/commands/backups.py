@@ -38,7 +38,8 @@ def prune_summary(local: int, remote: int | None, dry_run: bool) -> str:
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Database backups: create, list, verify, prune, restore.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Database backups: create, list, verify, prune, restore.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):
@@ -125,6 +126,7 @@ class Command(TranslatedCommand):
             cleanup = retention.apply_retention() if options["prune"] and ops_settings.BACKUP_AUTO_CLEANUP else None
         if options["verbosity"] >= 2:
             self.stderr.write(_("%(size)s, sha256 %(sha256)s") % {"size": humanize.size(backup.size), "sha256": backup.sha256})
+        assert backup.metadata is not None, "create_backup writes the metadata of what it made"
         for blocker in backup.metadata.get("restore_blockers", []):
             self.stderr.write(
                 self.style.WARNING(_("deploy_ops cannot restore this backup as things stand: %(blocker)s.") % {"blocker": blocker})
@@ -174,7 +176,7 @@ class Command(TranslatedCommand):
                 self.stdout.write(f"{copy.name}  " + _("unfinished copy (no metadata)"))
                 continue
             age = _("%(age)s ago") % {"age": humanize.age(copy.created_at)}
-            self.stdout.write(f"{copy.name}  {age:<22}  {humanize.size(copy.size or 0):>9}  sha256 {copy.sha256[:12]}")
+            self.stdout.write(f"{copy.name}  {age:<22}  {humanize.size(copy.size or 0):>9}  sha256 {(copy.sha256 or '–')[:12]}")
 
     def handle_verify(self, options):
         if options["remote"]:

@@ -12,7 +12,8 @@ from deploy_ops.management.base import TranslatedCommand
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):

@@ -17,7 +17,8 @@ from deploy_ops.management.base import TranslatedCommand
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):

@@ -13,7 +13,8 @@ from deploy_ops.notifications import Level, send_test_event
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Send a test notification through the log and every channel in DEPLOY_OPS['NOTIFICATIONS'] and report each result.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Send a test notification through the log and every channel in DEPLOY_OPS['NOTIFICATIONS'] and report each result.")  # type: ignore[assignment]
 
     def add_arguments(self, parser):
         parser.add_argument("--test", action="store_true", help=gettext_lazy("Send a test event (nothing is deployed)."))
