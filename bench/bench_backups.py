@@ -40,7 +40,9 @@ TARGETS = {"create gzip": 1.05, "create zstd": 1.15, "restore": 1.10, "create gz
 def psql(database: str, sql: str) -> str:
     return subprocess.run(
         ["psql", "-X", "-At", "-q", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-p", PORT, "-U", USER, "-d", database, "-c", sql],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -56,7 +58,11 @@ def generate(database: str, megabytes: int) -> int:
         "ALTER TABLE items ADD PRIMARY KEY (id);",
     )
     while int(psql(database, f"SELECT pg_database_size('{database}')")) < megabytes * 1024 * 1024:
-        psql(database, f"INSERT INTO items SELECT n, md5(n::text), 'more ' || n, now(), 1 FROM generate_series((SELECT max(id) + 1 FROM items), (SELECT max(id) + {rows // 10} FROM items)) AS n")
+        psql(
+            database,
+            "INSERT INTO items SELECT n, md5(n::text), 'more ' || n, now(), 1 FROM generate_series((SELECT "
+            f"max(id) + 1 FROM items), (SELECT max(id) + {rows // 10} FROM items)) AS n",
+        )
     return int(psql(database, f"SELECT pg_database_size('{database}')"))
 
 
@@ -120,15 +126,21 @@ def lifecycle_rows(options, work, env, manage, connection, database, row, rows, 
     server = start_sftp_server(work / "sshd")
     try:
         lifecycle_env = {
-            **env, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "bench.backup_settings",
+            **env,
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "bench.backup_settings",
             "BENCH_OFFSITE_STORAGE": json.dumps(server.storage()),
         }
         gzip_file = work / "baseline.sql.gz"
         ssh_options = f"-i {server.client_key} -P {server.port} -o BatchMode=yes -o UserKnownHostsFile={server.known_hosts}"
-        shell_copy, _ = best(options.repeat, lambda: timed(
-            f"pg_dump {connection} {database} | gzip > {gzip_file} && scp -q {ssh_options} {gzip_file} root@127.0.0.1:{server.root}/baseline.sql.gz",
-            shell=True,
-        ))
+        shell_copy, _ = best(
+            options.repeat,
+            lambda: timed(
+                f"pg_dump {connection} {database} | gzip > {gzip_file} && scp -q "
+                f"{ssh_options} {gzip_file} root@127.0.0.1:{server.root}/baseline.sql.gz",
+                shell=True,
+            ),
+        )
         row("pg_dump | gzip; scp", shell_copy, note="the copy is not read back")
 
         def ours(extra_env):
@@ -137,19 +149,32 @@ def lifecycle_rows(options, work, env, manage, connection, database, row, rows, 
                 result = timed([*manage, "backups", "create", "--compress", "gzip"], env={**lifecycle_env, **extra_env})
                 peaks.append(result[1])
                 return result
+
             return measure
 
         copied, peak = best(options.repeat, ours({"DEPLOY_OPS_BACKUP_STORAGE": "offsite"}))
-        row("create gzip + off-host copy", copied, shell_copy, f"SFTPStorage, the copy read back and its sha256 compared; peak RSS {peak / 2**20:.0f} MB")
+        row(
+            "create gzip + off-host copy",
+            copied,
+            shell_copy,
+            f"SFTPStorage, the copy read back and its sha256 compared; peak RSS {peak / 2**20:.0f} MB",
+        )
 
         key = work / "age-key.txt"
         subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
         recipient = next(line.split(": ", 1)[1] for line in key.read_text().splitlines() if line.startswith("# public key: "))
-        shell_age, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} | gzip | age -r {recipient} > {gzip_file}.age", shell=True))
+        shell_age, _ = best(
+            options.repeat, lambda: timed(f"pg_dump {connection} {database} | gzip | age -r {recipient} > {gzip_file}.age", shell=True)
+        )
         row("pg_dump | gzip | age -r", shell_age, note=f"{(work / 'baseline.sql.gz.age').stat().st_size / 1e6:.0f} MB")
         encrypted, peak = best(options.repeat, ours({"DEPLOY_OPS_BACKUP_AGE_RECIPIENTS": json.dumps([recipient])}))
         [made] = (work / "backups").glob("backup_*.sql.gz.age")
-        row("create gzip + age", encrypted, shell_age, f"{made.stat().st_size / 1e6:.0f} MB, pyrage in process; peak RSS {peak / 2**20:.0f} MB")
+        row(
+            "create gzip + age",
+            encrypted,
+            shell_age,
+            f"{made.stat().st_size / 1e6:.0f} MB, pyrage in process; peak RSS {peak / 2**20:.0f} MB",
+        )
     finally:
         server.stop()
 
@@ -158,7 +183,9 @@ def missing_lifecycle_tools() -> list[str]:
     sys.path.insert(0, str(ROOT))
     from tests.fixtures.offsite import SSHD
 
-    return [tool for tool in ("scp", "age", "age-keygen", "ssh-keygen") if shutil.which(tool) is None] + ([] if Path(SSHD).exists() else [SSHD])
+    return [tool for tool in ("scp", "age", "age-keygen", "ssh-keygen") if shutil.which(tool) is None] + (
+        [] if Path(SSHD).exists() else [SSHD]
+    )
 
 
 def install_comparisons() -> None:
@@ -213,11 +240,14 @@ def main():
                 result = timed([*manage, "backups", *arguments], env=env)
                 peaks.append(result[1])
                 return result
+
             return measure
 
         gzip_file, plain_file = work / "baseline.sql.gz", work / "baseline.sql"
         (base_gzip, _), (create_gzip, _) = best_paired(
-            options.repeat, lambda: timed(f"pg_dump {connection} {database} | gzip > {gzip_file}", shell=True), ours("create", "--compress", "gzip")
+            options.repeat,
+            lambda: timed(f"pg_dump {connection} {database} | gzip > {gzip_file}", shell=True),
+            ours("create", "--compress", "gzip"),
         )
         row("pg_dump | gzip", base_gzip, note=f"{gzip_file.stat().st_size / 1e6:.0f} MB")
         [made] = (work / "backups").glob("backup_*.sql.gz")
@@ -227,16 +257,39 @@ def main():
         shutil.move(made.with_name(made.name + ".json"), work / (made.name + ".json"))
 
         (base_plain, _), (create_zstd, _) = best_paired(
-            options.repeat, lambda: timed(f"pg_dump {connection} {database} > {plain_file}", shell=True), ours("create", "--compress", "zstd")
+            options.repeat,
+            lambda: timed(f"pg_dump {connection} {database} > {plain_file}", shell=True),
+            ours("create", "--compress", "zstd"),
         )
         row("pg_dump > f", base_plain, note=f"{plain_file.stat().st_size / 1e6:.0f} MB")
-        zstd_shell, _ = best(options.repeat, lambda: timed(f"pg_dump {connection} {database} | zstd -q -T0 > {work / 'baseline.sql.zst'}", shell=True))
+        zstd_shell, _ = best(
+            options.repeat, lambda: timed(f"pg_dump {connection} {database} | zstd -q -T0 > {work / 'baseline.sql.zst'}", shell=True)
+        )
         row("pg_dump | zstd -T0", zstd_shell, note=f"{(work / 'baseline.sql.zst').stat().st_size / 1e6:.0f} MB")
         [made_zstd] = (work / "backups").glob("backup_*.sql.zst")
         row("create zstd", create_zstd, base_plain, f"{made_zstd.stat().st_size / 1e6:.0f} MB")
 
         def baseline_restore():
-            subprocess.run(["psql", "-X", "-q", "-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{scratch}"', "-c", f'CREATE DATABASE "{scratch}"'], check=True)
+            subprocess.run(
+                [
+                    "psql",
+                    "-X",
+                    "-q",
+                    "-h",
+                    HOST,
+                    "-p",
+                    PORT,
+                    "-U",
+                    USER,
+                    "-d",
+                    "postgres",
+                    "-c",
+                    f'DROP DATABASE IF EXISTS "{scratch}"',
+                    "-c",
+                    f'CREATE DATABASE "{scratch}"',
+                ],
+                check=True,
+            )
             return timed(f"gunzip -c {gzip_file} | psql -X -q -1 -v ON_ERROR_STOP=1 {connection} -d {scratch} > /dev/null", shell=True)
 
         def restore(*extra):
@@ -247,6 +300,7 @@ def main():
                 result = timed([*manage, "backups", "restore", kept_gzip.name, "--noinput", *extra], env=env)
                 peaks.append(result[1])
                 return result
+
             return measure
 
         (base_restore, _), (ours_restore, _) = best_paired(options.repeat, baseline_restore, restore("--no-safety-backup"))
@@ -256,7 +310,12 @@ def main():
         row("restore + safety backup", with_safety, base_restore, "the default: a gzip backup of the current data first")
 
         dbbackup_dir = work / "dbbackup"
-        dbbackup_env = {**env, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "bench.dbbackup_settings", "BENCH_DBBACKUP_DIR": str(dbbackup_dir)}
+        dbbackup_env = {
+            **env,
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_SETTINGS_MODULE": "bench.dbbackup_settings",
+            "BENCH_DBBACKUP_DIR": str(dbbackup_dir),
+        }
 
         def dbbackup():
             shutil.rmtree(dbbackup_dir, ignore_errors=True)
@@ -271,14 +330,47 @@ def main():
         lifecycle_rows(options, work, env, manage, connection, database, row, rows, peaks)
 
         peak = max(peaks)
-        rows.append(("peak RSS (Python)", f"{peak / 2**20:6.1f} MB", "", "ok" if peak < 100 * 2**20 else "OVER 100 MB", "max over every manage.py run above"))
+        rows.append(
+            (
+                "peak RSS (Python)",
+                f"{peak / 2**20:6.1f} MB",
+                "",
+                "ok" if peak < 100 * 2**20 else "OVER 100 MB",
+                "max over every manage.py run above",
+            )
+        )
     finally:
         if not options.keep:
             for name in (database, scratch):
-                subprocess.run(["psql", "-X", "-q", "-h", HOST, "-p", PORT, "-U", USER, "-d", "postgres", "-c", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], check=False)
+                subprocess.run(
+                    [
+                        "psql",
+                        "-X",
+                        "-q",
+                        "-h",
+                        HOST,
+                        "-p",
+                        PORT,
+                        "-U",
+                        USER,
+                        "-d",
+                        "postgres",
+                        "-c",
+                        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                    ],
+                    check=False,
+                )
             shutil.rmtree(work, ignore_errors=True)
 
-    rows.append(("load average (1 min)", f"{os.getloadavg()[0]:6.2f}  ", "", "", f"at the end, on {os.cpu_count()} cores: above them, every figure is slowed"))
+    rows.append(
+        (
+            "load average (1 min)",
+            f"{os.getloadavg()[0]:6.2f}  ",
+            "",
+            "",
+            f"at the end, on {os.cpu_count()} cores: above them, every figure is slowed",
+        )
+    )
     width = max(len(name) for name, *_ in rows)
     print(f"\n{'measurement':<{width}}  {'time':>9}  {'ratio':>6}  {'target':<12} note")
     for name, seconds, ratio, verdict, note in rows:

@@ -37,7 +37,16 @@ from tests.fixtures.sample_site import SampleSite, flags, health_fails, postgres
 from tests.fixtures.swarm import serve_release_1_on_swarm, swarm_state  # noqa: E402
 
 COMPOSE = ["docker", "compose"]
-RECOVERY_STEPS = ("safety backup", "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health")
+RECOVERY_STEPS = (
+    "safety backup",
+    "revert code",
+    "stop services",
+    "restore database",
+    "restore images",
+    "start services",
+    "collect static",
+    "verify health",
+)
 
 SHELL_DEPLOY = """set -euo pipefail
 python={python}
@@ -113,20 +122,30 @@ def bench_commands_runtime(arguments) -> None:
                 site.commit_change(release(f"shell-{round_number}"), "bench release")
                 shell_times.append(run(["bash", "-c", script], site.production))
             tool, shell = statistics.median(tool_times), statistics.median(shell_times)
-            print("Deploy of one release (median of %d, commands runtime, SQLite)" % arguments.rounds)
+            print(f"Deploy of one release (median of {arguments.rounds}, commands runtime, SQLite)")
             print(f"  {'plain shell script':<28} {shell:8.2f} s   {[round(t, 2) for t in shell_times]}")
             print(f"  {'manage.py deploy':<28} {tool:8.2f} s   {[round(t, 2) for t in tool_times]}")
             print(f"  ratio deploy / shell          {tool / shell:8.2f}x   (target <= 1.10x)")
 
             site.commit_change({**flags(HEALTH_FAIL=True), **release("broken")}, "bench: unhealthy release")
-            subprocess.run([sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "1"], cwd=site.production, capture_output=True)
+            subprocess.run(
+                [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "1"], cwd=site.production, capture_output=True
+            )
             stages = {stage["name"]: stage for stage in journal(site)[-1]["stages"]}
             health_failed = datetime.fromisoformat(stages["health"]["finished_at"])
             healthy_again = datetime.fromisoformat(stages["verify health"]["finished_at"])
             print("Time to recover (health check failed -> previous release healthy)")
             print(f"  {'whole recovery':<28} {(healthy_again - health_failed).total_seconds():8.2f} s")
             print(f"  {'restore database alone':<28} {stages['restore database']['duration']:8.2f} s")
-            for name in ("safety backup", "revert code", "stop services", "restore images", "start services", "collect static", "verify health"):
+            for name in (
+                "safety backup",
+                "revert code",
+                "stop services",
+                "restore images",
+                "start services",
+                "collect static",
+                "verify health",
+            ):
                 if name in stages:
                     print(f"    {name:<26} {stages[name]['duration']:8.2f} s")
         finally:
@@ -134,10 +153,13 @@ def bench_commands_runtime(arguments) -> None:
             site.close()
 
 
-
 # -- 3. Docker Swarm against Docker Compose ---------------------------------------------------------
 def psql(sql: str) -> None:
-    subprocess.run(["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+    subprocess.run(
+        ["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
 
 
 def runtime_rounds(runtime: str, rounds: int, monitor: int) -> tuple[list[float], float, dict[str, float]]:
@@ -151,7 +173,9 @@ def runtime_rounds(runtime: str, rounds: int, monitor: int) -> tuple[list[float]
             database_url = postgres_url({**POSTGRES, "NAME": name})
             if runtime == "swarm":
                 # The health settings serve_release_1_on_compose gives the Compose site.
-                serve_release_1_on_swarm(site, COMPOSE, database_url, SWARM_UPDATE_MONITOR=monitor, HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
+                serve_release_1_on_swarm(
+                    site, COMPOSE, database_url, SWARM_UPDATE_MONITOR=monitor, HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1
+                )
             else:
                 serve_release_1_on_compose(site, COMPOSE, database_url)
             times = []
@@ -159,11 +183,15 @@ def runtime_rounds(runtime: str, rounds: int, monitor: int) -> tuple[list[float]
                 site.commit_change(release(f"{runtime}-{number}"), "bench release")
                 times.append(run([sys.executable, "manage.py", "deploy", "--noinput", "--health-delay", "0.2"], site.production))
             site.commit_change({**health_fails(), **release("broken")}, "bench: unhealthy release")
-            subprocess.run([sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "1"], cwd=site.production, capture_output=True)
+            subprocess.run(
+                [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "1"], cwd=site.production, capture_output=True
+            )
             snapshot = journal(site)[-1]
             assert snapshot["record"]["status"] == "rolled_back", snapshot["record"]
             stages = {stage["name"]: stage for stage in snapshot["stages"]}
-            recovered = (datetime.fromisoformat(stages["verify health"]["finished_at"]) - datetime.fromisoformat(stages["health"]["finished_at"])).total_seconds()
+            recovered = (
+                datetime.fromisoformat(stages["verify health"]["finished_at"]) - datetime.fromisoformat(stages["health"]["finished_at"])
+            ).total_seconds()
             steps = {step: stage["duration"] for step, stage in stages.items() if step in RECOVERY_STEPS}
             return times, recovered, steps
         finally:
@@ -175,7 +203,9 @@ def bench_swarm_against_compose(arguments) -> None:
     state, manager = swarm_state()
     created = state == "inactive"
     if created:
-        subprocess.run(["docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "swarm", "init", "--advertise-addr", "127.0.0.1", "--listen-addr", "127.0.0.1:2377"], check=True, capture_output=True
+        )
     elif (state, manager) != ("active", "true"):
         raise SystemExit(f"This Docker engine's swarm state is {state!r} (manager: {manager}): part 3 needs a manager or no swarm.")
     try:
@@ -185,10 +215,16 @@ def bench_swarm_against_compose(arguments) -> None:
             subprocess.run(["docker", "swarm", "leave", "--force"], capture_output=True)
     (compose_times, compose_recovery, compose_steps), (swarm_times, swarm_recovery, swarm_steps) = results["compose"], results["swarm"]
     compose_deploy, swarm_deploy = statistics.median(compose_times), statistics.median(swarm_times)
-    print(f"Docker Swarm against Docker Compose, same site and releases, PostgreSQL (median of {arguments.rounds}; swarm: stop-first, monitor {arguments.monitor} s)")
+    print(
+        "Docker Swarm against Docker Compose, same site and releases, PostgreSQL (median "
+        f"of {arguments.rounds}; swarm: stop-first, monitor {arguments.monitor} s)"
+    )
     print(f"  {'':<34} {'compose':>9} {'swarm':>9} {'swarm/compose':>14}")
     print(f"  {'deploy of a good release':<34} {compose_deploy:8.2f}s {swarm_deploy:8.2f}s {swarm_deploy / compose_deploy:13.2f}x")
-    print(f"  {'time to recover (health failed)':<34} {compose_recovery:8.2f}s {swarm_recovery:8.2f}s {swarm_recovery / compose_recovery:13.2f}x")
+    print(
+        f"  {'time to recover (health failed)':<34} {compose_recovery:8.2f}s "
+        f"{swarm_recovery:8.2f}s {swarm_recovery / compose_recovery:13.2f}x"
+    )
     for step in RECOVERY_STEPS:
         if step in compose_steps or step in swarm_steps:
             print(f"    {step:<32} {compose_steps.get(step, 0):8.2f}s {swarm_steps.get(step, 0):8.2f}s")

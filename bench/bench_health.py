@@ -110,7 +110,9 @@ def to_milliseconds(text: str) -> float:
 def run_wrk(url: str, duration: int, threads: int, connections: int) -> tuple[float, float]:
     output = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     requests_per_second = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p99 = to_milliseconds(re.search(r"^\s+99%\s+(\S+)", output, re.MULTILINE).group(1))
@@ -140,7 +142,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         server = subprocess.Popen(
             ["gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(arguments.workers), "--log-level", "warning"],
-            cwd=ROOT, env=environment,
+            cwd=ROOT,
+            env=environment,
         )
         try:
             wait_until_up(base)
@@ -157,10 +160,16 @@ def main() -> None:
     for label, (requests_per_second, p99) in results.items():
         print(f"{label:<26}{requests_per_second:>12.1f}{p99:>10.1f}")
     (stock_rps, stock_p99), (same_rps, same_p99), (ours_rps, ours_p99) = (results[label] for label in (STOCK_DATABASE, STOCK_SAME, OURS))
-    print(f"ours over stock with Database only: time per request {stock_rps / ours_rps:.2f}x, p99 {ours_p99 / stock_p99:.2f}x (more checks: not like with like)")
+    print(
+        f"ours over stock with Database only: time per request {stock_rps / ours_rps:.2f}x, "
+        f"p99 {ours_p99 / stock_p99:.2f}x (more checks: not like with like)"
+    )
     overhead = same_rps / ours_rps
     verdict = "ok" if overhead <= OVERHEAD_TARGET else f"OVER {OVERHEAD_TARGET}x"
-    print(f"ours over stock with the same checks: time per request {overhead:.2f}x, p99 {ours_p99 / same_p99:.2f}x (target {OVERHEAD_TARGET}x: {verdict})")
+    print(
+        f"ours over stock with the same checks: time per request {overhead:.2f}x, "
+        f"p99 {ours_p99 / same_p99:.2f}x (target {OVERHEAD_TARGET}x: {verdict})"
+    )
 
 
 if __name__ == "__main__":

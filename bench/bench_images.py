@@ -31,14 +31,24 @@ from tests.fixtures.databases import POSTGRES, unique_name  # noqa: E402
 from tests.fixtures.sample_site import SampleSite, health_fails, postgres_url, release  # noqa: E402
 
 MIGRATION_SECONDS = 2.0
-RECOVERY_STEPS = ("safety backup", "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health")
+RECOVERY_STEPS = (
+    "safety backup",
+    "revert code",
+    "stop services",
+    "restore database",
+    "restore images",
+    "start services",
+    "collect static",
+    "verify health",
+)
 COMPOSE = ["docker", "compose"]
 DEPLOY = ["deploy", "--noinput", "--health-delay", "0.2"]
 # The order this issue replaces, run by the same code with its stages put back in that order.
 PREVIOUS_ORDER = """
 from deploy_ops import pipeline
 by_name = {stage.name: stage for stage in pipeline.STAGES}
-pipeline.STAGES[:] = [by_name[name] for name in ("backup", "checkout", "build", "stop", "start", "migrate", "collectstatic", "health", "verify")]
+order = ("backup", "checkout", "build", "stop", "start", "migrate", "collectstatic", "health", "verify")
+pipeline.STAGES[:] = [by_name[name] for name in order]
 raise SystemExit(pipeline.Deployer(pipeline.DeployOptions(health_delay=0.2)).run())
 """
 
@@ -51,14 +61,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-    dependencies = [("notes", "{number - 1:04d}_{'initial' if number == 2 else 'bench'}")]
+    dependencies = [("notes", "{number - 1:04d}_{"initial" if number == 2 else "bench"}")]
     operations = [migrations.RunPython(lambda apps, schema_editor: time.sleep({MIGRATION_SECONDS}), migrations.RunPython.noop)]
 '''
     }
 
 
 def postgres(sql: str) -> None:
-    subprocess.run(["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+    subprocess.run(
+        ["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
 
 
 def manage(site, *arguments: str) -> subprocess.CompletedProcess:
@@ -122,7 +136,9 @@ def main() -> None:
             print("Time to recover (health check failed -> previous release healthy)")
             for label, stages in (("image rollback", image), ("rebuild rollback (images gone)", rebuild)):
                 goal = stages["restore database"]["duration"] + stages["start services"]["duration"] + 2
-                steps = ", ".join(f"{step} {stages[step]['duration']:.2f}" for step in ("restore database", "restore images", "start services"))
+                steps = ", ".join(
+                    f"{step} {stages[step]['duration']:.2f}" for step in ("restore database", "restore images", "start services")
+                )
                 print(f"  {label:<34} {recovery(stages):7.2f} s   goal <= {goal:5.2f} s   ({steps})")
                 print(f"    restore images said: {stages['restore images']['output_tail'].splitlines()[0]}")
                 print("    " + ", ".join(f"{step} {stage['duration']:.2f}" for step, stage in stages.items() if step in RECOVERY_STEPS))

@@ -43,7 +43,9 @@ class ReadOnlyMixin:
 def status_badge(record: DeploymentRecord):
     return format_html(
         '<span class="do-badge do-{}"><span aria-hidden="true">{}</span> {}</span>',
-        record.status, charts.SYMBOLS.get(record.status, "?"), record.get_status_display(),
+        record.status,
+        charts.SYMBOLS.get(record.status, "?"),
+        record.get_status_display(),
     )
 
 
@@ -93,7 +95,7 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         (gettext_lazy("Failure"), {"fields": ("failed_stage", "error_text", "other_rollback_reason", "warnings", "notification_failures")}),
         (gettext_lazy("Who"), {"fields": ("user", "host", "pid", "id")}),
     )
-    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"]]
+    readonly_fields = [field for fieldset in fieldsets for field in fieldset[1]["fields"] if isinstance(field, str)]  # no field groups
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("stages")
@@ -101,7 +103,8 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("started"), ordering="started_at")
     def when(self, record):
         return format_html(
-            '{}<br><span class="do-summary">{}</span>', date_format(timezone.localtime(record.started_at), "SHORT_DATETIME_FORMAT"),
+            '{}<br><span class="do-summary">{}</span>',
+            date_format(timezone.localtime(record.started_at), "SHORT_DATETIME_FORMAT"),
             record.get_kind_display(),
         )
 
@@ -113,13 +116,18 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def change(self, record):
         return format_html(
             '<code title="{}">{}</code> <span class="do-summary">{}</span>',
-            record.to_commit, record.to_commit[:8] or record.requested_ref or record.backup_name, Truncator(record.to_summary).chars(60),
+            record.to_commit,
+            record.to_commit[:8] or record.requested_ref or record.backup_name,
+            Truncator(record.to_summary).chars(60),
         )
 
     @admin.display(description=gettext_lazy("outcome"), ordering="status")
     def outcome_and_timing(self, record):
         return format_html(
-            '{}<div class="do-timing">{} {}</div>', status_badge(record), humanize.duration(record.duration), charts.stage_bar(record.stages.all()),
+            '{}<div class="do-timing">{} {}</div>',
+            status_badge(record),
+            humanize.duration(record.duration),
+            charts.stage_bar(record.stages.all()),
         )
 
     @admin.display(description=gettext_lazy("duration"), ordering="duration")
@@ -136,7 +144,9 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
             return ""
         return format_html(
             '<strong>{}</strong> <span class="do-excerpt" title="{}">{}</span>',
-            stage_label(record.failed_stage), Truncator(record.error).chars(400), error_excerpt(record),
+            stage_label(record.failed_stage),
+            Truncator(record.error).chars(400),
+            error_excerpt(record),
         )
 
     @admin.display(description=gettext_lazy("error"))
@@ -161,7 +171,10 @@ class DeploymentRecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
         verified = {True: _("verified"), False: _("FAILED verification"), None: _("not verified")}[backup.verified]
         return format_html(
             "{} · {} · {} · <code>{}</code>",
-            humanize.size(backup.size), _("%(age)s ago") % {"age": humanize.age(backup.created_at)}, verified, backup.path,
+            humanize.size(backup.size),
+            _("%(age)s ago") % {"age": humanize.age(backup.created_at)},
+            verified,
+            backup.path,
         )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -85,9 +85,7 @@ class Recorder:
 
     # -- stages -------------------------------------------------------------------------
     def start_stage(self, name: str) -> DeploymentStage:
-        stage = DeploymentStage(
-            record=self.record, position=len(self.stages) + 1, name=name, started_at=timezone.now()
-        )
+        stage = DeploymentStage(record=self.record, position=len(self.stages) + 1, name=name, started_at=timezone.now())
         self.stages.append(stage)
         self._clock[stage.position] = time.monotonic()
         self.save()

@@ -17,6 +17,7 @@ import os
 import stat
 import tempfile
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,12 +74,17 @@ class Backup:
     def metadata_path(self) -> Path:
         return metadata_path_for(self.path)
 
+    def _name_part(self, group: str) -> str:
+        match = NAME_PATTERN.match(self.name)
+        assert match, "Backups are made only of files named like a backup (find_backup, list_backups)"
+        return match[group]
+
     @property
     def created_at(self) -> datetime:
         recorded = (self.metadata or {}).get("created_at")
         if recorded:
             return datetime.fromisoformat(recorded)
-        return stamp_time(NAME_PATTERN.match(self.name)["stamp"])
+        return stamp_time(self._name_part("stamp"))
 
     @property
     def size(self) -> int:
@@ -111,11 +117,11 @@ class Backup:
 
     @property
     def encrypted(self) -> bool:
-        return bool(NAME_PATTERN.match(self.name)["encrypted"])
+        return bool(self._name_part("encrypted"))
 
     @property
     def kind(self) -> str:
-        return NAME_PATTERN.match(self.name)["kind"]
+        return self._name_part("kind")
 
     @property
     def verified(self) -> bool | None:
@@ -248,7 +254,9 @@ def create_backup(database: str | None = None, compression: str | None = None) -
     alias = database or ops_settings.BACKUP_DATABASE
     method = compression or ops_settings.BACKUP_COMPRESSION
     if method not in codec.CHOICES:
-        raise ConfigurationError(_("Unknown compression %(compression)r; use one of %(choices)s.") % {"compression": method, "choices": ", ".join(codec.CHOICES)})
+        raise ConfigurationError(
+            _("Unknown compression %(compression)r; use one of %(choices)s.") % {"compression": method, "choices": ", ".join(codec.CHOICES)}
+        )
     engine = engine_for(alias)
     recipients = ops_settings.BACKUP_AGE_RECIPIENTS
     directory = _backup_directory()
@@ -271,7 +279,7 @@ def create_backup(database: str | None = None, compression: str | None = None) -
                 engine.dump(dumped)
             raw.flush()
             os.fsync(raw.fileno())
-        tables = reader.tables if reader else engine.dumped_tables
+        tables = reader.tables if reader else (engine.dumped_tables or {})
         _prove_contents(engine, tables, live_tables)
         metadata = {
             "format": METADATA_FORMAT,
@@ -403,11 +411,13 @@ def _check_checksum(backup: Backup) -> None:
     """Size and sha256 against the metadata (a backup with metadata only)."""
     if not backup.path.is_file():
         raise BackupNotFound(_("%(path)s no longer exists.") % {"path": backup.path})
+    assert backup.metadata is not None, "a legacy backup has no checksum: its callers check its content instead"
     recorded_size = backup.metadata.get("size")
     if recorded_size is not None and backup.size != recorded_size:
         raise _corrupt(
             backup,
-            _("it is %(size)s bytes but was %(recorded)s bytes when written (truncated or changed)") % {"size": backup.size, "recorded": recorded_size},
+            _("it is %(size)s bytes but was %(recorded)s bytes when written (truncated or changed)")
+            % {"size": backup.size, "recorded": recorded_size},
         )
     found = file_sha256(backup.path)
     if found != backup.sha256:
@@ -432,7 +442,7 @@ def _checked_chunks(backup: Backup, vendor: str | None) -> Iterator[bytes]:
                 yield chunk
     except codec.CorruptStream as error:
         raise _corrupt(backup, str(error)) from None
-    marker = COMPLETION_MARKERS.get(vendor)
+    marker = COMPLETION_MARKERS.get(vendor) if vendor else None
     if marker and marker not in tail:
         raise _corrupt(backup, _("the dump does not end with its completion line %(line)r (it was cut short)") % {"line": marker.decode()})
 
@@ -525,7 +535,7 @@ def _is_valid(backup: Backup, record: bool) -> bool:
 
 
 def prune_backups(
-    days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: frozenset[str] = frozenset()
+    days: int | None = None, keep: int | None = None, dry_run: bool = False, protect: AbstractSet[str] = frozenset()
 ) -> list[Backup]:
     """Delete backups older than ``days``, always keeping the newest ``keep`` valid ones and ``protect``.
 

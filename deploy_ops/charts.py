@@ -22,7 +22,7 @@ from .recovery import stage_label
 
 Status = DeploymentRecord.Status
 # The symbol shown beside the colour of each outcome (in badges, the timeline and legends).
-SYMBOLS = {
+SYMBOLS: dict[str, str] = {
     Status.RUNNING: "…",
     Status.SUCCEEDED: "✓",
     Status.SUCCEEDED_WITH_WARNINGS: "!",
@@ -53,7 +53,10 @@ def _number(value: float) -> str:
 def _svg(height: int, label: str, body: SafeString) -> SafeString:
     return format_html(
         '<svg class="do-chart" viewBox="0 0 {} {}" width="100%" role="img" aria-label="{}">{}</svg>',
-        WIDTH, height, label, body,
+        WIDTH,
+        height,
+        label,
+        body,
     )
 
 
@@ -71,22 +74,43 @@ def outcome_timeline(records: list[DeploymentRecord], since: datetime, until: da
     rows = []
     for row, kind in enumerate(kinds):
         y = 20 + row * 30
-        rows.append(format_html(
-            '<text class="do-axis-label" x="0" y="{}">{}</text><line class="do-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-            y + 4, kind.label, LEFT, WIDTH - 10, y, y,
-        ))
+        rows.append(
+            format_html(
+                '<text class="do-axis-label" x="0" y="{}">{}</text><line class="do-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
+                y + 4,
+                kind.label,
+                LEFT,
+                WIDTH - 10,
+                y,
+                y,
+            )
+        )
     marks = []
     for record in records:
         x = LEFT + (WIDTH - LEFT - 20) * max(0.0, (record.started_at - since).total_seconds()) / span
-        y = 20 + kinds.index(record.kind) * 30
+        y = 20 + kinds.index(DeploymentRecord.Kind(record.kind)) * 30
         title = f"{record.started_at:%Y-%m-%d %H:%M} {record.get_kind_display()} {record.to_commit[:12]}: {record.get_status_display()}"
-        marks.append(format_html(
-            '<g class="do-mark do-{}"><circle cx="{}" cy="{}" r="8"/><text x="{}" y="{}" text-anchor="middle">{}</text><title>{}</title></g>',
-            record.status, _number(x), y, _number(x), y + 4, SYMBOLS.get(record.status, "?"), title,
-        ))
+        marks.append(
+            format_html(
+                '<g class="do-mark do-{}"><circle cx="{}" cy="{}" r="8"/>'
+                '<text x="{}" y="{}" text-anchor="middle">{}</text><title>{}</title></g>',
+                record.status,
+                _number(x),
+                y,
+                _number(x),
+                y + 4,
+                SYMBOLS.get(record.status, "?"),
+                title,
+            )
+        )
     axis = format_html(
         '<text class="do-axis-label" x="{}" y="{}">{}</text><text class="do-axis-label" x="{}" y="{}" text-anchor="end">{}</text>',
-        LEFT, 20 + len(kinds) * 30, f"{since:%Y-%m-%d}", WIDTH - 10, 20 + len(kinds) * 30, _("now"),
+        LEFT,
+        20 + len(kinds) * 30,
+        f"{since:%Y-%m-%d}",
+        WIDTH - 10,
+        20 + len(kinds) * 30,
+        _("now"),
     )
     return _svg(30 * len(kinds) + 30, label, mark_safe("".join(rows + marks) + axis))
 
@@ -102,10 +126,14 @@ def stage_durations(records: list[DeploymentRecord]) -> SafeString:
     bars = []
     for row, record in enumerate(deploys):
         y = 10 + row * 24
-        bars.append(format_html(
-            '<text class="do-axis-label" x="0" y="{}">{} {}</text>',
-            y + 12, SYMBOLS.get(record.status, "?"), record.to_commit[:8] or record.requested_ref[:8],
-        ))
+        bars.append(
+            format_html(
+                '<text class="do-axis-label" x="0" y="{}">{} {}</text>',
+                y + 12,
+                SYMBOLS.get(record.status, "?"),
+                record.to_commit[:8] or record.requested_ref[:8],
+            )
+        )
         x = float(LEFT)
         total = 0.0
         for stage in record.stages.all():
@@ -113,19 +141,38 @@ def stage_durations(records: list[DeploymentRecord]) -> SafeString:
                 names.append(stage.name)
             seconds = stage.duration or 0
             width = (WIDTH - LEFT - 90) * seconds / longest
-            bars.append(format_html(
-                '<rect class="do-stage-{}{}" x="{}" y="{}" width="{}" height="16"><title>{}: {} ({})</title></rect>',
-                names.index(stage.name) % STAGE_COLOURS, " do-stage-failed" if stage.status == "failed" else "",
-                _number(x), y, _number(max(width, 0.5)), stage_label(stage.name), humanize.duration(seconds), stage.get_status_display(),
-            ))
+            bars.append(
+                format_html(
+                    '<rect class="do-stage-{}{}" x="{}" y="{}" width="{}" height="16"><title>{}: {} ({})</title></rect>',
+                    names.index(stage.name) % STAGE_COLOURS,
+                    " do-stage-failed" if stage.status == "failed" else "",
+                    _number(x),
+                    y,
+                    _number(max(width, 0.5)),
+                    stage_label(stage.name),
+                    humanize.duration(seconds),
+                    stage.get_status_display(),
+                )
+            )
             x += width
             total += seconds
         bars.append(format_html('<text class="do-axis-label" x="{}" y="{}">{}</text>', _number(x + 6), y + 12, humanize.duration(total)))
     top = 16 + len(deploys) * 24
     legend = format_html_join(
-        "", '<g class="do-legend"><rect class="do-stage-{}" x="{}" y="{}" width="10" height="10"/><text class="do-axis-label" x="{}" y="{}">{}</text></g>',
-        ((index % STAGE_COLOURS, LEFT + index % 4 * 150, top + index // 4 * 18, LEFT + index % 4 * 150 + 14, top + 9 + index // 4 * 18, stage_label(name))
-         for index, name in enumerate(names)),
+        "",
+        '<g class="do-legend"><rect class="do-stage-{}" x="{}" y="{}" width="10" height="10"/>'
+        '<text class="do-axis-label" x="{}" y="{}">{}</text></g>',
+        (
+            (
+                index % STAGE_COLOURS,
+                LEFT + index % 4 * 150,
+                top + index // 4 * 18,
+                LEFT + index % 4 * 150 + 14,
+                top + 9 + index // 4 * 18,
+                stage_label(name),
+            )
+            for index, name in enumerate(names)
+        ),
     )
     return _svg(top + 18 * ((len(names) + 3) // 4) + 6, label, mark_safe("".join(bars) + legend))
 
@@ -139,22 +186,42 @@ def backup_sizes(points: list[BackupPoint], since: datetime, until: datetime) ->
     span = max((until - since).total_seconds(), 1)
     largest = max(point.size for point in points) or 1
     height, bottom = 140, 150
-    bars = [format_html(
-        '<text class="do-axis-label" x="0" y="20">{}</text><text class="do-axis-label" x="0" y="{}">0</text>'
-        '<line class="do-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-        filesizeformat(largest), bottom, LEFT, WIDTH - 10, bottom, bottom,
-    )]
+    bars = [
+        format_html(
+            '<text class="do-axis-label" x="0" y="20">{}</text><text class="do-axis-label" x="0" y="{}">0</text>'
+            '<line class="do-grid" x1="{}" x2="{}" y1="{}" y2="{}"/>',
+            filesizeformat(largest),
+            bottom,
+            LEFT,
+            WIDTH - 10,
+            bottom,
+            bottom,
+        )
+    ]
     for point in points:
         x = LEFT + (WIDTH - LEFT - 20) * (point.created_at - since).total_seconds() / span
         bar = height * point.size / largest
-        bars.append(format_html(
-            '<rect class="do-backup" x="{}" y="{}" width="6" height="{}"><title>{}: {}</title></rect>',
-            _number(x), _number(bottom - bar), _number(max(bar, 1)), point.name, filesizeformat(point.size),
-        ))
-    bars.append(format_html(
-        '<text class="do-axis-label" x="{}" y="{}">{}</text><text class="do-axis-label" x="{}" y="{}" text-anchor="end">{}</text>',
-        LEFT, bottom + 16, f"{since:%Y-%m-%d}", WIDTH - 10, bottom + 16, _("now"),
-    ))
+        bars.append(
+            format_html(
+                '<rect class="do-backup" x="{}" y="{}" width="6" height="{}"><title>{}: {}</title></rect>',
+                _number(x),
+                _number(bottom - bar),
+                _number(max(bar, 1)),
+                point.name,
+                filesizeformat(point.size),
+            )
+        )
+    bars.append(
+        format_html(
+            '<text class="do-axis-label" x="{}" y="{}">{}</text><text class="do-axis-label" x="{}" y="{}" text-anchor="end">{}</text>',
+            LEFT,
+            bottom + 16,
+            f"{since:%Y-%m-%d}",
+            WIDTH - 10,
+            bottom + 16,
+            _("now"),
+        )
+    )
     return _svg(bottom + 24, label, mark_safe("".join(bars)))
 
 
@@ -167,15 +234,24 @@ def stage_bar(stages) -> SafeString:
     segments, x = [], 0.0
     for index, stage in enumerate(stages):
         width = max(100 * (stage.duration or 0) / total, 1.5)
-        segments.append(format_html(
-            '<rect class="do-stage-{}{}" x="{}" y="0" width="{}" height="10"><title>{}: {} ({})</title></rect>',
-            index % STAGE_COLOURS, " do-stage-failed" if stage.status == "failed" else "",
-            _number(x), _number(width), stage_label(stage.name), humanize.duration(stage.duration), stage.get_status_display(),
-        ))
+        segments.append(
+            format_html(
+                '<rect class="do-stage-{}{}" x="{}" y="0" width="{}" height="10"><title>{}: {} ({})</title></rect>',
+                index % STAGE_COLOURS,
+                " do-stage-failed" if stage.status == "failed" else "",
+                _number(x),
+                _number(width),
+                stage_label(stage.name),
+                humanize.duration(stage.duration),
+                stage.get_status_display(),
+            )
+        )
         x += width
     return format_html(
         '<svg class="do-stagebar" viewBox="0 0 {} 10" preserveAspectRatio="none" role="img" aria-label="{}">{}</svg>',
-        _number(max(x, 100)), _("stages"), mark_safe("".join(segments)),
+        _number(max(x, 100)),
+        _("stages"),
+        mark_safe("".join(segments)),
     )
 
 

@@ -57,8 +57,10 @@ def check_settings(app_configs, **kwargs):
     if vendor_of(settings.DATABASES[alias]) is None:
         found.append(
             Error(
-                _("The database %(alias)r uses %(engine)s, which deploy_ops cannot back up.") % {
-                    "alias": alias, "engine": settings.DATABASES[alias].get("ENGINE"),
+                _("The database %(alias)r uses %(engine)s, which deploy_ops cannot back up.")
+                % {
+                    "alias": alias,
+                    "engine": settings.DATABASES[alias].get("ENGINE"),
                 },
                 hint=_("Supported: %(engines)s, and backends built on them.") % {"engines": ", ".join(sorted(ENGINE_VENDORS))},
                 id=E003,
@@ -74,7 +76,8 @@ def check_settings(app_configs, **kwargs):
                         if len(missing) == 2
                         else _("RUNTIME is 'commands' but DEPLOY_OPS['COMMANDS'] has no %(step)s step.") % {"step": missing[0]}
                     ),
-                    hint=_("Give argv lists, e.g. %(example)s.") % {"example": "{'start': ['systemctl', 'start', 'gunicorn'], 'stop': [...]}"},
+                    hint=_("Give argv lists, e.g. %(example)s.")
+                    % {"example": "{'start': ['systemctl', 'start', 'gunicorn'], 'stop': [...]}"},
                     id=E004,
                 )
             )
@@ -96,8 +99,10 @@ def _database_service_kept_running():
                 _("Backups run inside the Compose service %(service)r, but a rollback stops every service before it restores the database.")
                 if not app_services
                 else _("Backups run inside the Compose service %(service)r, but a rollback stops it before it restores the database.")
-            ) % {"service": service},
-            hint=_("List the services that run the release in DEPLOY_OPS['APP_SERVICES'] (e.g. ['web']), without %(service)r.") % {"service": service},
+            )
+            % {"service": service},
+            hint=_("List the services that run the release in DEPLOY_OPS['APP_SERVICES'] (e.g. ['web']), without %(service)r.")
+            % {"service": service},
             id=W002,
         )
     ]
@@ -120,7 +125,8 @@ def _backup_dir_ignored():
     return [
         Warning(
             _("Backups are written to %(folder)s, inside the git checkout, but git does not ignore them.") % {"folder": backup_dir},
-            hint=_("Add %(pattern)r to .gitignore: backups must never be committed.") % {
+            hint=_("Add %(pattern)r to .gitignore: backups must never be committed.")
+            % {
                 "pattern": f"/{backup_dir.relative_to(project_dir).as_posix()}/",
             },
             id=W001,
@@ -175,7 +181,11 @@ def check_restorable(app_configs, **kwargs):
     try:
         blockers = restore_blockers(alias)
     except DeployOpsError as error:
-        return [Warning(_("Could not check whether the database %(alias)r can be restored: %(error)s") % {"alias": alias, "error": error}, id=W003)]
+        return [
+            Warning(
+                _("Could not check whether the database %(alias)r can be restored: %(error)s") % {"alias": alias, "error": error}, id=W003
+            )
+        ]
     return [
         Error(
             _("The database %(alias)r cannot be restored safely: %(blocker)s.") % {"alias": alias, "blocker": blocker},
@@ -195,7 +205,9 @@ def check_backup_lifecycle(app_configs, **kwargs):
     found = []
     alias = ops_settings.BACKUP_STORAGE
     if alias and alias not in getattr(settings, "STORAGES", {}):
-        found.append(Error(_("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}, id=E030))
+        found.append(
+            Error(_("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}, id=E030)
+        )
     problem = recipients_problem(ops_settings.BACKUP_AGE_RECIPIENTS) if ops_settings.BACKUP_AGE_RECIPIENTS else None
     if problem:
         found.append(Error(problem, hint=_("See docs/BACKUPS.md, Encryption."), id=E030))

@@ -16,9 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -42,7 +42,10 @@ class Child:
 
     def describe(self) -> str:
         return _("pid %(pid)s (%(command)s) of record %(record)s, started %(since)s") % {
-            "pid": self.pid, "command": self.command, "record": self.record or "?", "since": self.since,
+            "pid": self.pid,
+            "command": self.command,
+            "record": self.record or "?",
+            "since": self.since,
         }
 
 

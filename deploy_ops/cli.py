@@ -18,6 +18,7 @@ import contextlib
 import json
 import sys
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from django.core.management.base import CommandError
 from django.utils import timezone
@@ -46,7 +47,8 @@ def confirm_or_refuse(interactive: bool, question: str, action: str) -> None:
 def refuse_without_terminal(action: str) -> None:
     if not sys.stdin.isatty():
         raise CommandError(
-            _("Refusing to %(action)s without confirmation: stdin is not a terminal. Pass --noinput to %(action)s anyway.") % {"action": action},
+            _("Refusing to %(action)s without confirmation: stdin is not a terminal. Pass --noinput to %(action)s anyway.")
+            % {"action": action},
             returncode=EXIT_REFUSED,
         )
 
@@ -105,10 +107,17 @@ class BackupListing:
 
     def line(self) -> str:
         state = _(VERIFIED[self.verified]) + (" " + _("(legacy, no checksum)") if self.legacy else "")
-        return "  ".join((
-            self.name, f"{_('%(age)s ago') % {'age': self.age}:<22}", f"{self.size_display:>9}", self.engine or "?",
-            self.database or "-", self.commit[:12] or "-", state,
-        ))
+        return "  ".join(
+            (
+                self.name,
+                f"{_('%(age)s ago') % {'age': self.age}:<22}",
+                f"{self.size_display:>9}",
+                self.engine or "?",
+                self.database or "-",
+                self.commit[:12] or "-",
+                state,
+            )
+        )
 
     def as_json(self) -> dict:
         return asdict(self)
@@ -137,7 +146,7 @@ def dumps(data) -> str:
 
 # Django's options (BaseCommand.create_parser) that a subcommand accepts as well, with SUPPRESS
 # defaults so that one given before the subcommand is not overwritten.
-COMMON_OPTIONS = [
+COMMON_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("-v", "--verbosity"), {"type": int, "choices": [0, 1, 2, 3]}),
     (("--settings",), {}),
     (("--pythonpath",), {}),

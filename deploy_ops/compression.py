@@ -123,7 +123,9 @@ def writer(raw: BinaryIO, compression: str):
     elif compression == "none":
         stream = _PlainWriter(raw)
     else:
-        raise ValueError(_("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)})
+        raise ValueError(
+            _("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)}
+        )
     try:
         yield stream
     except BaseException:
@@ -187,7 +189,9 @@ def chunks(raw: BinaryIO, compression: str) -> Iterator[bytes]:
     """The decompressed content of ``raw``, chunk by chunk (gzip: at most CHUNK bytes each)."""
     readers = {"gzip": _gzip_chunks, "zstd": _zstd_chunks, "none": _plain_chunks}
     if compression not in readers:
-        raise ValueError(_("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)})
+        raise ValueError(
+            _("unknown compression %(compression)r; use one of %(choices)s") % {"compression": compression, "choices": ", ".join(CHOICES)}
+        )
     return readers[compression](raw)
 
 

@@ -16,12 +16,15 @@ import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from django.utils.translation import gettext as _
 
 from .conf import ops_settings
 from .exceptions import BackupCorrupt, BackupError, ConfigurationError
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 SUFFIX = ".age"
 # A piece handed between the dump and the encrypting thread; a few in flight bound the memory.
@@ -82,7 +85,8 @@ def load_identities(backup_name: str) -> list:
             _(
                 "%(backup)s is encrypted, and DEPLOY_OPS['BACKUP_AGE_IDENTITY_FILE'] is not set: point it at the age identity "
                 "file (AGE-SECRET-KEY-…) that matches one of the backup's recipients. Nothing was changed."
-            ) % {"backup": backup_name}
+            )
+            % {"backup": backup_name}
         )
     try:
         text = path.read_text(encoding="utf-8")
@@ -91,7 +95,8 @@ def load_identities(backup_name: str) -> list:
             _(
                 "%(backup)s is encrypted, and its identity file %(path)s cannot be read (%(error)s). "
                 "Bring the key back from where you keep it (see docs/BACKUPS.md). Nothing was changed."
-            ) % {"backup": backup_name, "path": path, "error": error.strerror}
+            )
+            % {"backup": backup_name, "path": path, "error": error.strerror}
         ) from None
     identities = []
     for line in text.splitlines():
@@ -100,7 +105,9 @@ def load_identities(backup_name: str) -> list:
             try:
                 identities.append(pyrage.x25519.Identity.from_str(line))
             except pyrage.IdentityError:
-                raise BackupError(_("%(path)s holds a line that is not a valid age identity. Nothing was changed.") % {"path": path}) from None
+                raise BackupError(
+                    _("%(path)s holds a line that is not a valid age identity. Nothing was changed.") % {"path": path}
+                ) from None
     if not identities:
         raise BackupError(_("%(path)s holds no age identity (a line starting AGE-SECRET-KEY-). Nothing was changed.") % {"path": path})
     return identities
@@ -174,7 +181,7 @@ class _Worker(threading.Thread):
 
 
 @contextlib.contextmanager
-def encrypting_writer(raw: BinaryIO, recipient_texts: list[str]) -> Iterator[_Pipe]:
+def encrypting_writer(raw: SupportsWrite[bytes], recipient_texts: list[str]) -> Iterator[_Pipe]:
     """A file-like whose writes are encrypted to the recipients into ``raw``; finished on a clean exit."""
     pyrage = _pyrage()
     recipients = parse_recipients(recipient_texts)
@@ -247,10 +254,12 @@ def describe_decrypt_error(error: BaseException, backup_name: str) -> BackupErro
             _(
                 "%(backup)s cannot be decrypted with the identity in %(path)s: it was encrypted to other recipients. "
                 "Use the key that matches DEPLOY_OPS['BACKUP_AGE_RECIPIENTS'] at the time of the backup. Nothing was changed."
-            ) % {"backup": backup_name, "path": identity_path()}
+            )
+            % {"backup": backup_name, "path": identity_path()}
         )
     return BackupCorrupt(
-        _("%(backup)s is damaged: the age stream does not decrypt (%(error)s). Do not restore it; use another backup.") % {"backup": backup_name, "error": text}
+        _("%(backup)s is damaged: the age stream does not decrypt (%(error)s). Do not restore it; use another backup.")
+        % {"backup": backup_name, "error": text}
     )
 
 
@@ -259,7 +268,7 @@ def can_decrypt() -> bool:
     return path is not None and path.is_file()
 
 
-def sealed(raw: BinaryIO, recipient_texts: list[str]):
+def sealed(raw: SupportsWrite[bytes], recipient_texts: list[str]):
     """What create_backup writes its compressed dump into: ``raw`` itself, or an age stream to the recipients."""
     return encrypting_writer(raw, recipient_texts) if recipient_texts else contextlib.nullcontext(raw)
 

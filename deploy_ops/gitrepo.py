@@ -45,7 +45,9 @@ class Checkout:
         try:
             self.repo = git.Repo(self.project_dir)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(_("%(folder)s is not a git checkout; deploy_ops deploys a git working tree.") % {"folder": self.project_dir}) from None
+            raise GitError(
+                _("%(folder)s is not a git checkout; deploy_ops deploys a git working tree.") % {"folder": self.project_dir}
+            ) from None
 
     def head(self) -> CommitInfo:
         try:
@@ -55,8 +57,8 @@ class Checkout:
 
     def dirty_files(self) -> list[str]:
         """Tracked files changed in the working tree or the index (untracked files do not count)."""
-        changed = {item.a_path for item in self.repo.index.diff(None)}
-        changed |= {item.a_path for item in self.repo.index.diff("HEAD")}
+        changed = {item.a_path for item in self.repo.index.diff(None) if item.a_path}
+        changed |= {item.a_path for item in self.repo.index.diff("HEAD") if item.a_path}
         return sorted(changed)
 
     def forget_git_processes(self) -> None:
@@ -89,7 +91,8 @@ class Checkout:
             _(
                 "%(ref)r is not a branch on %(remote)r, a tag, or a commit in this checkout. "
                 "List what exists with `git branch -r`, `git tag` or `manage.py rollback --list-commits`."
-            ) % {"ref": ref, "remote": remote}
+            )
+            % {"ref": ref, "remote": remote}
         )
 
     def checkout(self, sha: str) -> None:
@@ -97,9 +100,10 @@ class Checkout:
 
     def summary(self, sha: str) -> str:
         try:
-            return self.repo.commit(sha).summary
+            summary = self.repo.commit(sha).summary
         except (git.BadName, ValueError, git.BadObject):
             return ""
+        return summary if isinstance(summary, str) else summary.decode("utf-8", "replace")
 
     def history(self, ref: str, count: int) -> list[CommitInfo]:
         try:
@@ -113,7 +117,7 @@ class Checkout:
 
     def added_files(self, from_sha: str, to_sha: str) -> list[str]:
         """Paths that exist at to_sha but not at from_sha."""
-        return [item.b_path for item in self.repo.commit(from_sha).diff(to_sha) if item.new_file]
+        return [item.b_path for item in self.repo.commit(from_sha).diff(to_sha) if item.new_file and item.b_path]
 
     def file_names(self, sha: str, folder: str) -> list[str]:
         """The names of the files directly in ``folder`` at ``sha`` (empty if it has no such folder)."""

@@ -36,7 +36,8 @@ def duration(seconds: float | None) -> str:
         return "–"
     if seconds < 10:
         return _("%(seconds)s s") % {"seconds": decimal(seconds, ".1f")}
-    remaining, parts = round(seconds), []
+    remaining = round(seconds)
+    parts: list[str] = []
     for unit_seconds, unit in UNITS:
         if remaining >= unit_seconds and len(parts) < 2:
             parts.append(f"{remaining // unit_seconds} {unit}")

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +85,13 @@ class LockState:
         # "what" is the holder's own word (deploy, rollback, restore, backup), as it wrote it.
         values = {"what": holder.get("what", "deploy"), "pid": holder.get("pid"), "host": holder.get("host"), "since": holder.get("since")}
         if self.foreign:
-            return _(
-                "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
-                "and whether that one still runs cannot be told from here"
-            ) % values
+            return (
+                _(
+                    "left by %(what)s by pid %(pid)s on %(host)s since %(since)s, another host: no process here holds it, "
+                    "and whether that one still runs cannot be told from here"
+                )
+                % values
+            )
         if self.stale:
             return _("stale: left by %(what)s by pid %(pid)s on %(host)s since %(since)s, which is no longer running") % values
         return _("held: %(what)s by pid %(pid)s on %(host)s since %(since)s") % values
@@ -96,7 +100,7 @@ class LockState:
 # -- the kernel lock, portable ----------------------------------------------------------------------
 def _try_lock(descriptor: int) -> bool:
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             # Byte 0 is the lock; the file stays empty, and a lock past its end is allowed.
@@ -114,7 +118,7 @@ def _try_lock(descriptor: int) -> bool:
 
 
 def _unlock(descriptor: int) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         os.lseek(descriptor, 0, os.SEEK_SET)
@@ -294,8 +298,11 @@ def describe_lock_refusal(held: LockHeld) -> str:
     if held.stale:
         still = work_left_behind()
         if still:
-            message += "\n" + _("Work of the run that died is still going on (the next deploy or rollback stops it first):") + "\n" + "\n".join(
-                f"  {line}" for line in still
+            message += (
+                "\n"
+                + _("Work of the run that died is still going on (the next deploy or rollback stops it first):")
+                + "\n"
+                + "\n".join(f"  {line}" for line in still)
             )
     return message
 

@@ -113,7 +113,9 @@ def delivery_metrics(days: int, now: datetime | None = None, commit_times: Commi
             restore_times.append((restored_at - failure.started_at).total_seconds())
     lead_times = []
     for deploy in deploys:
-        committed_at = commit_times(deploy.to_commit) if deploy.status in SUCCESSES and deploy.finished_at else None
+        if deploy.status not in SUCCESSES or deploy.finished_at is None:
+            continue
+        committed_at = commit_times(deploy.to_commit)
         if committed_at is not None:
             lead_times.append(max(0.0, (deploy.finished_at - committed_at).total_seconds()))
     return DeliveryMetrics(

@@ -85,9 +85,13 @@ def migrations_to_unapply(target_sha: str) -> tuple[list[str], list[tuple[str, s
     if set(unapplied) != gone:
         kept = sorted(f"{label}.{name}" for label, name in set(unapplied) - gone)
         left = sorted(f"{label}.{name}" for label, name in gone - set(unapplied))
-        sentences = [_("%(sha)s lacks migrations this database has applied, and Django cannot unapply exactly those:") % {"sha": target_sha[:12]}]
+        sentences = [
+            _("%(sha)s lacks migrations this database has applied, and Django cannot unapply exactly those:") % {"sha": target_sha[:12]}
+        ]
         if kept:
-            sentences.append(_("unapplying them would also unapply %(migrations)s, which that commit still has.") % {"migrations": ", ".join(kept)})
+            sentences.append(
+                _("unapplying them would also unapply %(migrations)s, which that commit still has.") % {"migrations": ", ".join(kept)}
+            )
         if left:
             sentences.append(_("%(migrations)s would stay applied.") % {"migrations": ", ".join(left)})
         sentences.append(_("Use --full with a backup taken before they were applied."))

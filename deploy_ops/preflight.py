@@ -58,7 +58,10 @@ def static_root_problems() -> list:
         return []  # a remote storage (S3, say) needs no STATIC_ROOT
     return [
         Error(
-            _("STATIC_ROOT is not set, so `collectstatic` fails: the deploy would fail at its collectstatic stage, and so would its rollback."),
+            _(
+                "STATIC_ROOT is not set, so `collectstatic` fails: the deploy "
+                "would fail at its collectstatic stage, and so would its rollback."
+            ),
             hint=_("Set STATIC_ROOT in the settings the release runs with, e.g. STATIC_ROOT = BASE_DIR / 'staticfiles'."),
             id="deploy_ops.E030",
         )
@@ -83,7 +86,8 @@ def backup_dir_problems() -> list:
             return []
     return [
         Error(
-            _("Backups cannot be written to %(folder)s: %(reason)s. Every deploy begins with a backup.") % {"folder": wanted, "reason": why},
+            _("Backups cannot be written to %(folder)s: %(reason)s. Every deploy begins with a backup.")
+            % {"folder": wanted, "reason": why},
             hint=_("Point DEPLOY_OPS['BACKUP_DIR'] at a folder the deploying user can write, on a writable disk."),
             id="deploy_ops.E031",
         )
@@ -98,9 +102,13 @@ def compose_problems(runtime) -> list:
     except ToolMissing:
         return []  # deploy_ops.E010 says which tool is missing
     except DeployOpsError as error:
-        return [Error(
-            _("Compose cannot read the project: %(error)s") % {"error": error}, hint=_("Run the same `compose config` by hand to see why."), id="deploy_ops.E036",
-        )]
+        return [
+            Error(
+                _("Compose cannot read the project: %(error)s") % {"error": error},
+                hint=_("Run the same `compose config` by hand to see why."),
+                id="deploy_ops.E036",
+            )
+        ]
     services = config.get("services") or {}
     names = sorted(services)
     listed = ", ".join(names) or _("none")
@@ -108,8 +116,10 @@ def compose_problems(runtime) -> list:
     if not ops_settings.MANAGE_ON_HOST and ops_settings.WEB_SERVICE not in services:
         found.append(
             Error(
-                _("WEB_SERVICE is %(service)r, but the Compose project's services are %(services)s: migrate would fail.") % {
-                    "service": ops_settings.WEB_SERVICE, "services": listed,
+                _("WEB_SERVICE is %(service)r, but the Compose project's services are %(services)s: migrate would fail.")
+                % {
+                    "service": ops_settings.WEB_SERVICE,
+                    "services": listed,
                 },
                 hint=_("Set DEPLOY_OPS['WEB_SERVICE'] to the service that runs Django."),
                 id="deploy_ops.E032",
@@ -119,8 +129,10 @@ def compose_problems(runtime) -> list:
     if unknown:
         found.append(
             Error(
-                _("APP_SERVICES names %(unknown)s, which the Compose project does not have (its services: %(services)s).") % {
-                    "unknown": ", ".join(map(repr, unknown)), "services": listed,
+                _("APP_SERVICES names %(unknown)s, which the Compose project does not have (its services: %(services)s).")
+                % {
+                    "unknown": ", ".join(map(repr, unknown)),
+                    "services": listed,
                 },
                 hint=_("List the services that run the release in DEPLOY_OPS['APP_SERVICES']."),
                 id="deploy_ops.E033",
@@ -134,7 +146,8 @@ def compose_problems(runtime) -> list:
                 _(
                     "APP_SERVICES is empty, so a deploy or rollback stops every service, the database %(databases)s too: "
                     "the restore needs it running."
-                ) % {"databases": ", ".join(map(repr, databases))},
+                )
+                % {"databases": ", ".join(map(repr, databases))},
                 hint=_("Set DEPLOY_OPS['APP_SERVICES'] to the services that run the release, e.g. %(services)r.") % {"services": others},
                 id="deploy_ops.E034",
             )
@@ -144,12 +157,20 @@ def compose_problems(runtime) -> list:
 
 
 def _runs_a_database(name: str, service: dict) -> bool:
-    return name == ops_settings.BACKUP_EXEC_SERVICE or bool(DATABASE_SERVICE.search(name) or DATABASE_SERVICE.search(service.get("image") or ""))
+    return name == ops_settings.BACKUP_EXEC_SERVICE or bool(
+        DATABASE_SERVICE.search(name) or DATABASE_SERVICE.search(service.get("image") or "")
+    )
 
 
 def build_context_problems(config: dict) -> list:
     """A folder of deploy_ops inside an image's build context, not excluded by .dockerignore, is baked into the image."""
-    contexts = sorted({Path(service["build"]["context"]) for service in (config.get("services") or {}).values() if isinstance(service.get("build"), dict) and service["build"].get("context")})
+    contexts = sorted(
+        {
+            Path(service["build"]["context"])
+            for service in (config.get("services") or {}).values()
+            if isinstance(service.get("build"), dict) and service["build"].get("context")
+        }
+    )
     found = []
     for key, folder in (("BACKUP_DIR", ops_settings.backup_dir), ("LOG_DIR", ops_settings.log_dir), ("STATE_DIR", ops_settings.state_dir)):
         for context in contexts:
@@ -160,17 +181,27 @@ def build_context_problems(config: dict) -> list:
                 continue
             values = {"key": key, "folder": folder, "context": context}
             if key == "BACKUP_DIR":
-                message = _(
-                    "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
-                    "its database dumps would be copied into the image."
-                ) % values
+                message = (
+                    _(
+                        "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
+                        "its database dumps would be copied into the image."
+                    )
+                    % values
+                )
             else:
-                message = _(
-                    "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
-                    "its deploy_ops' records and lock would be copied into the image."
-                ) % values
+                message = (
+                    _(
+                        "%(key)s (%(folder)s) is inside the build context %(context)s, and .dockerignore does not exclude it: "
+                        "its deploy_ops' records and lock would be copied into the image."
+                    )
+                    % values
+                )
             hint = _("Add %(pattern)r to %(file)s.") % {"pattern": relative, "file": context / ".dockerignore"}
-            found.append(Error(message, hint=hint, id="deploy_ops.E035") if key == "BACKUP_DIR" else Warning(message, hint=hint, id="deploy_ops.W031"))
+            found.append(
+                Error(message, hint=hint, id="deploy_ops.E035")
+                if key == "BACKUP_DIR"
+                else Warning(message, hint=hint, id="deploy_ops.W031")
+            )
     return found
 
 
@@ -229,20 +260,26 @@ def health_url_problems() -> list:
                 _(
                     "The health probe sends Host %(host)r, which ALLOWED_HOSTS (%(allowed)s) does not allow: "
                     "every probe would be answered 400, and every deploy rolled back."
-                ) % {"host": host, "allowed": ", ".join(allowed) or _("empty")},
+                )
+                % {"host": host, "allowed": ", ".join(allowed) or _("empty")},
                 hint=_("Set DEPLOY_OPS['HEALTH_CHECK_HOST'] to the site's domain (one of ALLOWED_HOSTS)."),
                 id="deploy_ops.W032",
             )
         )
     url = urlsplit(ops_settings.HEALTH_CHECK_URL)
-    forwarded_https = ops_settings.HEALTH_CHECK_FORWARDED_PROTO == "https" and tuple(settings.SECURE_PROXY_SSL_HEADER or ()) == ("HTTP_X_FORWARDED_PROTO", "https")
+    forwarded_https = ops_settings.HEALTH_CHECK_FORWARDED_PROTO == "https" and tuple(settings.SECURE_PROXY_SSL_HEADER or ()) == (
+        "HTTP_X_FORWARDED_PROTO",
+        "https",
+    )
     exempt = any(re.search(pattern, url.path.lstrip("/")) for pattern in settings.SECURE_REDIRECT_EXEMPT)
     if settings.SECURE_SSL_REDIRECT and url.scheme == "http" and not forwarded_https and not exempt:
         found.append(
             Warning(
-                _("SECURE_SSL_REDIRECT is on, so the site answers the probe of %(url)s with a redirect to https.") % {"url": ops_settings.HEALTH_CHECK_URL},
+                _("SECURE_SSL_REDIRECT is on, so the site answers the probe of %(url)s with a redirect to https.")
+                % {"url": ops_settings.HEALTH_CHECK_URL},
                 hint=_(
-                    "Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
+                    "Set DEPLOY_OPS['HEALTH_CHECK_FORWARDED_PROTO'] = 'https' with "
+                    "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https'), "
                     "or SECURE_REDIRECT_EXEMPT = [r'^health/']."
                 ),
                 id="deploy_ops.W033",
@@ -291,9 +328,11 @@ def site_check_problems() -> list:
                     _(
                         "HEALTH_CHECKS holds %(path)s, but /health/ runs inside the web container, where it cannot see "
                         "the Docker engine or the host's backups: /health/ would fail or warn for the wrong reason."
-                    ) % {"path": path},
+                    )
+                    % {"path": path},
                     hint=_(
-                        "Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` on the host and the deploy's verify stage run it there."
+                        "Move it to DEPLOY_OPS['HOST_HEALTH_CHECKS']: `manage.py healthcheck` "
+                        "on the host and the deploy's verify stage run it there."
                     ),
                     id="deploy_ops.W035",
                 )

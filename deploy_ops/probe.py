@@ -57,7 +57,11 @@ class ProbeResult:
                 "SECURE_PROXY_SSL_HEADER = ('HTTP_X_FORWARDED_PROTO', 'https')), or exempt the health path with "
                 "SECURE_REDIRECT_EXEMPT = [r'^health/']."
             ) % {"url": self.url, "status": self.status, "location": self.location or _("an unnamed place")}
-        text = _("%(url)s answered HTTP %(status)s: %(answer)s") % {"url": self.url, "status": self.status, "answer": summarise_health_body(self.body)}
+        text = _("%(url)s answered HTTP %(status)s: %(answer)s") % {
+            "url": self.url,
+            "status": self.status,
+            "answer": summarise_health_body(self.body),
+        }
         if self.status == 400:
             text += " " + _(
                 "A 400 is usually Django refusing the Host header %(host)r (not in ALLOWED_HOSTS): "

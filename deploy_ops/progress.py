@@ -14,7 +14,8 @@ import contextlib
 import contextvars
 import sys
 import time
-from typing import Callable, Iterable, Iterator, TextIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import TextIO
 
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
@@ -44,8 +45,13 @@ def _watched(stream: TextIO) -> bool:
 
 
 class ByteProgress:
-    def __init__(self, label: str, expected: int | Callable[[], int | None] | None, stream: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        label: str,
+        expected: int | Callable[[], int | None] | None,
+        stream: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         """``expected``: the estimated total, or a function that finds it (asked only when someone watches)."""
         self.label, self.clock = label, clock
         self.stream = stream or sys.stderr
@@ -84,9 +90,14 @@ class ByteProgress:
             # The database's size is only an estimate of the dump's: never claim to be done before the end.
             share = min(self.done / self.expected, 0.99)
             left = max(self.expected - self.done, 0) / rate
-            parts.append(_("about %(percent)d %% of %(total)s, %(left)s left") % {
-                "percent": share * 100, "total": filesizeformat(self.expected), "left": humanize.duration(left),
-            })
+            parts.append(
+                _("about %(percent)d %% of %(total)s, %(left)s left")
+                % {
+                    "percent": share * 100,
+                    "total": filesizeformat(self.expected),
+                    "left": humanize.duration(left),
+                }
+            )
         return ", ".join(parts)
 
     def chunks(self, source: Iterable[bytes]) -> Iterator[bytes]:
@@ -118,7 +129,8 @@ def database_size_command(engine) -> Command | None:
     if engine.vendor == "mysql":
         from .databases.mysql import query_command, quote_string
 
-        sql = f"SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = {quote_string(engine.database_name)}"
+        schema = quote_string(engine.database_name)
+        sql = f"SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = {schema}"
         return query_command(engine.settings_dict, sql, engine.exec_service)
     return None
 
@@ -128,6 +140,8 @@ def database_size(engine) -> int | None:
     if engine.vendor == "sqlite":
         return engine.path.stat().st_size if engine.path.exists() else None
     command = database_size_command(engine)
+    if command is None:
+        return None
     try:
         printed = runner.run(command, timeout=30).stdout.strip()
     except DeployOpsError:  # an estimate only: a backup must not fail for want of it

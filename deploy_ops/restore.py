@@ -63,7 +63,9 @@ def restore_as_recovery(
             except DeployOpsError as error:
                 message = describe_failure(error)
                 recorder.finish(Status.REFUSED, failed_stage=SAFETY_BACKUP, error=message)
-                raise PreflightFailed(_("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}) from None
+                raise PreflightFailed(
+                    _("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}
+                ) from None
         try:
             result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False))
         except (Exception, KeyboardInterrupt) as error:

@@ -46,12 +46,14 @@ class Cleanup:
     def describe(self) -> str:
         lines = [
             _("Removed %(count)d local backup(s): %(names)s.") % {"count": len(self.local), "names": ", ".join(self.local)}
-            if self.local else _("Removed 0 local backup(s).")
+            if self.local
+            else _("Removed 0 local backup(s).")
         ]
         if storage.configured():
             lines.append(
                 _("Removed %(count)d off-host cop(y/ies): %(names)s.") % {"count": len(self.remote), "names": ", ".join(self.remote)}
-                if self.remote else _("Removed 0 off-host cop(y/ies).")
+                if self.remote
+                else _("Removed 0 off-host cop(y/ies).")
             )
         lines.extend(_("Warning: %(warning)s") % {"warning": warning} for warning in self.warnings)
         return "\n".join(lines)
@@ -73,9 +75,11 @@ def quick_rollback_backup() -> str | None:
 def protected_backups() -> set[str]:
     """Backup names no cleanup may remove (see the module's docstring)."""
     releases = list(
-        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, status__in=SUCCEEDED).order_by("-started_at")[: ops_settings.KEEP_RELEASES]
+        DeploymentRecord.objects.filter(kind=DeploymentRecord.Kind.DEPLOY, status__in=SUCCEEDED).order_by("-started_at")[
+            : ops_settings.KEEP_RELEASES
+        ]
     )
-    names = set()
+    names: set[str] = set()
     if releases:
         since = releases[-1].started_at
         names.update(DeploymentRecord.objects.filter(started_at__gte=since).exclude(backup_name="").values_list("backup_name", flat=True))
@@ -138,7 +142,9 @@ def after_deploy(operation) -> str:
     try:
         cleanup = apply_retention()
     except Exception as error:  # a bug or a full disk here must not turn a good deploy into a failed one
-        operation.warnings.append(_("The automatic cleanup of old backups failed: %(error)s") % {"error": f"{type(error).__name__}: {error}"})
+        operation.warnings.append(
+            _("The automatic cleanup of old backups failed: %(error)s") % {"error": f"{type(error).__name__}: {error}"}
+        )
         lines.append(_("Cleanup FAILED: %(error)s") % {"error": error})
         return "\n".join(lines)
     operation.warnings.extend(cleanup.warnings)

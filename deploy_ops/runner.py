@@ -89,8 +89,12 @@ def _install_hint(name: str) -> str:
             "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), "
             "or set DEPLOY_OPS['BACKUP_EXEC_SERVICE'] to run it inside the database container."
         ),
-        "psql": _("Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
-        "mysqldump": _("Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
+        "psql": _(
+            "Install the PostgreSQL client tools (Debian: apt-get install postgresql-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."
+        ),
+        "mysqldump": _(
+            "Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."
+        ),
         "mysql": _("Install the MariaDB/MySQL client (Debian: apt-get install mariadb-client), or set DEPLOY_OPS['BACKUP_EXEC_SERVICE']."),
         "git": _("Install git (Debian: apt-get install git)."),
         "docker": _("Install Docker with the Compose plugin, or set DEPLOY_OPS['RUNTIME'] = 'commands'."),
@@ -277,13 +281,16 @@ def open_process(command: Command, *, reading: bool) -> Iterator[io.BufferedIOBa
     argv = _resolved_argv(command)
     _announce(command)
     started = time.monotonic()
-    with tempfile.TemporaryFile() as stderr_file, _supervised(
-        command,
-        argv,
-        stdin=subprocess.DEVNULL if reading else subprocess.PIPE,
-        stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
-        stderr=stderr_file,
-    ) as process:
+    with (
+        tempfile.TemporaryFile() as stderr_file,
+        _supervised(
+            command,
+            argv,
+            stdin=subprocess.DEVNULL if reading else subprocess.PIPE,
+            stdout=subprocess.PIPE if reading else subprocess.DEVNULL,
+            stderr=stderr_file,
+        ) as process,
+    ):
         # Popen's PIPE end: buffered, with read1 (see databases' dump loops).
         pipe = cast(io.BufferedIOBase, process.stdout if reading else process.stdin)
         _widen(pipe)

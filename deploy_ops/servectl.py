@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_NOT_RUNNING = 3  # the LSB status code for "program is not running"
@@ -47,7 +47,7 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def is_alive(pid: int) -> bool:
-    if os.name == "nt":
+    if sys.platform == "win32":
         return _windows_alive(pid)
     try:
         os.kill(pid, 0)
@@ -63,20 +63,22 @@ def is_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
-def _windows_alive(pid: int) -> bool:
-    # os.kill(pid, 0) would terminate the process on Windows; ask for its exit code instead.
-    import ctypes
+if sys.platform == "win32":  # ctypes.windll exists only there, and the type checker knows it
 
-    kernel32 = ctypes.windll.kernel32
-    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-    if not handle:
-        return False
-    try:
-        code = ctypes.c_ulong()
-        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        return code.value == 259  # STILL_ACTIVE
-    finally:
-        kernel32.CloseHandle(handle)
+    def _windows_alive(pid: int) -> bool:
+        # os.kill(pid, 0) would terminate the process on Windows; ask for its exit code instead.
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        try:
+            code = ctypes.c_ulong()
+            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 def _wait_until_gone(pid: int, seconds: float) -> bool:
@@ -89,21 +91,21 @@ def _wait_until_gone(pid: int, seconds: float) -> bool:
 
 
 def _detached() -> dict:
-    if os.name == "nt":
+    if sys.platform == "win32":
         # Its own group (so CTRL_BREAK reaches it and its children, not us), on the same console.
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
     return {"start_new_session": True}
 
 
 def _ask_to_end(pid: int) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         os.kill(pid, signal.CTRL_BREAK_EVENT)
     else:
         _signal_group(pid, signal.SIGTERM)
 
 
 def _kill(pid: int) -> None:
-    if os.name == "nt":
+    if sys.platform == "win32":
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
     else:
         _signal_group(pid, signal.SIGKILL)
@@ -119,7 +121,7 @@ def _signal_group(pid: int, signum: int) -> None:
 
 def group_alive(pid: int) -> bool:
     """Whether the process group led by ``pid`` still has a member (its leader may be gone)."""
-    if os.name == "nt":
+    if sys.platform == "win32":
         return is_alive(pid)
     try:
         os.killpg(pid, 0)
@@ -154,7 +156,7 @@ def start(pidfile: Path, logfile: Path, argv: list[str], grace: float) -> int:
     with open(logfile, "ab") as log:
         marker_at = log.tell()
         separator = "\n" if marker_at else ""  # the marker starts a line even after a partial one
-        log.write(f"{separator}{START_MARKER.format(time=datetime.now(timezone.utc).isoformat())}\n".encode())
+        log.write(f"{separator}{START_MARKER.format(time=datetime.now(UTC).isoformat())}\n".encode())
         log.flush()
         try:
             process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **_detached())
@@ -194,7 +196,7 @@ def stop(pidfile: Path, timeout: float) -> int:
         if not _wait_until_gone(pid, KILL_WAIT_SECONDS):
             print(f"pid {pid} survived a kill; it needs a look.", file=sys.stderr)
             return 1
-    if os.name != "nt":
+    if sys.platform != "win32":
         _signal_group(pid, signal.SIGKILL)  # children that outlived their parent
     pidfile.unlink(missing_ok=True)
     print(f"Stopped pid {pid}.")

@@ -72,7 +72,9 @@ def backup_storage():
     try:
         return storages[alias]
     except InvalidStorageError:
-        raise ConfigurationError(_("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}) from None
+        raise ConfigurationError(
+            _("DEPLOY_OPS['BACKUP_STORAGE'] is %(alias)r, which is not an alias in settings.STORAGES.") % {"alias": alias}
+        ) from None
 
 
 def remote_name(name: str) -> str:
@@ -98,7 +100,8 @@ def _replace(storage, name: str, content) -> None:
     if saved != name:
         storage.delete(saved)
         raise BackupError(
-            _("%(storage)s saved %(name)s as %(saved)s; deploy_ops needs it to keep the name it was given.") % {"storage": describe_storage(), "name": name, "saved": saved}
+            _("%(storage)s saved %(name)s as %(saved)s; deploy_ops needs it to keep the name it was given.")
+            % {"storage": describe_storage(), "name": name, "saved": saved}
         )
 
 
@@ -131,7 +134,10 @@ def _read_ahead(sftp_file):
         while position < end:
             piece = sftp_file.read(min(_PIECE, end - position))
             if not piece:
-                raise BackupError(_("%(storage)s ended the file at %(position)s of its %(size)s bytes") % {"storage": describe_storage(), "position": position, "size": size})
+                raise BackupError(
+                    _("%(storage)s ended the file at %(position)s of its %(size)s bytes")
+                    % {"storage": describe_storage(), "position": position, "size": size}
+                )
             position += len(piece)
             yield piece
 
@@ -219,7 +225,10 @@ def verify_remote(copy: RemoteCopy) -> None:
     """Reads the whole copy back; raises BackupCorrupt when it is not what was sent."""
     storage = backup_storage()
     if not copy.complete:
-        raise BackupCorrupt(_("The copy of %(name)s in %(storage)s has no metadata: its upload never finished.") % {"name": copy.name, "storage": describe_storage()})
+        raise BackupCorrupt(
+            _("The copy of %(name)s in %(storage)s has no metadata: its upload never finished.")
+            % {"name": copy.name, "storage": describe_storage()}
+        )
     try:
         found = remote_sha256(storage, remote_name(copy.name))
     except Exception as error:
@@ -252,11 +261,13 @@ def fetch(name: str, directory: Path) -> Path:
     copy = next((found for found in list_remote() if found.name == name), None)
     if copy is None:
         raise BackupNotFound(
-            _("No backup %(name)r in %(folder)s, nor in %(storage)s.") % {"name": name, "folder": ops_settings.backup_dir, "storage": describe_storage()}
+            _("No backup %(name)r in %(folder)s, nor in %(storage)s.")
+            % {"name": name, "folder": ops_settings.backup_dir, "storage": describe_storage()}
         )
     if not copy.complete:
         raise BackupCorrupt(
-            _("The copy of %(name)s in %(storage)s has no metadata: its upload never finished; it cannot be trusted.") % {"name": name, "storage": describe_storage()}
+            _("The copy of %(name)s in %(storage)s has no metadata: its upload never finished; it cannot be trusted.")
+            % {"name": name, "storage": describe_storage()}
         )
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=".partial-", dir=directory)  # mode 0600

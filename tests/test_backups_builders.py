@@ -13,7 +13,14 @@ from deploy_ops.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 
-PG = {"ENGINE": "django.db.backends.postgresql", "NAME": "site", "USER": "app", "PASSWORD": "pg-secret", "HOST": "db.internal", "PORT": "5433"}
+PG = {
+    "ENGINE": "django.db.backends.postgresql",
+    "NAME": "site",
+    "USER": "app",
+    "PASSWORD": "pg-secret",
+    "HOST": "db.internal",
+    "PORT": "5433",
+}
 MY = {"ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "app", "PASSWORD": "my-secret", "HOST": "db.internal", "PORT": "3307"}
 
 
@@ -26,13 +33,45 @@ def test_pg_dump_command_passes_the_password_by_environment_only():
 
 def test_psql_restore_command_is_one_transaction_stopping_at_the_first_error():
     command = postgresql.restore_command(PG)
-    assert command.argv == ("psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", "app", "-h", "db.internal", "-p", "5433", "-d", "dbname='site'")
+    assert command.argv == (
+        "psql",
+        "-X",
+        "-q",
+        "-1",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--no-password",
+        "-U",
+        "app",
+        "-h",
+        "db.internal",
+        "-p",
+        "5433",
+        "-d",
+        "dbname='site'",
+    )
     assert command.env == {"PGPASSWORD": "pg-secret"}
 
 
 def test_postgres_ssl_options_go_to_libpq_environment_variables():
     command = postgresql.version_command({**PG, "PASSWORD": "", "OPTIONS": {"sslmode": "require", "sslrootcert": "/ca.pem"}})
-    assert command.argv == ("psql", "-X", "-A", "-t", "--no-password", "-U", "app", "-h", "db.internal", "-p", "5433", "-d", "dbname='site'", "-c", "SHOW server_version")
+    assert command.argv == (
+        "psql",
+        "-X",
+        "-A",
+        "-t",
+        "--no-password",
+        "-U",
+        "app",
+        "-h",
+        "db.internal",
+        "-p",
+        "5433",
+        "-d",
+        "dbname='site'",
+        "-c",
+        "SHOW server_version",
+    )
     assert command.env == {"PGSSLMODE": "require", "PGSSLROOTCERT": "/ca.pem"}
     assert command.secrets == ()
 
@@ -42,7 +81,13 @@ def test_postgres_service_passfile_and_client_certificates_reach_libpq_as_dbshel
     command = postgresql.dump_command({"ENGINE": "django.db.backends.postgresql", "NAME": "", "PASSWORD": "", "OPTIONS": options})
     # With a service and no NAME, the service file names the database: no -d overrides it.
     assert command.argv == ("pg_dump", "--no-password")
-    assert command.env == {"PGSERVICE": "site", "PGPASSFILE": "/run/pgpass", "PGSSLMODE": "verify-full", "PGSSLCERT": "/client.crt", "PGSSLKEY": "/client.key"}
+    assert command.env == {
+        "PGSERVICE": "site",
+        "PGPASSFILE": "/run/pgpass",
+        "PGSSLMODE": "verify-full",
+        "PGSSLCERT": "/client.crt",
+        "PGSSLKEY": "/client.key",
+    }
 
 
 def test_postgres_without_name_or_service_connects_to_the_postgres_database():
@@ -52,39 +97,83 @@ def test_postgres_without_name_or_service_connects_to_the_postgres_database():
 def test_mysqldump_command_is_a_consistent_snapshot_with_routines_and_triggers():
     command = mysql_engine.dump_command(MY)
     assert command.argv == (
-        "mysqldump", "--user=app", "--host=db.internal", "--port=3307", "--default-character-set=utf8mb4",
-        "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob", "--no-tablespaces", "site",
+        "mysqldump",
+        "--user=app",
+        "--host=db.internal",
+        "--port=3307",
+        "--default-character-set=utf8mb4",
+        "--single-transaction",
+        "--routines",
+        "--triggers",
+        "--events",
+        "--hex-blob",
+        "--no-tablespaces",
+        "site",
     )
     assert command.env == {"MYSQL_PWD": "my-secret"}
     assert command.secrets == ("my-secret",)
 
 
 def test_mysql_defaults_file_comes_first_and_a_socket_replaces_the_host():
-    command = mysql_engine.load_command({**MY, "OPTIONS": {"read_default_file": "/etc/my.cnf", "unix_socket": "/run/mysqld.sock"}}, "scratch")
+    command = mysql_engine.load_command(
+        {**MY, "OPTIONS": {"read_default_file": "/etc/my.cnf", "unix_socket": "/run/mysqld.sock"}}, "scratch"
+    )
     assert command.argv == (
-        "mysql", "--defaults-file=/etc/my.cnf", "--user=app", "--socket=/run/mysqld.sock", "--port=3307", "--default-character-set=utf8mb4", "scratch",
+        "mysql",
+        "--defaults-file=/etc/my.cnf",
+        "--user=app",
+        "--socket=/run/mysqld.sock",
+        "--port=3307",
+        "--default-character-set=utf8mb4",
+        "scratch",
     )
 
 
 def test_the_table_swap_is_one_rename_statement():
     sql = mysql_engine.swap_tables_sql("site", "site__restore_1", "site__replaced_1", ["a", "b`c"], ["a"])
     assert sql == (
-        "RENAME TABLE `site`.`a` TO `site__replaced_1`.`a`, `site`.`b``c` TO `site__replaced_1`.`b``c`, "
-        "`site__restore_1`.`a` TO `site`.`a`"
+        "RENAME TABLE `site`.`a` TO `site__replaced_1`.`a`, `site`.`b``c` TO `site__replaced_1`.`b``c`, `site__restore_1`.`a` TO `site`.`a`"
     )
 
 
 def test_inside_a_compose_service_the_tools_run_by_exec_with_the_password_passed_by_name(settings, ops_dirs):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "COMPOSE_COMMAND": ["docker", "compose"], "COMPOSE_PROJECT": "site"}
     dump = postgresql.dump_command(PG, service="db")
-    assert dump.argv == ("docker", "compose", "-p", "site", "exec", "-T", "-e", "PGPASSWORD", "db", "pg_dump", "--no-password", "-U", "app", "-d", "dbname='site'")
+    assert dump.argv == (
+        "docker",
+        "compose",
+        "-p",
+        "site",
+        "exec",
+        "-T",
+        "-e",
+        "PGPASSWORD",
+        "db",
+        "pg_dump",
+        "--no-password",
+        "-U",
+        "app",
+        "-d",
+        "dbname='site'",
+    )
     assert dump.env == {"PGPASSWORD": "pg-secret"}
     assert dump.secrets == ("pg-secret",)
     assert dump.cwd == str(ops_dirs)
     restore = mysql_engine.load_command(MY, "scratch", service="db")
     assert restore.argv == (
-        "docker", "compose", "-p", "site", "exec", "-T", "-e", "MYSQL_PWD", "db",
-        "mysql", "--user=app", "--default-character-set=utf8mb4", "scratch",
+        "docker",
+        "compose",
+        "-p",
+        "site",
+        "exec",
+        "-T",
+        "-e",
+        "MYSQL_PWD",
+        "db",
+        "mysql",
+        "--user=app",
+        "--default-character-set=utf8mb4",
+        "scratch",
     )
 
 
@@ -97,17 +186,22 @@ def test_the_engine_takes_the_exec_service_from_the_settings(settings, ops_dirs)
 
 def test_engine_for_refuses_an_unsupported_backend(settings):
     settings.DATABASES = {**settings.DATABASES, "odd": {"ENGINE": "django.db.backends.oracle", "NAME": "x"}}
-    with pytest.raises(ConfigurationError, match="uses 'django.db.backends.oracle'; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite"):
+    with pytest.raises(
+        ConfigurationError, match="uses 'django.db.backends.oracle'; deploy_ops backs up PostgreSQL, MySQL/MariaDB and SQLite"
+    ):
         engine_for("odd")
 
 
-@pytest.mark.parametrize("head, vendor", [
-    (b"--\n-- PostgreSQL database dump\n--\n", "postgresql"),
-    (b"-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB\n", "mysql"),
-    (b"-- MySQL dump 10.13\n", "mysql"),
-    (b"SQLite format 3\x00\x10\x00", "sqlite"),
-    (b"hello", None),
-])
+@pytest.mark.parametrize(
+    "head, vendor",
+    [
+        (b"--\n-- PostgreSQL database dump\n--\n", "postgresql"),
+        (b"-- MariaDB dump 10.19  Distrib 10.11.19-MariaDB\n", "mysql"),
+        (b"-- MySQL dump 10.13\n", "mysql"),
+        (b"SQLite format 3\x00\x10\x00", "sqlite"),
+        (b"hello", None),
+    ],
+)
 def test_a_dump_without_metadata_is_recognized_by_its_first_bytes(head, vendor):
     assert sniff_vendor(head) == vendor
 
@@ -120,7 +214,7 @@ def compress(method: str, data: bytes = DATA) -> bytes:
     raw = io.BytesIO()
     with compression.writer(raw, method) as stream:
         for start in range(0, len(data), 300_000):
-            stream.write(data[start:start + 300_000])
+            stream.write(data[start : start + 300_000])
     return raw.getvalue()
 
 
@@ -158,7 +252,12 @@ def test_one_flipped_byte_is_reported_as_damage(method):
 
 def test_the_file_suffix_follows_the_compression():
     assert [compression.suffix(method) for method in ("gzip", "zstd", "none")] == [".gz", ".zst", ""]
-    assert [compression.compression_of(name) for name in ("a.sql.gz", "a.sql.zst", "a.sql", "a.sqlite3")] == ["gzip", "zstd", "none", "none"]
+    assert [compression.compression_of(name) for name in ("a.sql.gz", "a.sql.zst", "a.sql", "a.sqlite3")] == [
+        "gzip",
+        "zstd",
+        "none",
+        "none",
+    ]
 
 
 def test_read_ahead_yields_every_chunk_in_order_and_raises_the_sources_error_after_them():

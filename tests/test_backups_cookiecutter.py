@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -26,14 +26,15 @@ def test_a_cookiecutter_backup_is_listed_with_its_utc_time_verified_as_legacy_an
     folder = ops_dirs / "backups"
     folder.mkdir()
     original = postgres_checksum(postgres_target)
-    dump = f"pg_dump --no-password -h {POSTGRES['HOST']} -p {POSTGRES['PORT']} -U {POSTGRES['USER']} -d {postgres_target['NAME']} | gzip > {folder / COOKIECUTTER_NAME}"
+    connection = f"--no-password -h {POSTGRES['HOST']} -p {POSTGRES['PORT']} -U {POSTGRES['USER']} -d {postgres_target['NAME']}"
+    dump = f"pg_dump {connection} | gzip > {folder / COOKIECUTTER_NAME}"
     subprocess.run(["bash", "-o", "pipefail", "-c", dump], check=True)
     psql(postgres_target, "DELETE FROM items WHERE id % 2 = 0; CREATE TABLE extra (x int);")
 
     [listed] = backups.list_backups()
     assert listed.name == COOKIECUTTER_NAME
     assert listed.metadata is None
-    assert listed.created_at == datetime(2025, 1, 9, 12, 0, tzinfo=timezone.utc)
+    assert listed.created_at == datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
     assert backups.find_backup(COOKIECUTTER_NAME).path == folder / COOKIECUTTER_NAME
     backups.verify_backup(listed)
 
@@ -48,10 +49,17 @@ def postgres_service(docker_engine, ops_dirs, settings, postgres_target):
     project = f"deployopscc{uuid.uuid4().hex[:10]}"
     (ops_dirs / "compose.yaml").write_text("services:\n" + POSTGRES_STAND_IN)
     (ops_dirs / "backups").mkdir(mode=0o700)
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "COMPOSE_COMMAND": docker_engine, "COMPOSE_PROJECT": project, "BACKUP_EXEC_SERVICE": "postgres"}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "COMPOSE_COMMAND": docker_engine,
+        "COMPOSE_PROJECT": project,
+        "BACKUP_EXEC_SERVICE": "postgres",
+    }
     started = subprocess.run([*docker_engine, "-p", project, "up", "--detach", "--wait"], cwd=ops_dirs, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
-    yield lambda *argv: subprocess.run([*docker_engine, "-p", project, "exec", "-T", "postgres", *argv], cwd=ops_dirs, capture_output=True, text=True)
+    yield lambda *argv: subprocess.run(
+        [*docker_engine, "-p", project, "exec", "-T", "postgres", *argv], cwd=ops_dirs, capture_output=True, text=True
+    )
     compose_down(docker_engine, ops_dirs, project)
 
 
@@ -60,7 +68,9 @@ def test_backup_exec_service_postgres_shares_its_backups_folder_with_backup_dir(
     original = postgres_checksum(postgres_target)
     # What cookiecutter-django's maintenance/backup does inside the postgres service.
     made = postgres_service(
-        "/bin/busybox", "sh", "-c",
+        "/bin/busybox",
+        "sh",
+        "-c",
         f"set -o pipefail; pg_dump -U {POSTGRES['USER']} -d {postgres_target['NAME']} | /bin/busybox gzip > /backups/{COOKIECUTTER_NAME}",
     )
     assert made.returncode == 0, made.stderr

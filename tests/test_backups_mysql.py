@@ -32,8 +32,11 @@ def mysql_user_target(mysql_target, settings):
 
 
 def change_data(database):
-    mysql(database, "DELETE FROM tags WHERE id % 2 = 0; DELETE FROM items WHERE id % 7 = 1 AND id NOT IN (SELECT item_id FROM tags);"
-          "UPDATE items SET name = 'changed' WHERE id < 30; CREATE TABLE added_after_backup (id INT);")
+    mysql(
+        database,
+        "DELETE FROM tags WHERE id % 2 = 0; DELETE FROM items WHERE id % 7 = 1 AND id NOT IN (SELECT item_id FROM tags);"
+        "UPDATE items SET name = 'changed' WHERE id < 30; CREATE TABLE added_after_backup (id INT);",
+    )
 
 
 def scratch_databases(database) -> list[str]:
@@ -52,7 +55,14 @@ def test_round_trip_restores_exactly_the_rows_and_tables_of_the_backup(mysql_use
     assert mysql_checksum(mysql_user_target) == original
     assert result.safety_backup is not None
     # Foreign keys point at the swapped-in tables.
-    assert mysql(mysql_user_target, "SELECT REFERENCED_TABLE_SCHEMA FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_NAME = 'tags' AND REFERENCED_TABLE_NAME = 'items'") == mysql_user_target["NAME"]
+    assert (
+        mysql(
+            mysql_user_target,
+            "SELECT REFERENCED_TABLE_SCHEMA FROM information_schema.KEY_COLUMN_USAGE "
+            "WHERE TABLE_NAME = 'tags' AND REFERENCED_TABLE_NAME = 'items'",
+        )
+        == mysql_user_target["NAME"]
+    )
     assert scratch_databases(mysql_user_target) == []
 
 
@@ -135,17 +145,32 @@ def test_a_host_that_is_a_socket_path_backs_up_and_restores_through_the_socket(m
 
 def test_options_as_django_reads_them_reach_the_tools_and_the_password_only_their_environment():
     settings_dict = {
-        "ENGINE": "django.db.backends.mysql", "NAME": "site", "USER": "ignored", "PASSWORD": "ignored-too",
-        "HOST": "db.internal", "PORT": "3307",
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "site",
+        "USER": "ignored",
+        "PASSWORD": "ignored-too",
+        "HOST": "db.internal",
+        "PORT": "3307",
         "OPTIONS": {
-            "user": "app", "password": "Options-Pw-1", "read_default_file": "/etc/site.cnf", "charset": "utf8mb3",
+            "user": "app",
+            "password": "Options-Pw-1",
+            "read_default_file": "/etc/site.cnf",
+            "charset": "utf8mb3",
             "ssl": {"ca": "/tls/ca.pem", "cert": "/tls/client.pem", "key": "/tls/client.key"},
         },
     }
     command = load_command(settings_dict, "scratch")
     assert command.argv == (
-        "mysql", "--defaults-file=/etc/site.cnf", "--user=app", "--host=db.internal", "--port=3307",
-        "--ssl-ca=/tls/ca.pem", "--ssl-cert=/tls/client.pem", "--ssl-key=/tls/client.key", "--default-character-set=utf8mb3", "scratch",
+        "mysql",
+        "--defaults-file=/etc/site.cnf",
+        "--user=app",
+        "--host=db.internal",
+        "--port=3307",
+        "--ssl-ca=/tls/ca.pem",
+        "--ssl-cert=/tls/client.pem",
+        "--ssl-key=/tls/client.key",
+        "--default-character-set=utf8mb3",
+        "scratch",
     )
     assert command.env == {"MYSQL_PWD": "Options-Pw-1"} and command.secrets == ("Options-Pw-1",)
 
@@ -162,6 +187,9 @@ def test_a_wrong_password_is_a_clear_error_that_does_not_show_it(mysql_user_targ
 def test_engine_for_reads_an_alias_added_at_run_time(mysql_user_target):
     engine = engine_for(TARGET)
     assert engine.vendor == "mysql"
-    assert engine.server_version() == subprocess.run(
-        ["mysql", "-h", MYSQL["HOST"], "-u", MYSQL["USER"], "-N", "-e", "SELECT VERSION()"], capture_output=True, text=True
-    ).stdout.strip()
+    assert (
+        engine.server_version()
+        == subprocess.run(
+            ["mysql", "-h", MYSQL["HOST"], "-u", MYSQL["USER"], "-N", "-e", "SELECT VERSION()"], capture_output=True, text=True
+        ).stdout.strip()
+    )

@@ -27,18 +27,22 @@ TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, 
 def objects(database) -> str:
     """Every view, trigger, routine and event with its definition, definer and sql_mode, one per line."""
     schema = database["NAME"]
-    return mysql(database, f"""
+    return mysql(
+        database,
+        f"""
         SELECT CONCAT_WS(' | ', 'view', TABLE_NAME, VIEW_DEFINITION, DEFINER, SECURITY_TYPE)
             FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'
         UNION ALL SELECT CONCAT_WS(' | ', 'trigger', TRIGGER_NAME, ACTION_TIMING, EVENT_MANIPULATION, EVENT_OBJECT_TABLE, ACTION_STATEMENT,
                                    DEFINER, SQL_MODE)
             FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{schema}'
-        UNION ALL SELECT CONCAT_WS(' | ', ROUTINE_TYPE, ROUTINE_NAME, ROUTINE_DEFINITION, DTD_IDENTIFIER, DEFINER, SQL_MODE, IS_DETERMINISTIC)
+        UNION ALL SELECT CONCAT_WS(' | ', ROUTINE_TYPE, ROUTINE_NAME, ROUTINE_DEFINITION, DTD_IDENTIFIER, DEFINER, SQL_MODE,
+                                   IS_DETERMINISTIC)
             FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '{schema}'
         UNION ALL SELECT CONCAT_WS(' | ', 'event', EVENT_NAME, EVENT_DEFINITION, INTERVAL_VALUE, INTERVAL_FIELD, STATUS, DEFINER, SQL_MODE,
                                    TIME_ZONE)
             FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{schema}'
-        ORDER BY 1""")
+        ORDER BY 1""",
+    )
 
 
 def everything(database) -> tuple[str, str]:
@@ -51,7 +55,9 @@ def scratch_databases(database) -> list[str]:
 
 def add_objects(database, definer: str = "CURRENT_USER") -> None:
     """A view over a view, a trigger, a procedure made under ANSI_QUOTES, a function and an event."""
-    mysql(database, f"""
+    mysql(
+        database,
+        f"""
         CREATE DEFINER = {definer} VIEW cheap_items AS SELECT id, name FROM items WHERE id <= 100;
         CREATE DEFINER = {definer} VIEW cheap_names AS SELECT name FROM cheap_items;
         CREATE TABLE audit (item_id INT, note VARCHAR(100));
@@ -66,11 +72,14 @@ def add_objects(database, definer: str = "CURRENT_USER") -> None:
         CREATE DEFINER = {definer} FUNCTION label(item INT) RETURNS VARCHAR(120) DETERMINISTIC
             RETURN (SELECT CONCAT('#', id, ' ', name) FROM items WHERE id = item);
         CREATE DEFINER = {definer} EVENT nightly_cleanup ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit;
-    """)
+    """,
+    )
 
 
 def change_everything(database) -> None:
-    mysql(database, """
+    mysql(
+        database,
+        """
         UPDATE items SET name = 'changed' WHERE id < 50;
         DROP VIEW cheap_names; DROP VIEW cheap_items;
         CREATE VIEW cheap_items AS SELECT id FROM items WHERE id > 400;
@@ -78,7 +87,8 @@ def change_everything(database) -> None:
         DROP FUNCTION label;
         CREATE PROCEDURE added_after_backup() SELECT 1;
         DROP EVENT nightly_cleanup;
-    """)
+    """,
+    )
 
 
 @pytest.fixture
@@ -137,7 +147,9 @@ def test_restored_objects_work_on_the_restored_tables(mysql_target):
     assert mysql(mysql_target, "SELECT NEXTVAL(ticket_numbers)") == "101"  # a sequence moves with the tables
     # Every object refers to the live database's tables, none to a scratch database.
     schema = mysql_target["NAME"]
-    in_scratch = f"SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' AND VIEW_DEFINITION LIKE '%\\_\\_restore\\_%'"
+    in_scratch = (
+        f"SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}' AND VIEW_DEFINITION LIKE '%\\_\\_restore\\_%'"
+    )
     assert mysql(mysql_target, in_scratch) == "0"
 
 
@@ -145,11 +157,17 @@ def test_a_restore_that_fails_after_the_swap_is_undone_completely(mysql_target, 
     # The user may create views but not routines in the live database: recreating the backup's
     # procedure fails after the tables were swapped, so everything must be swapped back.
     user = restricted_user(f"{TABLE_PRIVILEGES}, CREATE VIEW, ALTER ROUTINE")
-    mysql(mysql_target, f"CREATE DEFINER = '{user}'@'%' VIEW cheap_items AS SELECT id, name FROM items WHERE id <= 100;"
-                        f"CREATE DEFINER = '{user}'@'%' PROCEDURE count_items() SELECT COUNT(*) FROM items;")
+    mysql(
+        mysql_target,
+        f"CREATE DEFINER = '{user}'@'%' VIEW cheap_items AS SELECT id, name FROM items WHERE id <= 100;"
+        f"CREATE DEFINER = '{user}'@'%' PROCEDURE count_items() SELECT COUNT(*) FROM items;",
+    )
     backup = backups.create_backup()
-    mysql(mysql_target, "DROP PROCEDURE count_items; UPDATE items SET name = 'changed' WHERE id < 50;"
-                        f"CREATE OR REPLACE DEFINER = '{user}'@'%' VIEW cheap_items AS SELECT id FROM items WHERE id > 400")
+    mysql(
+        mysql_target,
+        "DROP PROCEDURE count_items; UPDATE items SET name = 'changed' WHERE id < 50;"
+        f"CREATE OR REPLACE DEFINER = '{user}'@'%' VIEW cheap_items AS SELECT id FROM items WHERE id > 400",
+    )
     before = everything(mysql_target)
 
     with pytest.raises(CommandFailed, match="count_items"):
@@ -190,8 +208,11 @@ def other_database(mysql_target):
 
 def test_a_foreign_key_from_another_database_blocks_every_restore_before_anything_changes(mysql_target, other_database):
     backup = backups.create_backup()
-    mysql(other_database, "CREATE TABLE orders (id INT PRIMARY KEY, item_id INT,"
-                          f" FOREIGN KEY (item_id) REFERENCES `{mysql_target['NAME']}`.items (id)) ENGINE=InnoDB")
+    mysql(
+        other_database,
+        "CREATE TABLE orders (id INT PRIMARY KEY, item_id INT,"
+        f" FOREIGN KEY (item_id) REFERENCES `{mysql_target['NAME']}`.items (id)) ENGINE=InnoDB",
+    )
     mysql(mysql_target, "UPDATE items SET name = 'changed' WHERE id < 50")
     before = mysql_checksum(mysql_target)
 
@@ -201,8 +222,10 @@ def test_a_foreign_key_from_another_database_blocks_every_restore_before_anythin
     with pytest.raises(CommandError) as command_error:
         call_command("backups", "restore", backup.name, "--noinput")
 
-    assert blockers == [f"a foreign key from {other_database['NAME']}.orders -> items would stay on the replaced table "
-                        f"(a restore swaps the tables of '{mysql_target['NAME']}')"]
+    assert blockers == [
+        f"a foreign key from {other_database['NAME']}.orders -> items would stay on the replaced table "
+        f"(a restore swaps the tables of '{mysql_target['NAME']}')"
+    ]
     assert error.value.exit_code == command_error.value.returncode == EXIT_REFUSED
     assert f"{backup.name} was not restored and nothing changed" in str(error.value)
     assert mysql_checksum(mysql_target) == before

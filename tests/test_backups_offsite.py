@@ -135,7 +135,11 @@ def test_backup_freshness_tells_a_stale_off_host_copy_from_a_stale_backup(sqlite
     storage.backup_storage().close()  # its session outlives the server's listener; the next backup must reconnect
     backups.create_backup()  # fresh, but its copy failed
 
-    with pytest.raises(ServiceWarning, match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. The last copy failed: Could not copy"):
+    with pytest.raises(
+        ServiceWarning,
+        match=rf"Local backups are fresh, but the newest off-host copy, {copied.name}, is 30.0 hours old \(limit 26\)\. "
+        r"The last copy failed: Could not copy",
+    ):
         BackupFreshness().run()  # a warning, not a failure: the local backups are fresh
 
 

@@ -20,8 +20,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.filterwarnings("ignore:Overridin
 
 
 def change_data(database):
-    psql(database, "DELETE FROM items WHERE id % 3 = 0; UPDATE items SET name = 'changed' WHERE id < 50;"
-         "CREATE TABLE added_after_backup (id int); CREATE SCHEMA later; CREATE TABLE later.x (i int);")
+    psql(
+        database,
+        "DELETE FROM items WHERE id % 3 = 0; UPDATE items SET name = 'changed' WHERE id < 50;"
+        "CREATE TABLE added_after_backup (id int); CREATE SCHEMA later; CREATE TABLE later.x (i int);",
+    )
 
 
 def test_round_trip_restores_exactly_the_rows_and_tables_of_the_backup(postgres_target):
@@ -72,7 +75,10 @@ def test_backup_file_is_0600_in_a_0700_directory(postgres_target):
 
 def test_metadata_records_the_git_commit_of_the_project_checkout(postgres_target, ops_dirs):
     subprocess.run(["git", "init", "-q", str(ops_dirs)], check=True)
-    subprocess.run(["git", "-C", str(ops_dirs), "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "one"], check=True)
+    subprocess.run(
+        ["git", "-C", str(ops_dirs), "-c", "user.email=t@example.org", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "one"],
+        check=True,
+    )
     head = subprocess.run(["git", "-C", str(ops_dirs), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     assert backups.create_backup().commit == head
 
@@ -131,7 +137,9 @@ def test_a_backup_made_by_the_old_script_restores_with_a_warning(postgres_target
     legacy = ops_dirs / "backups" / "backup_20250109_120000.sql.gz"
     legacy.parent.mkdir(mode=0o700)
     with open(legacy, "wb") as file:
-        dump = subprocess.run(["pg_dump", "-h", POSTGRES["HOST"], "-U", POSTGRES["USER"], postgres_target["NAME"]], capture_output=True, check=True)
+        dump = subprocess.run(
+            ["pg_dump", "-h", POSTGRES["HOST"], "-U", POSTGRES["USER"], postgres_target["NAME"]], capture_output=True, check=True
+        )
         file.write(gzip.compress(dump.stdout))
     change_data(postgres_target)
 
@@ -162,7 +170,10 @@ def test_pg_dump_missing_is_a_clear_error_and_leaves_no_file(postgres_target, op
     # psql reads the live tables before the dump starts: only pg_dump is missing.
     (empty / "psql").symlink_to(shutil.which("psql"))
     # A context of its own: the database fixture's teardown needs psql on PATH again.
-    with monkeypatch.context() as patch, pytest.raises(ToolMissing, match=r"^'pg_dump' was not found on this host's PATH\. Install the PostgreSQL client tools"):
+    with (
+        monkeypatch.context() as patch,
+        pytest.raises(ToolMissing, match=r"^'pg_dump' was not found on this host's PATH\. Install the PostgreSQL client tools"),
+    ):
         patch.setenv("PATH", str(empty))
         backups.create_backup()
     assert_no_backup_left(ops_dirs)
@@ -199,8 +210,25 @@ def test_the_command_prints_the_new_backup_path(postgres_target, capsys):
 def psql_named(name: str, sql: str) -> str:
     """psql into the database called exactly ``name`` (a conninfo string, so '=' in it is no parameter)."""
     finished = subprocess.run(
-        ["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", dbname_conninfo(name), "-c", sql],
-        capture_output=True, text=True,
+        [
+            "psql",
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            POSTGRES["HOST"],
+            "-p",
+            POSTGRES["PORT"],
+            "-U",
+            POSTGRES["USER"],
+            "-d",
+            dbname_conninfo(name),
+            "-c",
+            sql,
+        ],
+        capture_output=True,
+        text=True,
     )
     assert finished.returncode == 0, finished.stderr
     return finished.stdout.strip()
@@ -214,7 +242,11 @@ def database_named_like_parameters(request, settings, ops_dirs, postgres_databas
     name = request.param.format(decoy=decoy)
     created = _postgres_admin(f'CREATE DATABASE "{name}"')
     assert created.returncode == 0, created.stderr
-    psql_named(name, "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO items (name) SELECT 'item ' || n FROM generate_series(1, 500) n;")
+    psql_named(
+        name,
+        "CREATE TABLE items (id serial PRIMARY KEY, name text); INSERT INTO "
+        "items (name) SELECT 'item ' || n FROM generate_series(1, 500) n;",
+    )
     settings.DATABASES = {**settings.DATABASES, TARGET: {**postgres_database, "NAME": name}}
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_DATABASE": TARGET}
     yield name
@@ -241,7 +273,10 @@ def test_a_database_reached_through_a_libpq_service_file_is_dumped_and_restored(
         f"[deploy_ops_site]\nhost={POSTGRES['HOST']}\nport={POSTGRES['PORT']}\nuser={POSTGRES['USER']}\ndbname={postgres_target['NAME']}\n"
     )
     monkeypatch.setenv("PGSERVICEFILE", str(service_file))
-    settings.DATABASES = {**settings.DATABASES, TARGET: {"ENGINE": "django.db.backends.postgresql", "NAME": "", "OPTIONS": {"service": "deploy_ops_site"}}}
+    settings.DATABASES = {
+        **settings.DATABASES,
+        TARGET: {"ENGINE": "django.db.backends.postgresql", "NAME": "", "OPTIONS": {"service": "deploy_ops_site"}},
+    }
     original = postgres_checksum(postgres_target)
     backup = backups.create_backup()
     assert backup.metadata["contents"] == {"tables": {"public.items": 500}}

@@ -44,29 +44,42 @@ def record_other_contents(backup, tables):
 # -- PostgreSQL -----------------------------------------------------------------------------------
 @pytest.fixture
 def postgres_with_two_tables(postgres_target):
-    psql(postgres_target, "CREATE TABLE tags (id int); CREATE TABLE \"Odd Name\" (i int); INSERT INTO \"Odd Name\" VALUES (1), (2);")
+    psql(postgres_target, 'CREATE TABLE tags (id int); CREATE TABLE "Odd Name" (i int); INSERT INTO "Odd Name" VALUES (1), (2);')
     return postgres_target
 
 
 @pytest.mark.postgres
 def test_a_postgres_backup_records_every_table_and_its_rows(postgres_with_two_tables):
     # An inheritance parent without rows of its own, and a partitioned table: rows sit in the children.
-    psql(postgres_with_two_tables, "CREATE TABLE parent (i int); CREATE TABLE child () INHERITS (parent); INSERT INTO child VALUES (1);"
-         "CREATE TABLE measures (i int) PARTITION BY RANGE (i); CREATE TABLE measures_low PARTITION OF measures FOR VALUES FROM (0) TO (10);"
-         "INSERT INTO measures VALUES (1), (2), (3);")
+    psql(
+        postgres_with_two_tables,
+        "CREATE TABLE parent (i int); CREATE TABLE child () INHERITS (parent); INSERT INTO child VALUES (1);"
+        "CREATE TABLE measures (i int) PARTITION BY RANGE (i); CREATE TABLE measures_low PARTITION OF measures FOR VALUES FROM (0) TO (10);"
+        "INSERT INTO measures VALUES (1), (2), (3);",
+    )
     backup = backups.create_backup()
-    assert backup.metadata["contents"] == {"tables": {
-        "public.items": 500, "public.tags": 0, 'public."Odd Name"': 2,
-        "public.parent": 0, "public.child": 1, "public.measures": 0, "public.measures_low": 3,
-    }}
+    assert backup.metadata["contents"] == {
+        "tables": {
+            "public.items": 500,
+            "public.tags": 0,
+            'public."Odd Name"': 2,
+            "public.parent": 0,
+            "public.child": 1,
+            "public.measures": 0,
+            "public.measures_low": 3,
+        }
+    }
     backups.verify_backup(backup)
 
 
 @pytest.mark.postgres
 def test_verify_fails_a_postgres_backup_whose_rows_differ_from_its_metadata(postgres_target):
     backup = record_other_contents(backups.create_backup(), {"public.items": 499, "public.gone": 3})
-    with pytest.raises(BackupCorrupt, match=r"it does not hold the tables and rows recorded when it was made: "
-                       r"recorded table\(s\) missing: public.gone; row counts differ: public.items \(500 rows, recorded 499\)"):
+    with pytest.raises(
+        BackupCorrupt,
+        match=r"it does not hold the tables and rows recorded when it was made: "
+        r"recorded table\(s\) missing: public.gone; row counts differ: public.items \(500 rows, recorded 499\)",
+    ):
         backups.verify_backup(backup)
     assert backups.find_backup(backup.name).verified is False
 
@@ -99,15 +112,38 @@ def test_verify_fails_a_mysql_backup_whose_rows_differ_from_its_metadata(mysql_t
 @pytest.mark.parametrize(
     "target, engine_module, leave_out, problem",
     [
-        pytest.param("postgres_with_two_tables", postgresql, "--schema-only",
-                     r"2 table\(s\) have rows in the database but none in it: (public.items, public.\"Odd Name\"|public.\"Odd Name\", public.items)",
-                     marks=pytest.mark.postgres, id="postgres-no-rows"),
-        pytest.param("postgres_with_two_tables", postgresql, "--exclude-table=public.items",
-                     r"1 table\(s\) of the database are not in it: public.items", marks=pytest.mark.postgres, id="postgres-a-table-left-out"),
-        pytest.param("mysql_target", mysql_engine, "--no-data",
-                     r"2 table\(s\) have rows in the database but none in it: items, tags", marks=pytest.mark.mysql, id="mysql-no-rows"),
-        pytest.param("mysql_target", mysql_engine, "--ignore-table={name}.tags",
-                     r"1 table\(s\) of the database are not in it: tags", marks=pytest.mark.mysql, id="mysql-a-table-left-out"),
+        pytest.param(
+            "postgres_with_two_tables",
+            postgresql,
+            "--schema-only",
+            r"2 table\(s\) have rows in the database but none in it: (public.items, public.\"Odd Name\"|public.\"Odd Name\", public.items)",
+            marks=pytest.mark.postgres,
+            id="postgres-no-rows",
+        ),
+        pytest.param(
+            "postgres_with_two_tables",
+            postgresql,
+            "--exclude-table=public.items",
+            r"1 table\(s\) of the database are not in it: public.items",
+            marks=pytest.mark.postgres,
+            id="postgres-a-table-left-out",
+        ),
+        pytest.param(
+            "mysql_target",
+            mysql_engine,
+            "--no-data",
+            r"2 table\(s\) have rows in the database but none in it: items, tags",
+            marks=pytest.mark.mysql,
+            id="mysql-no-rows",
+        ),
+        pytest.param(
+            "mysql_target",
+            mysql_engine,
+            "--ignore-table={name}.tags",
+            r"1 table\(s\) of the database are not in it: tags",
+            marks=pytest.mark.mysql,
+            id="mysql-a-table-left-out",
+        ),
     ],
 )
 def test_a_partial_dump_is_refused_at_creation_and_not_kept(request, ops_dirs, monkeypatch, target, engine_module, leave_out, problem):
@@ -135,7 +171,9 @@ def test_an_empty_sqlite_dump_is_refused_at_creation_and_not_kept(sqlite_target,
     sqlite_target.rename(moved)
     settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(moved)}}
     monkeypatch.setattr(sqlite, "read_only_uri", lambda path: f"file:{Path(path).as_posix()}?mode=ro")
-    with pytest.raises(BackupError, match=r"does not hold what the database holds, so it was not kept: 1 table\(s\) of the database are not in it: items"):
+    with pytest.raises(
+        BackupError, match=r"does not hold what the database holds, so it was not kept: 1 table\(s\) of the database are not in it: items"
+    ):
         backups.create_backup()
     assert_nothing_kept(ops_dirs)
 

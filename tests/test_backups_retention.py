@@ -29,19 +29,27 @@ def backup_file(directory, days_old: float):
     moment = timezone.now() - timedelta(days=days_old)
     path = directory / f"backup_{timezone.localtime(moment).strftime('%Y%m%d_%H%M%S')}.sql"
     path.write_bytes(DUMP)  # the same valid dump each time; names and dates tell them apart
-    backup_files.write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest()})
+    backup_files.write_metadata(
+        path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(DUMP), "sha256": hashlib.sha256(DUMP).hexdigest()}
+    )
     return path.name
 
 
 def git_head(project) -> str:
     subprocess.run(["git", "init", "-q", str(project)], check=True)
-    subprocess.run(["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "b"], check=True)
+    subprocess.run(
+        ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "b"], check=True
+    )
     return subprocess.run(["git", "-C", str(project), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def record(kind, status, from_commit, to_commit, backup_name, days_ago):
     return DeploymentRecord.objects.create(
-        kind=kind, status=status, from_commit=from_commit, to_commit=to_commit, backup_name=backup_name,
+        kind=kind,
+        status=status,
+        from_commit=from_commit,
+        to_commit=to_commit,
+        backup_name=backup_name,
         started_at=timezone.now() - timedelta(days=days_ago),
     )
 
@@ -55,7 +63,10 @@ def history(db, ops_dirs, settings, tmp_path):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "KEEP_RELEASES": 1, "BACKUP_KEEP": 1, "BACKUP_RETENTION_DAYS": 7}
     b = git_head(ops_dirs)
     directory = ops_dirs / "backups"
-    names = {label: backup_file(directory, days) for label, days in [("unreferenced", 50), ("before a", 40.1), ("before b", 30.1), ("before c", 20.1), ("young", 2), ("newest", 1)]}
+    names = {
+        label: backup_file(directory, days)
+        for label, days in [("unreferenced", 50), ("before a", 40.1), ("before b", 30.1), ("before c", 20.1), ("young", 2), ("newest", 1)]
+    }
     record(Kind.DEPLOY, Status.SUCCEEDED, "0" * 40, "a" * 40, names["before a"], 40)
     record(Kind.DEPLOY, Status.SUCCEEDED, "a" * 40, b, names["before b"], 30)
     record(Kind.DEPLOY, Status.SUCCEEDED, b, "c" * 40, names["before c"], 20)

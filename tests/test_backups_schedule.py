@@ -18,7 +18,9 @@ DOCUMENTED_PYTHON = ".venv/bin/python"
 
 
 def cron_entry() -> str:
-    lines = [line for line in (ROOT / "docs" / "BACKUPS.md").read_text().splitlines() if re.match(r"^[\d*]+ [\d*]+ [\d*]+ [\d*]+ [\d*]+ ", line)]
+    lines = [
+        line for line in (ROOT / "docs" / "BACKUPS.md").read_text().splitlines() if re.match(r"^[\d*]+ [\d*]+ [\d*]+ [\d*]+ [\d*]+ ", line)
+    ]
     assert len(lines) == 1, f"docs/BACKUPS.md should hold exactly one cron entry, found {lines}"
     return lines[0]
 
@@ -34,7 +36,8 @@ def test_the_systemd_units_pass_systemd_analyze_verify(tmp_path):
         (tmp_path / unit.name).write_text(text)
     verified = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(tmp_path / "deploy-ops-backup.service"), str(tmp_path / "deploy-ops-backup.timer")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert verified.returncode == 0 and verified.stderr.strip() == "", verified.stderr
 
@@ -55,8 +58,11 @@ def test_the_cron_entrys_command_makes_a_backup_and_logs_it(tmp_path):
     (site / ".venv").symlink_to(sys.prefix)  # the virtualenv these tests run in, where the cron line expects one
     shutil.copy(ROOT / "manage.py", site / "manage.py")
     environment = {
-        "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "DATABASE_URL": f"sqlite:///{site / 'db.sqlite3'}",
-        "DEPLOY_OPS_PROJECT_DIR": str(site), "HOME": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite:///{site / 'db.sqlite3'}",
+        "DEPLOY_OPS_PROJECT_DIR": str(site),
+        "HOME": str(tmp_path),
     }
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=site, env=environment, check=True)
     command = cron_entry().split(" ", 5)[5].replace(DOCUMENTED_SITE, str(site))

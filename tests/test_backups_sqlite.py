@@ -102,7 +102,13 @@ def test_a_missing_database_file_is_a_clear_error_and_leaves_no_file(sqlite_targ
 
 
 # -- list, find, prune ----------------------------------------------------------------------
-def make_backup_file(directory, days_old: float, name_time=None, metadata=True, content=b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n"):
+def make_backup_file(
+    directory,
+    days_old: float,
+    name_time=None,
+    metadata=True,
+    content=b"-- PostgreSQL database dump\n-- PostgreSQL database dump complete\n",
+):
     """A plain-SQL backup file dated ``days_old`` ago, with metadata as create_backup writes it."""
     import hashlib
 
@@ -111,7 +117,10 @@ def make_backup_file(directory, days_old: float, name_time=None, metadata=True, 
     path = directory / f"backup_{timezone.localtime(name_time or moment).strftime('%Y%m%d_%H%M%S')}.sql"
     path.write_bytes(content)
     if metadata:
-        backup_files.write_metadata(path, {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()})
+        backup_files.write_metadata(
+            path,
+            {"engine": "postgresql", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest()},
+        )
     return path
 
 
@@ -146,7 +155,9 @@ def test_a_relative_path_with_a_folder_is_read_from_the_current_directory(ops_di
 
 def test_find_backup_names_what_exists_when_the_name_is_unknown(ops_dirs):
     existing = make_backup_file(ops_dirs / "backups", 1)
-    with pytest.raises(BackupNotFound, match=f"No backup 'backup_20000101_000000.sql.gz' in .*backups. The backups there are: {existing.name}."):
+    with pytest.raises(
+        BackupNotFound, match=f"No backup 'backup_20000101_000000.sql.gz' in .*backups. The backups there are: {existing.name}."
+    ):
         backups.find_backup("backup_20000101_000000.sql.gz")
 
 

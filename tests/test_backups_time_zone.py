@@ -17,5 +17,5 @@ def test_a_backup_is_named_by_the_time_in_django_time_zone(sqlite_target, settin
 
     backup = backups.create_backup()
 
-    stamp = datetime.strptime(backup.name[len("backup_"):][:15], backups.STAMP_FORMAT)
+    stamp = datetime.strptime(backup.name[len("backup_") :][:15], backups.STAMP_FORMAT)
     assert before <= stamp <= before + timedelta(seconds=5)

@@ -18,7 +18,8 @@ SLEEPERS = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c'
 # Starts SLEEPERS in a session of its own, prints its pid and exits: its run is gone, as after a kill -9.
 LAUNCHER = (
     "import subprocess, sys; "
-    f"print(subprocess.Popen([sys.executable, '-c', {SLEEPERS!r}], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
+    f"print(subprocess.Popen([sys.executable, '-c', {SLEEPERS!r}], "
+    "start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
 )
 
 

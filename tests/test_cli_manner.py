@@ -5,7 +5,7 @@ after a `backups` subcommand. On real SQLite backups and a real (non-)checkout."
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from io import StringIO
 
 import pytest
@@ -51,8 +51,21 @@ def test_backups_list_and_rollback_list_backups_share_one_json_schema(two_backup
         entry.pop("age_seconds")  # a second may pass between the two commands
     assert listed == from_rollback
     assert set(listed[0]) == {
-        "name", "path", "created_at", "age", "age_seconds", "size", "size_display", "engine", "database", "commit",
-        "compression", "encrypted", "sha256", "verified", "legacy",
+        "name",
+        "path",
+        "created_at",
+        "age",
+        "age_seconds",
+        "size",
+        "size_display",
+        "engine",
+        "database",
+        "commit",
+        "compression",
+        "encrypted",
+        "sha256",
+        "verified",
+        "legacy",
     } - {"age_seconds"}
     assert listed[1]["verified"] is True and listed[0]["verified"] is None
 
@@ -109,8 +122,8 @@ def test_deploy_json_prints_the_result_on_stdout_alone(ops_dirs, monkeypatch):
 
 
 def test_rollback_without_a_terminal_refuses_unless_noinput(ops_dirs, monkeypatch):
-    first = commit(ops_dirs, "First", datetime(2026, 1, 1, tzinfo=timezone.utc))
-    commit(ops_dirs, "Second", datetime(2026, 1, 2, tzinfo=timezone.utc))
+    first = commit(ops_dirs, "First", datetime(2026, 1, 1, tzinfo=UTC))
+    commit(ops_dirs, "Second", datetime(2026, 1, 2, tzinfo=UTC))
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     with pytest.raises(CommandError, match="Refusing to roll back without confirmation: stdin is not a terminal") as refused:
         call_command("rollback", "--commit", first, stdout=StringIO())

@@ -26,7 +26,9 @@ def test_defaults_apply_when_the_dict_is_empty(settings):
 
 
 def test_unknown_key_is_rejected_with_a_hint():
-    assert problems({"HEALTH_CHECK_RETRYS": 3}) == ["DEPLOY_OPS has an unknown key 'HEALTH_CHECK_RETRYS'. Did you mean 'HEALTH_CHECK_RETRIES'?"]
+    assert problems({"HEALTH_CHECK_RETRYS": 3}) == [
+        "DEPLOY_OPS has an unknown key 'HEALTH_CHECK_RETRYS'. Did you mean 'HEALTH_CHECK_RETRIES'?"
+    ]
 
 
 def test_wrong_types_and_values_are_named():
@@ -52,7 +54,7 @@ def test_commands_must_be_argv_lists_not_shell_strings():
 def test_reading_a_wrong_value_raises_a_configuration_error(settings):
     settings.DEPLOY_OPS = {"HEALTH_CHECK_RETRIES": 0}
     with pytest.raises(ConfigurationError, match="HEALTH_CHECK_RETRIES'] must be 1 or more"):
-        ops_settings.HEALTH_CHECK_RETRIES
+        _ = ops_settings.HEALTH_CHECK_RETRIES
 
 
 def test_environment_variables_are_parsed_by_type():

@@ -64,8 +64,16 @@ def operator_page(browser, live_server, admin_user, ops_dirs):
     def open_page(color_scheme="light"):
         context = browser.new_context(viewport={"width": WIDTH, "height": 900}, color_scheme=color_scheme)
         host = live_server.url.split("//", 1)[1].split(":")[0]
-        context.add_cookies([{"name": django_settings.SESSION_COOKIE_NAME, "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value,
-                              "domain": host, "path": "/"}])
+        context.add_cookies(
+            [
+                {
+                    "name": django_settings.SESSION_COOKIE_NAME,
+                    "value": client.cookies[django_settings.SESSION_COOKIE_NAME].value,
+                    "domain": host,
+                    "path": "/",
+                }
+            ]
+        )
         return context.new_page()
 
     return live_server.url, records, open_page

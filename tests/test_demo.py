@@ -28,8 +28,15 @@ def run_demo(tmp_path, *arguments: str) -> subprocess.CompletedProcess:
     env.update(HOME=str(home), TMPDIR=str(temp))
     # -B as bin/demo's PYTHONDONTWRITEBYTECODE, but for the demo process only: the processes it
     # starts must be kept from writing __pycache__ by the demo itself.
-    return subprocess.run([sys.executable, "-B", "-m", "deploy_ops.demo.run", *arguments], cwd=REPOSITORY, env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-B", "-m", "deploy_ops.demo.run", *arguments],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def files_with_mtimes(folder: Path) -> dict[Path, int]:
@@ -40,7 +47,8 @@ def bytecode_written_since(started_ns: int) -> list[Path]:
     """deploy_ops .pyc files written since started_ns for sources older than that (so not by a concurrent edit)."""
     package = REPOSITORY / "deploy_ops"
     return [
-        compiled for compiled in package.rglob("__pycache__/*.pyc")
+        compiled
+        for compiled in package.rglob("__pycache__/*.pyc")
         if compiled.stat().st_mtime_ns >= started_ns
         and (compiled.parent.parent / f"{compiled.name.split('.')[0]}.py").stat().st_mtime_ns < started_ns
     ]
@@ -86,7 +94,11 @@ def test_the_demo_deploys_release_2_rolls_back_release_3_and_leaves_nothing_behi
     assert "The demo went as told." in output
 
     # Nothing running: the web port no longer answers.
-    port = next(line.split("=", 1)[1].strip("'") for line in (sandbox / "production" / ".env").read_text().splitlines() if line.startswith("WEB_PORT="))
+    port = next(
+        line.split("=", 1)[1].strip("'")
+        for line in (sandbox / "production" / ".env").read_text().splitlines()
+        if line.startswith("WEB_PORT=")
+    )
     assert not answers(port)
     # Nothing outside the sandbox: HOME and TMPDIR untouched, the demo's sources unchanged (no __pycache__).
     assert sorted(path.name for path in tmp_path.iterdir()) == ["home", "sandbox", "tmp"]

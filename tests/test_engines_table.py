@@ -24,7 +24,12 @@ ENGINES = {
 @pytest.mark.parametrize("engine, vendor", ENGINES.items())
 def test_the_checks_accept_and_need_tools_for_exactly_the_databases_engine_for_backs_up(settings, ops_dirs, engine, vendor):
     settings.DATABASES = {**settings.DATABASES, "target": {"ENGINE": engine, "NAME": "site"}}
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_DATABASE": "target", "RUNTIME": "commands", "COMMANDS": {"start": ["true"], "stop": ["true"]}}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "BACKUP_DATABASE": "target",
+        "RUNTIME": "commands",
+        "COMMANDS": {"start": ["true"], "stop": ["true"]},
+    }
     try:
         backed_up_as = engine_for("target").vendor
     except ConfigurationError:
@@ -34,4 +39,3 @@ def test_the_checks_accept_and_need_tools_for_exactly_the_databases_engine_for_b
     assert backed_up_as == vendor
     assert bool(refused) == (backed_up_as is None)
     assert checks.needed_tools() == ["git", *(VENDORS[backed_up_as].host_tools if backed_up_as else ())]
-

@@ -14,12 +14,18 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 def manage(*arguments: str, **environment: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "manage.py", *arguments], cwd=REPOSITORY, env={**os.environ, **environment},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "manage.py", *arguments],
+        cwd=REPOSITORY,
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-@pytest.mark.parametrize("arguments", [["deploy", "--health-retries", "abc"], ["rollback", "--commit"], ["rollback", "--quick", "--backup", "x"]])
+@pytest.mark.parametrize(
+    "arguments", [["deploy", "--health-retries", "abc"], ["rollback", "--commit"], ["rollback", "--quick", "--backup", "x"]]
+)
 def test_a_usage_error_exits_with_its_own_code(arguments):
     finished = manage(*arguments)
     assert finished.returncode == EXIT_USAGE == 5, finished.stderr
@@ -27,7 +33,10 @@ def test_a_usage_error_exits_with_its_own_code(arguments):
 
 
 def test_an_unexpected_error_exits_with_its_own_code_and_one_short_message(tmp_path):
-    for arguments in (["init", "--quiet"], ["-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "--quiet", "--allow-empty", "-m", "one"]):
+    for arguments in (
+        ["init", "--quiet"],
+        ["-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "--quiet", "--allow-empty", "-m", "one"],
+    ):
         subprocess.run(["git", *arguments], cwd=tmp_path, check=True, capture_output=True)
     # Nothing listens on port 1: the database query in --status fails with a driver error deploy_ops does not expect.
     finished = manage("rollback", "--status", DATABASE_URL="postgres://postgres@127.0.0.1:1/none", DEPLOY_OPS_PROJECT_DIR=str(tmp_path))

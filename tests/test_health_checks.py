@@ -67,7 +67,10 @@ def record(kind=Kind.DEPLOY, status=Status.SUCCEEDED, age=timedelta(minutes=5), 
 def git(project, *arguments):
     return subprocess.run(
         ["git", "-c", "user.name=Test", "-c", "user.email=test@example.org", *arguments],
-        cwd=project, check=True, capture_output=True, text=True,
+        cwd=project,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
@@ -85,7 +88,9 @@ def test_services_running_passes_when_every_service_runs_and_is_healthy_or_has_n
 
 
 def test_services_running_names_a_stopped_service_and_its_exit_code():
-    runtime = FixedStatesRuntime([ServiceState("web", "running", "healthy"), ServiceState("db", "exited", detail="demo-db-1 exited with code 1", exit_code=1)])
+    runtime = FixedStatesRuntime(
+        [ServiceState("web", "running", "healthy"), ServiceState("db", "exited", detail="demo-db-1 exited with code 1", exit_code=1)]
+    )
     with pytest.raises(ServiceUnavailable, match=r"^Unavailable: Service 'db' is exited, not running \(exit code 1\)\.$") as failed:
         ServicesRunning(runtime=runtime).run()
     assert "web" not in str(failed.value)
@@ -99,7 +104,11 @@ def test_services_running_names_a_service_that_has_no_container():
 
 def test_services_running_under_the_commands_runtime_shows_the_check_steps_exit_code_not_its_output(ops_dirs, settings):
     printed = f"DATABASE_URL=postgres://app:hunter2@db/site in {ops_dirs}/config"
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "RUNTIME": "commands", "COMMANDS": {"start": ["true"], "stop": ["true"], "check": [sys.executable, "-c", f"print({printed!r}); raise SystemExit(3)"]}}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "RUNTIME": "commands",
+        "COMMANDS": {"start": ["true"], "stop": ["true"], "check": [sys.executable, "-c", f"print({printed!r}); raise SystemExit(3)"]},
+    }
     with pytest.raises(ServiceUnavailable) as failed:
         ServicesRunning().run()
     assert failed.value.message == "Service 'web' is stopped, not running (exit code 3)."
@@ -130,10 +139,17 @@ def test_services_running_fails_when_the_runtime_cannot_list_services_naming_onl
 
 
 def test_a_failing_compose_command_shows_its_exit_code_not_its_command_line_or_output():
-    failed_command = CommandFailed(["docker", "compose", "-f", "/srv/site/compose.yml", "-p", "site", "config"], 14, stderr_tail="open /srv/site/.env: permission denied")
+    failed_command = CommandFailed(
+        ["docker", "compose", "-f", "/srv/site/compose.yml", "-p", "site", "config"],
+        14,
+        stderr_tail="open /srv/site/.env: permission denied",
+    )
     with pytest.raises(ServiceUnavailable) as failed:
         ServicesRunning(runtime=FixedStatesRuntime(error=failed_command)).run()
-    assert failed.value.message == "The service runtime could not list the services (its command exited with code 14); the server's log has the details."
+    assert (
+        failed.value.message
+        == "The service runtime could not list the services (its command exited with code 14); the server's log has the details."
+    )
 
 
 def test_services_running_keeps_the_runtime_out_of_its_report():
@@ -165,7 +181,9 @@ def test_migrations_applied_follows_the_database_both_ways_despite_its_cached_pl
     with pytest.raises(ServiceUnavailable, match="sessions.0001_initial"):
         MigrationsApplied().check_plan()
     with connection.cursor() as cursor:
-        cursor.execute("INSERT INTO django_migrations (id, app, name, applied) VALUES (%s, 'sessions', '0001_initial', %s)", [row_id, applied])
+        cursor.execute(
+            "INSERT INTO django_migrations (id, app, name, applied) VALUES (%s, 'sessions', '0001_initial', %s)", [row_id, applied]
+        )
     MigrationsApplied().check_plan()
 
 
@@ -181,7 +199,9 @@ def test_last_deployment_passes_with_no_record_and_after_a_success():
 def test_last_deployment_rollback_failed_is_unavailable_naming_the_stage():
     record(status=Status.SUCCEEDED, age=timedelta(days=1))
     record(status=Status.ROLLBACK_FAILED, to_commit="b" * 40, failed_stage="migrate")
-    with pytest.raises(ServiceUnavailable, match=r"The last deploy \(to bbbbbbbbbbbb, .*\) failed at stage 'migrate' and its rollback failed too"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"The last deploy \(to bbbbbbbbbbbb, .*\) failed at stage 'migrate' and its rollback failed too"
+    ):
         LastDeployment().check_record()
 
 
@@ -243,7 +263,9 @@ def write_backup(hours_old: float, verified: bool | None = None, metadata: bool 
 
 
 def test_backup_freshness_fails_when_there_is_no_backup(ops_dirs):
-    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: There is no backup in BACKUP_DIR\. Make one with `manage.py backups create`\.$"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"^Unavailable: There is no backup in BACKUP_DIR\. Make one with `manage.py backups create`\.$"
+    ):
         BackupFreshness().run()
 
 
@@ -281,7 +303,9 @@ def test_backup_disk_space_passes_when_the_limit_is_met_even_before_the_backup_d
 
 def test_backup_disk_space_fails_when_the_disk_has_less_than_the_configured_room(ops_dirs, settings):
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "BACKUP_MIN_FREE_MB": 10**12}
-    with pytest.raises(ServiceUnavailable, match=r"^Unavailable: Only \d+ MB free on the disk holding the backups \(want 1000000000000 MB\)"):
+    with pytest.raises(
+        ServiceUnavailable, match=r"^Unavailable: Only \d+ MB free on the disk holding the backups \(want 1000000000000 MB\)"
+    ):
         BackupDiskSpace().run()
 
 
@@ -365,20 +389,29 @@ def test_require_healthy_names_every_failing_check_and_lets_warnings_pass():
         CheckOutcome("LastDeployment()", True, True, "Warning: rolled back"),
         CheckOutcome("ServicesRunning()", False, False, "Unavailable: Service 'web' is exited, not running."),
     ]
-    with pytest.raises(HealthCheckFailed, match=r"^Health checks failed: ServicesRunning\(\): Unavailable: Service 'web' is exited, not running\.$"):
+    with pytest.raises(
+        HealthCheckFailed, match=r"^Health checks failed: ServicesRunning\(\): Unavailable: Service 'web' is exited, not running\.$"
+    ):
         require_healthy(outcomes)
     assert require_healthy(outcomes[:2]) == "Database(alias='default'): OK\nLastDeployment(): Warning: rolled back"
 
 
 def test_health_checks_setting_rejects_an_entry_that_is_neither_a_path_nor_a_pair(settings):
     settings.DEPLOY_OPS = {"HEALTH_CHECKS": ["health_check.checks.Database", ["deploy_ops.health.checks.BackupDiskSpace"]]}
-    with pytest.raises(ConfigurationError, match=r"DEPLOY_OPS\['HEALTH_CHECKS'\] entry 1 must be a dotted path or a \[dotted path, \{options\}\] pair\."):
-        ops_settings.HEALTH_CHECKS
+    with pytest.raises(
+        ConfigurationError, match=r"DEPLOY_OPS\['HEALTH_CHECKS'\] entry 1 must be a dotted path or a \[dotted path, \{options\}\] pair\."
+    ):
+        _ = ops_settings.HEALTH_CHECKS
 
 
 def test_the_default_checks_include_the_stock_database_cache_and_storage_checks():
     assert [entry.rsplit(".", 1)[1] for entry in ops_settings.HEALTH_CHECKS] == [
-        "Database", "Cache", "Storage", "MigrationsApplied", "LastDeployment", "RunningCommit",
+        "Database",
+        "Cache",
+        "Storage",
+        "MigrationsApplied",
+        "LastDeployment",
+        "RunningCommit",
     ]
     assert Cache in [type(check) for check in configured_checks()]
 

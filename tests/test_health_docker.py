@@ -34,7 +34,9 @@ def test_health_turns_500_naming_the_service_when_a_compose_service_is_stopped(c
     assert (healthy.status_code, json.loads(healthy.content)["ServicesRunning()"]) == (200, "OK")
 
     project = settings.DEPLOY_OPS["COMPOSE_PROJECT"]
-    subprocess.run([*docker_engine, "-p", project, "stop", "--timeout", "1", "web"], cwd=running_stack.production, check=True, capture_output=True)
+    subprocess.run(
+        [*docker_engine, "-p", project, "stop", "--timeout", "1", "web"], cwd=running_stack.production, check=True, capture_output=True
+    )
 
     response = client.get("/health/", {"format": "json"})
     results = json.loads(response.content)

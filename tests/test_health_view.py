@@ -61,8 +61,12 @@ def test_health_json_is_200_and_all_ok_when_everything_is_fine(client, healthy_s
     assert failing(results) == {}
     assert status == 200
     assert list(results) == [
-        "Database(alias='default')", "Cache(alias='default')", "Storage(alias='default')",
-        "MigrationsApplied(alias='default')", "LastDeployment()", "RunningCommit()",
+        "Database(alias='default')",
+        "Cache(alias='default')",
+        "Storage(alias='default')",
+        "MigrationsApplied(alias='default')",
+        "LastDeployment()",
+        "RunningCommit()",
     ]
 
 
@@ -73,7 +77,9 @@ def test_health_is_500_naming_a_pending_migration(client, healthy_site):
     status, results = health_json(client)
     assert status == 500
     assert failing(results) == {
-        "MigrationsApplied(alias='default')": "Unavailable: 1 migration(s) not applied to database 'default': sessions.0001_initial. Run `manage.py migrate`."
+        "MigrationsApplied(alias='default')": (
+            "Unavailable: 1 migration(s) not applied to database 'default': sessions.0001_initial. Run `manage.py migrate`."
+        )
     }
 
 
@@ -88,7 +94,10 @@ def test_health_is_500_when_the_last_deploys_rollback_failed(client, healthy_sit
 
 @pytest.mark.django_db
 def test_health_is_500_when_the_newest_backup_is_too_old(client, healthy_site, settings):
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "HEALTH_CHECKS": [*ops_settings.HEALTH_CHECKS, "deploy_ops.health.checks.BackupFreshness"]}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "HEALTH_CHECKS": [*ops_settings.HEALTH_CHECKS, "deploy_ops.health.checks.BackupFreshness"],
+    }
     for backup in ops_settings.backup_dir.iterdir():
         backup.unlink()
     name = write_backup(hours_old=27, verified=True)
@@ -197,14 +206,20 @@ def test_a_database_that_refuses_the_password_fails_health_without_showing_it(cl
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
         "HEALTH_DETAILS_PUBLIC": True,
-        "HEALTH_CHECKS": [["health_check.checks.Database", {"alias": alias}], ["deploy_ops.health.checks.MigrationsApplied", {"alias": alias}]],
+        "HEALTH_CHECKS": [
+            ["health_check.checks.Database", {"alias": alias}],
+            ["deploy_ops.health.checks.MigrationsApplied", {"alias": alias}],
+        ],
     }
     for output in ("json", "text", "openmetrics"):
         response = client.get("/health/", {"format": output})
         assert password not in response.content.decode()
     status, results = health_json(client)
     assert status == 500
-    assert results[f"MigrationsApplied(alias='{alias}')"] == f"Unavailable: The migration state could not be read from database '{alias}' (OperationalError)."
+    assert (
+        results[f"MigrationsApplied(alias='{alias}')"]
+        == f"Unavailable: The migration state could not be read from database '{alias}' (OperationalError)."
+    )
     assert results[f"Database(alias='{alias}')"].startswith("Unavailable: ")
     assert password not in caplog.text
 
@@ -271,7 +286,20 @@ OPENMETRICS_STATUS_ONLY = (
         ({"format": "openmetrics"}, "", (200, OPENMETRICS_STATUS_ONLY)),
         ({}, "application/openmetrics-text", (200, OPENMETRICS_STATUS_ONLY)),
     ],
-    ids=["html", "any", "text", "text-accept", "json", "json-accept", "atom", "atom-accept", "rss", "rss-accept", "openmetrics", "openmetrics-accept"],
+    ids=[
+        "html",
+        "any",
+        "text",
+        "text-accept",
+        "json",
+        "json-accept",
+        "atom",
+        "atom-accept",
+        "rss",
+        "rss-accept",
+        "openmetrics",
+        "openmetrics-accept",
+    ],
 )
 def test_by_default_an_anonymous_request_sees_only_the_status_in_every_format(client, default_site, query, accept, expected):
     response = client.get("/health/", query, HTTP_ACCEPT=accept)

@@ -14,7 +14,11 @@ from django.db.migrations.recorder import MigrationRecorder
 def gate_settings(ops_dirs, settings):
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
-        "HEALTH_CHECKS": ["health_check.checks.Database", "deploy_ops.health.checks.MigrationsApplied", "deploy_ops.health.checks.BackupFreshness"],
+        "HEALTH_CHECKS": [
+            "health_check.checks.Database",
+            "deploy_ops.health.checks.MigrationsApplied",
+            "deploy_ops.health.checks.BackupFreshness",
+        ],
         "HOST_HEALTH_CHECKS": [],
     }
 
@@ -52,7 +56,11 @@ def test_skip_services_leaves_out_the_services_check_the_deploy_runs_from_the_ho
     # Inside the web container the Docker engine is out of reach; the deploy inspects the services itself.
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
-        "HEALTH_CHECKS": ["health_check.checks.Database", "deploy_ops.health.checks.ServicesRunning", "deploy_ops.health.checks.MigrationsApplied"],
+        "HEALTH_CHECKS": [
+            "health_check.checks.Database",
+            "deploy_ops.health.checks.ServicesRunning",
+            "deploy_ops.health.checks.MigrationsApplied",
+        ],
     }
     call_command("healthcheck", "--gate", "--skip-services", "--json")
     assert sorted(json.loads(capsys.readouterr().out)) == ["Database(alias='default')", "MigrationsApplied(alias='default')"]

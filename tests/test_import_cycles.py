@@ -26,7 +26,12 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
     """The deploy_ops modules ``name`` imports: ``from .x import y`` is x, or x.y when y is a module."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text(), str(path))
-    skipped = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test) for node in ast.walk(branch)}
+    skipped = {
+        id(node)
+        for branch in ast.walk(tree)
+        if isinstance(branch, ast.If) and "TYPE_CHECKING" in ast.unparse(branch.test)
+        for node in ast.walk(branch)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:

@@ -47,7 +47,12 @@ class Holder:
         environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEPLOY_OPS_PROJECT_DIR": str(project)}
         self.process = subprocess.Popen(
             [sys.executable, "-c", HOLDER, what, record, "break" if break_stale else "keep"],
-            cwd=REPOSITORY, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPOSITORY,
+            env=environment,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.pid = self.process.pid
 
@@ -85,7 +90,9 @@ def holders(ops_dirs):
 
 def write_details(**holder) -> None:
     lock_path().parent.mkdir(parents=True, exist_ok=True)
-    lock_path().write_text(json.dumps({"what": "deploy", "host": socket.gethostname(), "since": "2026-01-01T00:00:00+00:00", "record": "r", **holder}))
+    lock_path().write_text(
+        json.dumps({"what": "deploy", "host": socket.gethostname(), "since": "2026-01-01T00:00:00+00:00", "record": "r", **holder})
+    )
 
 
 def _dead_pid() -> int:
@@ -107,7 +114,11 @@ def test_a_second_lock_is_refused_naming_the_holder(ops_dirs):
 
 def test_a_lock_left_by_a_dead_process_is_reported_as_stale_not_taken(ops_dirs):
     lock_path().parent.mkdir(parents=True)
-    lock_path().write_text(json.dumps({"what": "deploy", "host": socket.gethostname(), "pid": _dead_pid(), "since": "2026-01-01T00:00:00+00:00", "record": "r"}))
+    lock_path().write_text(
+        json.dumps(
+            {"what": "deploy", "host": socket.gethostname(), "pid": _dead_pid(), "since": "2026-01-01T00:00:00+00:00", "record": "r"}
+        )
+    )
     assert inspect_lock().stale
     with pytest.raises(LockHeld, match="stale.*--break-lock") as refused:
         DeployLock("deploy").acquire()
@@ -193,7 +204,7 @@ def test_a_reused_pid_does_not_hold_the_lock(ops_dirs):
         alive.wait()
 
 
-@pytest.mark.parametrize("content", ["", "{\"what\": \"dep", "[]", "{\"pid\": 4242}"])
+@pytest.mark.parametrize("content", ["", '{"what": "dep', "[]", '{"pid": 4242}'])
 def test_an_empty_or_corrupt_lock_file_is_stale_and_break_lock_clears_it(ops_dirs, content):
     lock_path().parent.mkdir(parents=True)
     lock_path().write_text(content)
@@ -285,7 +296,11 @@ def test_journal_keeps_the_newest_snapshot_and_skips_a_torn_line(ops_dirs):
 @pytest.mark.skipif(os.name == "nt", reason="POSIX modes; Windows uses the folder's ACL")
 @pytest.mark.django_db
 def test_log_and_state_dirs_are_0700_and_their_files_0600_even_when_they_existed_looser(ops_dirs):
-    for folder, loose_file in ((ops_dirs / "logs", "deployments.jsonl"), (ops_dirs / "logs", "notifications.log"), (ops_dirs / ".deploy_ops", "deploy.flock")):
+    for folder, loose_file in (
+        (ops_dirs / "logs", "deployments.jsonl"),
+        (ops_dirs / "logs", "notifications.log"),
+        (ops_dirs / ".deploy_ops", "deploy.flock"),
+    ):
         folder.mkdir(mode=0o755, exist_ok=True)
         os.chmod(folder, 0o755)
         (folder / loose_file).write_text("")
@@ -420,7 +435,10 @@ def test_backups_restore_leaves_a_restore_record_with_its_stages_journaled_and_n
     [snapshot] = read_journal().values()
     record = snapshot["record"]
     assert (record["kind"], record["status"], record["backup_name"]) == ("restore", "succeeded", backup.name)
-    assert [(stage["name"], stage["status"]) for stage in snapshot["stages"]] == [("safety backup", "succeeded"), ("restore database", "succeeded")]
+    assert [(stage["name"], stage["status"]) for stage in snapshot["stages"]] == [
+        ("safety backup", "succeeded"),
+        ("restore database", "succeeded"),
+    ]
     saved = DeploymentRecord.objects.get(id=record["id"])
     assert saved.kind == DeploymentRecord.Kind.RESTORE and saved.stages.count() == 2
     [event] = [json.loads(line) for line in log_path().read_text().splitlines()]
@@ -451,7 +469,13 @@ def test_a_restore_that_fails_is_recorded_and_notified_as_a_failed_recovery(post
     record = snapshot["record"]
     assert (record["status"], record["failed_stage"]) == ("rollback_failed", "restore database")
     assert "no_such_function_deploy_ops" in record["error"]
-    assert [(stage["name"], stage["status"]) for stage in snapshot["stages"]] == [("safety backup", "succeeded"), ("restore database", "failed")]
+    assert [(stage["name"], stage["status"]) for stage in snapshot["stages"]] == [
+        ("safety backup", "succeeded"),
+        ("restore database", "failed"),
+    ]
     [event] = [json.loads(line) for line in log_path().read_text().splitlines()]
-    assert (event["level"], event["title"]) == ("ROLLBACK_FAILED", f"RESTORE OF {broken.name} FAILED at stage restore database: a human is needed")
+    assert (event["level"], event["title"]) == (
+        "ROLLBACK_FAILED",
+        f"RESTORE OF {broken.name} FAILED at stage restore database: a human is needed",
+    )
     assert not inspect_lock().held

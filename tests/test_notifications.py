@@ -47,7 +47,13 @@ def _fresh_recording_channel():
 
 
 def configure(settings, *channels, **extra):
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROJECT_NAME": "certificates", "ENVIRONMENT": "production", **extra, "NOTIFICATIONS": list(channels)}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "PROJECT_NAME": "certificates",
+        "ENVIRONMENT": "production",
+        **extra,
+        "NOTIFICATIONS": list(channels),
+    }
 
 
 @pytest.fixture
@@ -69,7 +75,9 @@ def failed_record(db, ops_dirs):
         finished_at=started + timedelta(seconds=42),
         duration=42.0,
     )
-    for position, (name, status, duration) in enumerate([("backup", "succeeded", 3.2), ("update_code", "succeeded", 1.1), ("migrate", "failed", 0.4)], 1):
+    for position, (name, status, duration) in enumerate(
+        [("backup", "succeeded", 3.2), ("update_code", "succeeded", 1.1), ("migrate", "failed", 0.4)], 1
+    ):
         DeploymentStage.objects.create(record=record, position=position, name=name, status=status, started_at=started, duration=duration)
     return record
 
@@ -90,14 +98,22 @@ def test_an_event_carries_commits_timeline_failed_stage_error_tail_and_admin_lin
     assert (event.project, event.environment, event.host) == ("certificates", "production", "prod-1")
     assert (event.from_commit, event.from_summary) == ("a" * 40, "Fix the certificate PDF layout")
     assert (event.to_commit, event.to_summary) == ("b" * 40, "Add the new signature field")
-    assert [(stage.name, stage.status, stage.duration) for stage in event.stages] == [("backup", "succeeded", 3.2), ("update_code", "succeeded", 1.1), ("migrate", "failed", 0.4)]
+    assert [(stage.name, stage.status, stage.duration) for stage in event.stages] == [
+        ("backup", "succeeded", 3.2),
+        ("update_code", "succeeded", 1.1),
+        ("migrate", "failed", 0.4),
+    ]
     assert event.failed_stage == "migrate"
     tail = event.error_tail.splitlines()
     assert len(tail) == 20 and tail[0] == "traceback line 12" and tail[-1] == "django.db.utils.ProgrammingError: column missing"
     assert event.backup_name == "backup_20250109_120000.sql.gz" and event.duration == 42.0
     assert event.admin_url == f"https://ops.example.org/admin/deploy_ops/deploymentrecord/{failed_record.pk}/change/"
     data = json.loads(json.dumps(event.as_dict()))
-    assert data["level"] == "ERROR" and data["record_id"] == str(failed_record.pk) and data["stages"][2] == {"name": "migrate", "status": "failed", "duration": 0.4}
+    assert (
+        data["level"] == "ERROR"
+        and data["record_id"] == str(failed_record.pk)
+        and data["stages"][2] == {"name": "migrate", "status": "failed", "duration": 0.4}
+    )
 
 
 def test_an_event_has_no_admin_link_without_admin_base_url(failed_record, settings):
@@ -134,7 +150,12 @@ def test_slack_receives_a_block_kit_message_with_fields_commits_error_timeline_a
     blocks = message["blocks"]
     assert [block["type"] for block in blocks] == ["header", "section", "section", "section", "section", "section", "context", "actions"]
     assert blocks[0]["text"] == {"type": "plain_text", "text": f":x: ERROR: Deploy of {'b' * 12} failed at stage migrate", "emoji": True}
-    assert [field["text"] for field in blocks[1]["fields"]] == ["*Project*\ncertificates", "*Environment*\nproduction", "*Host*\nprod-1", "*Status*\ndeploy failed in 42.0s"]
+    assert [field["text"] for field in blocks[1]["fields"]] == [
+        "*Project*\ncertificates",
+        "*Environment*\nproduction",
+        "*Host*\nprod-1",
+        "*Status*\ndeploy failed in 42.0s",
+    ]
     assert blocks[2]["text"]["text"] == f"*From* `{'a' * 12}` Fix the certificate PDF layout\n*To* `{'b' * 12}` Add the new signature field"
     assert blocks[3]["text"]["text"] == "*Failed stage:* `migrate`"
     assert blocks[4]["text"]["text"].startswith("```traceback line 12\n") and blocks[4]["text"]["text"].endswith("column missing```")
@@ -183,7 +204,9 @@ def test_slack_gives_up_at_once_when_retry_after_would_overrun_the_timeout(faile
 
 def test_a_hanging_slack_gets_shorter_attempts_as_the_budget_runs_out(failed_record, settings, http_receiver):
     http_receiver.hang = True
-    configure(settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 1.5, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 1})
+    configure(
+        settings, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + SLACK_TOKEN, "TIMEOUT": 1.5, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 1}
+    )
     started = time.monotonic()
     slack = by_channel(send(build_event(Level.ERROR, failed_record)))["slack"]
     # Two full attempts would take 2.1 s; the second one gets only what is left of the 1.5 s.
@@ -220,7 +243,9 @@ def test_the_webhook_posts_the_event_json_with_a_signature_a_receiver_can_verify
     [request] = http_receiver.requests
     assert request.path == "/hooks/deploys" and request.headers["Content-Type"] == "application/json"
     # The level is in the signed body; no header outside the signature carries meaning.
-    assert sorted(name.lower() for name in request.headers if name.lower().startswith("x-deployops-")) == sorted([TIMESTAMP_HEADER.lower(), SIGNATURE_HEADER.lower()])
+    assert sorted(name.lower() for name in request.headers if name.lower().startswith("x-deployops-")) == sorted(
+        [TIMESTAMP_HEADER.lower(), SIGNATURE_HEADER.lower()]
+    )
     assert request.json() == json.loads(json.dumps(event.as_dict()))
     timestamp, header = request.headers[TIMESTAMP_HEADER], request.headers[SIGNATURE_HEADER]
     assert abs(int(timestamp) - time.time()) < 60
@@ -241,8 +266,24 @@ def test_a_hanging_webhook_is_abandoned_within_its_timeout_and_channels_run_conc
     http_receiver.hang = True
     configure(
         settings,
-        {"BACKEND": WEBHOOK, "NAME": "hook-a", "URL": http_receiver.url + "/a", "TIMEOUT": 1.5, "RETRIES": 1, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 0.6},
-        {"BACKEND": WEBHOOK, "NAME": "hook-b", "URL": http_receiver.url + "/b", "TIMEOUT": 1.5, "RETRIES": 1, "BACKOFF": 0.1, "ATTEMPT_TIMEOUT": 0.6},
+        {
+            "BACKEND": WEBHOOK,
+            "NAME": "hook-a",
+            "URL": http_receiver.url + "/a",
+            "TIMEOUT": 1.5,
+            "RETRIES": 1,
+            "BACKOFF": 0.1,
+            "ATTEMPT_TIMEOUT": 0.6,
+        },
+        {
+            "BACKEND": WEBHOOK,
+            "NAME": "hook-b",
+            "URL": http_receiver.url + "/b",
+            "TIMEOUT": 1.5,
+            "RETRIES": 1,
+            "BACKOFF": 0.1,
+            "ATTEMPT_TIMEOUT": 0.6,
+        },
     )
     started = time.monotonic()
     deliveries = by_channel(send(build_event(Level.ERROR, failed_record)))
@@ -278,7 +319,11 @@ def test_min_level_skips_lower_events_and_passes_equal_and_higher_ones(failed_re
 
 
 def test_rollback_failed_reaches_every_channel_whatever_its_min_level(failed_record, settings, http_receiver):
-    configure(settings, {"BACKEND": WEBHOOK, "URL": http_receiver.url + "/hook", "MIN_LEVEL": "ROLLBACK_FAILED"}, {"BACKEND": RECORDING, "MIN_LEVEL": "ROLLBACK_FAILED"})
+    configure(
+        settings,
+        {"BACKEND": WEBHOOK, "URL": http_receiver.url + "/hook", "MIN_LEVEL": "ROLLBACK_FAILED"},
+        {"BACKEND": RECORDING, "MIN_LEVEL": "ROLLBACK_FAILED"},
+    )
     send(build_event(Level.ROLLBACK_SUCCESS, failed_record))
     deliveries = by_channel(send(build_event(Level.ROLLBACK_FAILED, failed_record)))
     assert deliveries["webhook"].ok and not deliveries["webhook"].skipped and deliveries["recording"].ok
@@ -288,7 +333,11 @@ def test_rollback_failed_reaches_every_channel_whatever_its_min_level(failed_rec
 
 # -- email ----------------------------------------------------------------------------------------
 def test_email_arrives_by_smtp_with_the_subject_and_every_field(failed_record, settings, smtp_receiver):
-    configure(settings, {"BACKEND": EMAIL, "RECIPIENTS": ["ops@example.org", "lead@example.org"], "FROM_EMAIL": "deploys@example.org"}, ADMIN_BASE_URL="https://ops.example.org")
+    configure(
+        settings,
+        {"BACKEND": EMAIL, "RECIPIENTS": ["ops@example.org", "lead@example.org"], "FROM_EMAIL": "deploys@example.org"},
+        ADMIN_BASE_URL="https://ops.example.org",
+    )
     assert by_channel(send(build_event(Level.ERROR, failed_record)))["email"].ok
     [message] = smtp_receiver.messages
     assert message["Subject"] == f"[certificates/production] ERROR: Deploy of {'b' * 12} failed at stage migrate"
@@ -340,7 +389,9 @@ def test_secret_urls_and_tokens_never_reach_the_log_deliveries_or_logging(failed
     )
     deliveries = send(build_event(Level.ROLLBACK_FAILED, failed_record))
     assert [delivery.ok for delivery in deliveries] == [True, False, False, False]
-    shown = "\n".join([log_path().read_text(), caplog.text] + [delivery.error for delivery in deliveries] + [repr(delivery) for delivery in deliveries])
+    shown = "\n".join(
+        [log_path().read_text(), caplog.text] + [delivery.error for delivery in deliveries] + [repr(delivery) for delivery in deliveries]
+    )
     assert "SlackRequestError: Invalid URL detected: ***" in shown
     for secret in ("T0SECRET", "xoxbSECRETTOKEN", WEBHOOK_SECRET, "hooks.example.org"):
         assert secret not in shown
@@ -366,8 +417,16 @@ def test_a_channel_that_raises_or_cannot_be_loaded_becomes_a_failed_delivery(fai
     assert [(delivery.channel, delivery.ok, delivery.error) for delivery in deliveries] == [
         ("log", True, ""),
         ("recording", False, "RuntimeError: custom channel exploded"),
-        ("channel 1 (tests.test_notifications.NoSuchChannel)", False, "The notification channel BACKEND 'tests.test_notifications.NoSuchChannel' cannot be imported; check the dotted path."),
-        ("channel 2 (deploy_ops.notifications.slack.SlackChannel)", False, "The notification channel 'slack' needs the option WEBHOOK_URL."),
+        (
+            "channel 1 (tests.test_notifications.NoSuchChannel)",
+            False,
+            "The notification channel BACKEND 'tests.test_notifications.NoSuchChannel' cannot be imported; check the dotted path.",
+        ),
+        (
+            "channel 2 (deploy_ops.notifications.slack.SlackChannel)",
+            False,
+            "The notification channel 'slack' needs the option WEBHOOK_URL.",
+        ),
         ("webhook", True, ""),
     ]
 
@@ -390,11 +449,23 @@ def test_a_channel_that_ignores_its_budget_is_left_behind_after_timeout(failed_r
 
 
 def test_the_system_check_names_broken_channels_without_their_secrets(settings, ops_dirs):
-    configure(settings, {"BACKEND": "nowhere.Channel", "URL": "https://hooks.example.org/secret"}, {"BACKEND": WEBHOOK, "MIN_LEVEL": "LOUD", "URL": "https://x/y"}, {"BACKEND": WEBHOOK, "URL": "https://x/y"})
+    configure(
+        settings,
+        {"BACKEND": "nowhere.Channel", "URL": "https://hooks.example.org/secret"},
+        {"BACKEND": WEBHOOK, "MIN_LEVEL": "LOUD", "URL": "https://x/y"},
+        {"BACKEND": WEBHOOK, "URL": "https://x/y"},
+    )
     errors = check_channels()
     assert [(error.id, error.msg) for error in errors] == [
-        ("deploy_ops.E020", "DEPLOY_OPS['NOTIFICATIONS'][0]: The notification channel BACKEND 'nowhere.Channel' cannot be imported; check the dotted path."),
-        ("deploy_ops.E020", "DEPLOY_OPS['NOTIFICATIONS'][1]: 'LOUD' is not a notification level; use one of INFO, SUCCESS, WARNING, ERROR, ROLLBACK_SUCCESS, ROLLBACK_FAILED."),
+        (
+            "deploy_ops.E020",
+            "DEPLOY_OPS['NOTIFICATIONS'][0]: The notification channel BACKEND 'nowhere.Channel' cannot be imported; check the dotted path.",
+        ),
+        (
+            "deploy_ops.E020",
+            "DEPLOY_OPS['NOTIFICATIONS'][1]: 'LOUD' is not a notification level; use "
+            "one of INFO, SUCCESS, WARNING, ERROR, ROLLBACK_SUCCESS, ROLLBACK_FAILED.",
+        ),
     ]
 
 
@@ -409,7 +480,11 @@ def test_send_test_event_reaches_every_channel_marked_as_a_test(settings, ops_di
 
 
 def test_notify_test_prints_each_channel_and_exits_2_when_one_failed(settings, ops_dirs, http_receiver, refused_url, capsys, db):
-    configure(settings, {"BACKEND": WEBHOOK, "URL": http_receiver.url + "/hook"}, {"BACKEND": SLACK, "WEBHOOK_URL": refused_url, "RETRIES": 0, "MIN_LEVEL": "ERROR"})
+    configure(
+        settings,
+        {"BACKEND": WEBHOOK, "URL": http_receiver.url + "/hook"},
+        {"BACKEND": SLACK, "WEBHOOK_URL": refused_url, "RETRIES": 0, "MIN_LEVEL": "ERROR"},
+    )
     call_command("notify", "--test", "--level", "info")
     output = capsys.readouterr().out
     assert "log: ok (1 attempt," in output and "webhook: ok (1 attempt," in output

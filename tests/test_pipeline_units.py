@@ -12,7 +12,17 @@ def steps_after_failure_in(stage_name):
 
 
 def test_the_stages_run_in_the_documented_order():
-    assert [stage.name for stage in STAGES] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify"]
+    assert [stage.name for stage in STAGES] == [
+        "backup",
+        "checkout",
+        "build",
+        "collectstatic",
+        "stop",
+        "migrate",
+        "start",
+        "health",
+        "verify",
+    ]
 
 
 @pytest.mark.parametrize("stage", ["backup"])
@@ -34,14 +44,25 @@ def test_a_failed_collectstatic_collects_the_previous_files_again_while_the_old_
 
 def test_once_the_old_release_stopped_it_is_started_again_but_the_database_was_not_touched():
     assert steps_after_failure_in("stop") == [
-        "revert code", "stop services", "restore images", "start services", "collect static", "verify health",
+        "revert code",
+        "stop services",
+        "restore images",
+        "start services",
+        "collect static",
+        "verify health",
     ]
 
 
 @pytest.mark.parametrize("stage", ["migrate", "start", "health", "verify"])
 def test_once_the_migrations_began_the_database_is_restored(stage):
     assert steps_after_failure_in(stage) == [
-        "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health",
+        "revert code",
+        "stop services",
+        "restore database",
+        "restore images",
+        "start services",
+        "collect static",
+        "verify health",
     ]
 
 

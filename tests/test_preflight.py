@@ -179,7 +179,9 @@ def test_a_read_only_backup_dir_refuses_the_deploy_as_not_writable_not_as_short_
     use(settings, RUNTIME="commands", COMMANDS={"start": ["true"], "stop": ["true"]})
     [problem] = preflight.backup_dir_problems()
     assert problem.id == "deploy_ops.E031"
-    with pytest.raises(PreflightFailed, match=r"Backups cannot be written to .*cannot be written \(Read-only file system\)|Permission denied") as refused:
+    with pytest.raises(
+        PreflightFailed, match=r"Backups cannot be written to .*cannot be written \(Read-only file system\)|Permission denied"
+    ) as refused:
         preflight.refuse_if_unready(get_runtime(), force=True, report=lambda line, level=1: None)
     assert "MB free" not in str(refused.value)
 
@@ -368,7 +370,8 @@ def test_healthcheck_on_the_host_runs_the_host_checks_and_site_leaves_them_out(s
 def test_the_default_site_checks_need_neither_docker_nor_the_backups():
     finished = subprocess.run(
         [sys.executable, "-c", "from deploy_ops.conf import DEFAULT_HEALTH_CHECKS as d; print(' '.join(e.rsplit('.', 1)[1] for e in d))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert finished.stdout.split() == ["Database", "Cache", "Storage", "MigrationsApplied", "LastDeployment", "RunningCommit"]
-

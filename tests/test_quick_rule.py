@@ -17,7 +17,11 @@ def history(*entries):
     """Records one minute apart: (kind, status, from, to, backup)."""
     for minute, (kind, status, from_commit, to_commit, backup) in enumerate(entries):
         DeploymentRecord.objects.create(
-            kind=kind, status=status, from_commit=from_commit, to_commit=to_commit, backup_name=backup,
+            kind=kind,
+            status=status,
+            from_commit=from_commit,
+            to_commit=to_commit,
+            backup_name=backup,
             started_at=START + timedelta(minutes=minute),
         )
 

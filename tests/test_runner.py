@@ -34,7 +34,9 @@ def test_a_secret_passed_by_environment_reaches_the_process_but_not_the_log(capl
 
 
 def test_a_missing_executable_is_a_sentence_with_an_install_hint():
-    with pytest.raises(ToolMissing, match=r"^'pg_dump_does_not_exist' was not found on this host's PATH\. Install it, or put it on PATH\.$"):
+    with pytest.raises(
+        ToolMissing, match=r"^'pg_dump_does_not_exist' was not found on this host's PATH\. Install it, or put it on PATH\.$"
+    ):
         run(Command(("pg_dump_does_not_exist", "--version")))
 
 

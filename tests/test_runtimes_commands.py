@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -34,11 +34,13 @@ def test_commands_is_chosen_by_the_runtime_setting(commands_settings):
 
 
 def test_each_step_is_its_argv_list_run_in_the_checkout(commands_settings, ops_dirs):
-    runtime = commands_settings({
-        "build": ["venv/bin/pip", "install", "-r", "requirements.txt"],
-        "start": ["systemctl", "start", "gunicorn"],
-        "stop": ["systemctl", "stop", "gunicorn"],
-    })
+    runtime = commands_settings(
+        {
+            "build": ["venv/bin/pip", "install", "-r", "requirements.txt"],
+            "start": ["systemctl", "start", "gunicorn"],
+            "stop": ["systemctl", "stop", "gunicorn"],
+        }
+    )
     cwd = str(ops_dirs)
     assert runtime.build_commands() == [Command(("venv/bin/pip", "install", "-r", "requirements.txt"), cwd=cwd)]
     assert runtime.start_commands() == [Command(("systemctl", "start", "gunicorn"), cwd=cwd)]
@@ -54,12 +56,18 @@ def test_build_is_optional_but_start_and_stop_are_required(commands_settings):
 
 def test_manage_runs_manage_py_on_the_host_with_this_python(commands_settings, ops_dirs):
     runtime = commands_settings({"start": ["x"], "stop": ["y"]})
-    assert runtime.manage_command("migrate", "--noinput") == Command((sys.executable, "manage.py", "migrate", "--noinput"), cwd=str(ops_dirs))
+    assert runtime.manage_command("migrate", "--noinput") == Command(
+        (sys.executable, "manage.py", "migrate", "--noinput"), cwd=str(ops_dirs)
+    )
 
 
 def test_a_migrate_step_replaces_manage_py_migrate_and_keeps_its_arguments(commands_settings, ops_dirs):
-    runtime = commands_settings({"start": ["x"], "stop": ["y"], "migrate": ["sudo", "-u", "app", "venv/bin/python", "manage.py", "migrate"]})
-    assert runtime.manage_command("migrate", "--check") == Command(("sudo", "-u", "app", "venv/bin/python", "manage.py", "migrate", "--check"), cwd=str(ops_dirs))
+    runtime = commands_settings(
+        {"start": ["x"], "stop": ["y"], "migrate": ["sudo", "-u", "app", "venv/bin/python", "manage.py", "migrate"]}
+    )
+    assert runtime.manage_command("migrate", "--check") == Command(
+        ("sudo", "-u", "app", "venv/bin/python", "manage.py", "migrate", "--check"), cwd=str(ops_dirs)
+    )
     assert runtime.manage_command("check") == Command((sys.executable, "manage.py", "check"), cwd=str(ops_dirs))
 
 
@@ -67,7 +75,9 @@ def test_service_states_come_from_the_check_step_and_are_empty_without_one(comma
     assert commands_settings({"start": ["x"], "stop": ["y"]}).service_states() == []
     up = commands_settings({"start": ["x"], "stop": ["y"], "check": [sys.executable, "-c", "print('up')"]})
     assert up.service_states() == [ServiceState("web", "running", None, "up")]
-    down = commands_settings({"start": ["x"], "stop": ["y"], "check": [sys.executable, "-c", "print('down'); raise SystemExit(3)"]}, WEB_SERVICE="site")
+    down = commands_settings(
+        {"start": ["x"], "stop": ["y"], "check": [sys.executable, "-c", "print('down'); raise SystemExit(3)"]}, WEB_SERVICE="site"
+    )
     assert down.service_states() == [ServiceState("site", "stopped", None, "down")]
 
 
@@ -76,7 +86,7 @@ def _marker(moment):
 
 
 def test_logs_since_start_at_the_first_servectl_start_after_the_time():
-    before = datetime(2025, 1, 9, 12, 0, tzinfo=timezone.utc)
+    before = datetime(2025, 1, 9, 12, 0, tzinfo=UTC)
     text = f"{_marker(before - timedelta(minutes=5))}\nold release CRITICAL\n{_marker(before + timedelta(seconds=1))}\nnew release\n"
     assert text_since(text, before) == f"{_marker(before + timedelta(seconds=1))}\nnew release\n"
     assert text_since(text, before + timedelta(hours=1)) == ""
@@ -85,14 +95,15 @@ def test_logs_since_start_at_the_first_servectl_start_after_the_time():
 
 def test_logs_since_reads_the_configured_log_file_or_nothing(commands_settings, ops_dirs):
     runtime = commands_settings({"start": ["x"], "stop": ["y"]})
-    assert runtime.logs_since(datetime.now(timezone.utc)) == ""
+    assert runtime.logs_since(datetime.now(UTC)) == ""
     (ops_dirs / "logs").mkdir()
     (ops_dirs / "logs" / "web.log").write_text("CRITICAL boom\n")
     runtime = commands_settings({"start": ["x"], "stop": ["y"]}, COMMANDS_LOG_FILE="logs/web.log")
-    assert runtime.logs_since(datetime.now(timezone.utc)) == "CRITICAL boom\n"
+    assert runtime.logs_since(datetime.now(UTC)) == "CRITICAL boom\n"
 
 
 # -- servectl, for real --------------------------------------------------------------------------
+
 
 def _servectl(*arguments, cwd):
     return subprocess.run([*SERVECTL, *arguments], cwd=cwd, capture_output=True, text=True, timeout=60)
@@ -130,7 +141,10 @@ def test_servectl_stop_ends_the_children_too(tmp_path):
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
         "print('child', child.pid, flush=True); time.sleep(60)"
     )
-    assert _servectl("start", "--pidfile", "app.pid", "--logfile", "app.log", "--", sys.executable, "-c", program, cwd=tmp_path).returncode == 0
+    assert (
+        _servectl("start", "--pidfile", "app.pid", "--logfile", "app.log", "--", sys.executable, "-c", program, cwd=tmp_path).returncode
+        == 0
+    )
     _wait_for(lambda: "child" in (tmp_path / "app.log").read_text())
     child = int((tmp_path / "app.log").read_text().split("child ")[1].split()[0])
 
@@ -140,7 +154,9 @@ def test_servectl_stop_ends_the_children_too(tmp_path):
 
 def test_servectl_start_with_grace_fails_and_shows_the_output_when_the_process_exits_at_once(tmp_path):
     program = "import sys; print('cannot bind the port', flush=True); sys.exit(4)"
-    started = _servectl("start", "--pidfile", "app.pid", "--logfile", "app.log", "--grace", "3", "--", sys.executable, "-c", program, cwd=tmp_path)
+    started = _servectl(
+        "start", "--pidfile", "app.pid", "--logfile", "app.log", "--grace", "3", "--", sys.executable, "-c", program, cwd=tmp_path
+    )
     assert started.returncode == 1
     assert "exited with code 4 within 3s" in started.stderr
     assert "cannot bind the port" in started.stderr
@@ -163,17 +179,20 @@ def test_servectl_status_and_a_second_start_while_running(tmp_path):
 
 # -- the sample site under the commands runtime ----------------------------------------------------
 
+
 def test_sample_site_starts_under_servectl_serves_logs_and_stops(sample_site, settings):
     settings.DEPLOY_OPS = sample_site.use_commands()
     runtime = CommandsRuntime(sample_site.production)
     assert "Applying notes.0001_initial... OK" in runtime.manage("migrate", "--noinput")
-    before_start = datetime.now(timezone.utc)
+    before_start = datetime.now(UTC)
 
     runtime.start()
     _wait_for(lambda: sample_site.get("/")[0] == 200)
 
     assert sample_site.get("/") == (200, "release 1\nnotes 0\n")
-    assert runtime.service_states() == [ServiceState("web", "running", None, f"Running (pid {servectl.read_pid(sample_site.production / '.deploy_ops/web.pid')}).")]
+    assert runtime.service_states() == [
+        ServiceState("web", "running", None, f"Running (pid {servectl.read_pid(sample_site.production / '.deploy_ops/web.pid')}).")
+    ]
     assert '"GET / HTTP/1.1" 200' in runtime.logs_since(before_start)
 
     runtime.stop()
@@ -182,8 +201,12 @@ def test_sample_site_starts_under_servectl_serves_logs_and_stops(sample_site, se
 
 
 def test_a_start_step_that_hangs_is_stopped_at_the_start_timeout(settings, tmp_path):
-    settings.DEPLOY_OPS = {"PROJECT_DIR": str(tmp_path), "RUNTIME": "commands", "START_TIMEOUT": 1,
-                           "COMMANDS": {"start": [sys.executable, "-c", "import time; time.sleep(30)"], "stop": ["true"]}}
+    settings.DEPLOY_OPS = {
+        "PROJECT_DIR": str(tmp_path),
+        "RUNTIME": "commands",
+        "START_TIMEOUT": 1,
+        "COMMANDS": {"start": [sys.executable, "-c", "import time; time.sleep(30)"], "stop": ["true"]},
+    }
     with pytest.raises(CommandFailed, match="timed out after 1"):
         CommandsRuntime(tmp_path).start()
 

@@ -28,7 +28,14 @@ CONFIG = {
             "command": ["/venv/bin/python", "-m", "gunicorn", "sitecfg.wsgi", "--bind", "127.0.0.1:8123"],
             "entrypoint": None,
             "environment": {"DATABASE_URL": "postgres://shop@127.0.0.1/shop"},
-            "healthcheck": {"test": ["CMD", "/venv/bin/python", "-c", "..."], "timeout": "5s", "interval": "2s", "retries": 3, "start_period": "1m0s", "start_interval": "1s"},
+            "healthcheck": {
+                "test": ["CMD", "/venv/bin/python", "-c", "..."],
+                "timeout": "5s",
+                "interval": "2s",
+                "retries": 3,
+                "start_period": "1m0s",
+                "start_interval": "1s",
+            },
             "network_mode": "host",
             "stop_grace_period": "5s",
             "volumes": [{"type": "bind", "source": "/usr", "target": "/usr", "read_only": True, "bind": {"create_host_path": True}}],
@@ -39,8 +46,12 @@ CONFIG = {
             "network_mode": "host",
             "deploy": {"replicas": 2, "update_config": {"order": "start-first", "monitor": "30s"}},
         },
-        "db": {"image": "postgres:16", "networks": {"default": None}, "ports": [{"mode": "ingress", "target": 5432, "published": "5432", "protocol": "tcp"}],
-               "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data", "volume": {}}]},
+        "db": {
+            "image": "postgres:16",
+            "networks": {"default": None},
+            "ports": [{"mode": "ingress", "target": 5432, "published": "5432", "protocol": "tcp"}],
+            "volumes": [{"type": "volume", "source": "data", "target": "/var/lib/postgresql/data", "volume": {}}],
+        },
     },
     "networks": {"default": {"name": "shop_default", "ipam": {}}},
     "volumes": {"data": {"name": "shop_data"}},
@@ -63,10 +74,20 @@ def test_with_a_registry_the_stack_runs_the_pushed_references():
 
 def test_update_and_rollback_policies_come_from_the_settings_where_the_compose_file_sets_none():
     services = stack_file(CONFIG, RELEASE, order="stop-first", monitor=7)["services"]
-    assert services["web"]["deploy"]["update_config"] == {"parallelism": 1, "order": "stop-first", "failure_action": "rollback", "monitor": "7s"}
+    assert services["web"]["deploy"]["update_config"] == {
+        "parallelism": 1,
+        "order": "stop-first",
+        "failure_action": "rollback",
+        "monitor": "7s",
+    }
     assert services["web"]["deploy"]["rollback_config"] == {"parallelism": 0, "order": "stop-first", "failure_action": "pause"}
     # What the Compose file sets wins, key by key; the rest is filled in.
-    assert services["worker"]["deploy"]["update_config"] == {"parallelism": 1, "order": "start-first", "failure_action": "rollback", "monitor": "30s"}
+    assert services["worker"]["deploy"]["update_config"] == {
+        "parallelism": 1,
+        "order": "start-first",
+        "failure_action": "rollback",
+        "monitor": "30s",
+    }
     assert services["worker"]["deploy"]["replicas"] == 2
 
 
@@ -92,15 +113,41 @@ def test_a_network_mode_a_stack_cannot_have_is_refused_by_name():
 
 def test_stack_deploy_resolves_nothing_on_one_node_and_pins_digests_with_a_registry():
     assert deploy_argv("shop", "/tmp/s.json") == [
-        "docker", "stack", "deploy", "--prune", "--compose-file", "/tmp/s.json", "--resolve-image", "never", "--detach=true", "shop"]
+        "docker",
+        "stack",
+        "deploy",
+        "--prune",
+        "--compose-file",
+        "/tmp/s.json",
+        "--resolve-image",
+        "never",
+        "--detach=true",
+        "shop",
+    ]
     assert deploy_argv("shop", "/tmp/s.json", registry="r.example:5000", detach_flag=False) == [
-        "docker", "stack", "deploy", "--prune", "--compose-file", "/tmp/s.json", "--with-registry-auth", "--resolve-image", "always", "shop"]
+        "docker",
+        "stack",
+        "deploy",
+        "--prune",
+        "--compose-file",
+        "/tmp/s.json",
+        "--with-registry-auth",
+        "--resolve-image",
+        "always",
+        "shop",
+    ]
 
 
 @pytest.fixture
 def swarm_settings(ops_dirs, settings, monkeypatch):
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "RUNTIME": "swarm", "COMPOSE_COMMAND": ["docker", "compose"], "COMPOSE_PROJECT": "shop",
-                           "START_TIMEOUT": 90, "SWARM_UPDATE_MONITOR": 4}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "RUNTIME": "swarm",
+        "COMPOSE_COMMAND": ["docker", "compose"],
+        "COMPOSE_PROJECT": "shop",
+        "START_TIMEOUT": 90,
+        "SWARM_UPDATE_MONITOR": 4,
+    }
     # The project as Compose would read it, without a Compose file on disk.
     monkeypatch.setattr(SwarmRuntime, "config", lambda self: CONFIG)
     return ops_dirs
@@ -116,8 +163,24 @@ def test_the_start_is_one_stack_deploy_of_the_checked_out_release_and_the_deploy
     runtime = get_runtime()
     [start] = runtime.start_commands()
     assert start == Command(
-        (sys.executable, swarm_stack.__file__, "deploy", "--stack", "shop", "--timeout", "90", "--update-order", "stop-first", "--monitor", "4",
-         "--", "docker", "compose", "-p", "shop"),
+        (
+            sys.executable,
+            swarm_stack.__file__,
+            "deploy",
+            "--stack",
+            "shop",
+            "--timeout",
+            "90",
+            "--update-order",
+            "stop-first",
+            "--monitor",
+            "4",
+            "--",
+            "docker",
+            "compose",
+            "-p",
+            "shop",
+        ),
         cwd=str(swarm_settings),
     )
     assert runtime.timeout_for(start) == 90 + 60
@@ -130,7 +193,9 @@ def test_the_start_is_one_stack_deploy_of_the_checked_out_release_and_the_deploy
 def test_a_recoverys_stop_scales_the_services_the_compose_file_builds_to_zero(swarm_settings, settings, monkeypatch):
     monkeypatch.setattr("deploy_ops.runtimes.swarm.swarm_problem", lambda: "")  # a manager
     monkeypatch.setattr(SwarmRuntime, "stack_service_names", lambda self, stack: ["shop_web", "shop_worker", "shop_db"])
-    assert get_runtime().scale_to_zero_commands() == [Command(("docker", "service", "scale", "--detach=false", "shop_web=0", "shop_worker=0"))]
+    assert get_runtime().scale_to_zero_commands() == [
+        Command(("docker", "service", "scale", "--detach=false", "shop_web=0", "shop_worker=0"))
+    ]
     settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "APP_SERVICES": ["web"]}
     assert get_runtime().scale_to_zero_commands() == [Command(("docker", "service", "scale", "--detach=false", "shop_web=0"))]
     # A service the stack no longer has (the failed release removed it) is not asked for.
@@ -165,16 +230,27 @@ NEW, OLD = "shop-web:0123456789ab", "shop-web:fedcba987654"
 
 
 def service(image: str, update: str | None = None, replicas: int = 1) -> dict:
-    inspected = {"Spec": {"Name": "shop_web", "Mode": {"Replicated": {"Replicas": replicas}}, "Labels": {swarm_stack.RELEASE_LABEL: image[-12:]},
-                          "TaskTemplate": {"ContainerSpec": {"Image": image + "@sha256:" + "0" * 64, "Healthcheck": {"Test": ["CMD", "true"]}}}}}
+    inspected = {
+        "Spec": {
+            "Name": "shop_web",
+            "Mode": {"Replicated": {"Replicas": replicas}},
+            "Labels": {swarm_stack.RELEASE_LABEL: image[-12:]},
+            "TaskTemplate": {"ContainerSpec": {"Image": image + "@sha256:" + "0" * 64, "Healthcheck": {"Test": ["CMD", "true"]}}},
+        }
+    }
     if update:
         inspected["UpdateStatus"] = {"State": update, "Message": f"update {update}"}
     return inspected
 
 
 def task(image: str, state: str, desired: str = "running", err: str = "") -> dict:
-    return {"ID": "abcdefabcdef0123", "Slot": 1, "DesiredState": desired, "Spec": {"ContainerSpec": {"Image": image}},
-            "Status": {"State": state, "Err": err}}
+    return {
+        "ID": "abcdefabcdef0123",
+        "Slot": 1,
+        "DesiredState": desired,
+        "Spec": {"ContainerSpec": {"Image": image}},
+        "Status": {"State": state, "Err": err},
+    }
 
 
 @pytest.mark.parametrize(
@@ -237,8 +313,14 @@ class FakeEngine:
     "swarm, expected",
     [
         ({"LocalNodeState": "active", "ControlAvailable": True}, []),
-        ({"LocalNodeState": "inactive", "ControlAvailable": False}, ["RUNTIME is 'swarm' but this Docker engine is not part of a swarm (its state: inactive)."]),
-        ({"LocalNodeState": "active", "ControlAvailable": False}, ["RUNTIME is 'swarm' but this Docker engine is a swarm worker: stacks are deployed from a manager."]),
+        (
+            {"LocalNodeState": "inactive", "ControlAvailable": False},
+            ["RUNTIME is 'swarm' but this Docker engine is not part of a swarm (its state: inactive)."],
+        ),
+        (
+            {"LocalNodeState": "active", "ControlAvailable": False},
+            ["RUNTIME is 'swarm' but this Docker engine is a swarm worker: stacks are deployed from a manager."],
+        ),
     ],
 )
 def test_check_deploy_wants_a_swarm_manager(swarm_settings, monkeypatch, swarm, expected):

@@ -1,7 +1,7 @@
 """The sample site's injected failures do what the deploy tests rely on (host side, no Docker)."""
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -69,7 +69,7 @@ def test_a_release_that_exits_at_start_fails_the_servectl_start(site):
 def test_health_fails_while_liveness_answers_and_the_startup_error_is_logged(site):
     # Two flags at once need one flags() call: each breaker rewrites the whole flags module.
     deploy_by_hand(site, {**release("2"), **flags(HEALTH_FAIL=True, LOG_STARTUP_ERROR=True)}, "Release 2, unhealthy and noisy")
-    before_start = datetime.now(timezone.utc)
+    before_start = datetime.now(UTC)
     site.runtime.start()
     wait_until_served(site)
 

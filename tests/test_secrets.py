@@ -24,9 +24,14 @@ WEBHOOK_SECRET = "whsec-very-secret-value"
 
 @pytest.fixture
 def secrets_configured(settings, ops_dirs, http_receiver):
-    settings.DATABASES = {**settings.DATABASES, "reports": {"ENGINE": "django.db.backends.postgresql", "NAME": "reports", "PASSWORD": DB_PASSWORD}}
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "reports": {"ENGINE": "django.db.backends.postgresql", "NAME": "reports", "PASSWORD": DB_PASSWORD},
+    }
     if django.VERSION >= (6, 1):  # MAILERS replaces EMAIL_HOST_PASSWORD (which is then unavailable)
-        settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {"host": "mail", "password": SMTP_PASSWORD}}}
+        settings.MAILERS = {
+            "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {"host": "mail", "password": SMTP_PASSWORD}}
+        }
     else:
         settings.EMAIL_HOST_PASSWORD = SMTP_PASSWORD
     settings.DEPLOY_OPS = {
@@ -73,7 +78,9 @@ def test_mask_hides_every_known_secret_in_each_spelling_and_any_url_password_or_
 
 
 def test_the_options_of_a_django_6_1_mailer_are_known_secrets(settings):
-    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {"host": "mail", "password": "mailer-pw-1"}}}
+    settings.MAILERS = {
+        "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {"host": "mail", "password": "mailer-pw-1"}}
+    }
     assert "mailer-pw-1" in known_secrets()
     assert "mail" not in known_secrets()
 
@@ -100,8 +107,13 @@ def test_a_stage_output_and_the_record_fields_are_masked_in_the_journal_and_the_
 def test_no_channel_and_not_the_log_sees_a_secret_even_from_a_record_saved_by_hand(secrets_configured):
     # A record written straight to the database (not through the Recorder) still leaks nothing.
     record = DeploymentRecord.objects.create(
-        kind=DeploymentRecord.Kind.DEPLOY, status=DeploymentRecord.Status.FAILED, failed_stage="migrate",
-        error=LEAKY_OUTPUT, rollback_reason=LEAKY_OUTPUT, requested_ref="main", started_at="2026-01-01T00:00:00Z",
+        kind=DeploymentRecord.Kind.DEPLOY,
+        status=DeploymentRecord.Status.FAILED,
+        failed_stage="migrate",
+        error=LEAKY_OUTPUT,
+        rollback_reason=LEAKY_OUTPUT,
+        requested_ref="main",
+        started_at="2026-01-01T00:00:00Z",
     )
     deliveries = send(build_event(Level.ERROR, record))
 

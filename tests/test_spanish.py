@@ -54,8 +54,14 @@ def test_the_record_list_a_record_and_the_dashboard_are_in_spanish(spanish, admi
     assert "not verified" not in detail and "Next record" not in detail
 
     dashboard = admin_client.get("/admin/deploy_ops/deliverydashboard/?days=7").content.decode()
-    for spanish_text in ("Métricas de entrega", "Últimos 7 días", "Tasa de fallos de cambios", "Tiempo de restauración (mediana)",
-                         "Historial de despliegues por resultado", "Duración por etapa, despliegues recientes"):
+    for spanish_text in (
+        "Métricas de entrega",
+        "Últimos 7 días",
+        "Tasa de fallos de cambios",
+        "Tiempo de restauración (mediana)",
+        "Historial de despliegues por resultado",
+        "Duración por etapa, despliegues recientes",
+    ):
         assert spanish_text in dashboard, spanish_text
     for english in ("Delivery metrics", "Last 7 days", "Change failure rate", "Deploy history by outcome"):
         assert english not in dashboard, english
@@ -82,8 +88,13 @@ def test_an_unknown_lang_is_a_usage_error_that_names_it(db):
 def test_the_health_checks_say_why_in_spanish(spanish, ops_dirs):
     started = timezone.now() - timedelta(minutes=5)
     DeploymentRecord.objects.create(
-        kind=DeploymentRecord.Kind.DEPLOY, status=DeploymentRecord.Status.ROLLED_BACK, to_commit="b" * 40, from_commit="a" * 40,
-        failed_stage="health", started_at=started, finished_at=started + timedelta(seconds=30),
+        kind=DeploymentRecord.Kind.DEPLOY,
+        status=DeploymentRecord.Status.ROLLED_BACK,
+        to_commit="b" * 40,
+        from_commit="a" * 40,
+        failed_stage="health",
+        started_at=started,
+        finished_at=started + timedelta(seconds=30),
     )
     with pytest.raises(ServiceWarning) as warned:
         LastDeployment().check_record()
@@ -106,16 +117,29 @@ def test_the_healthcheck_command_answers_in_spanish(spanish, ops_dirs, settings)
 def failed_deploy(ops_dirs):
     started = timezone.now() - timedelta(seconds=42)
     return DeploymentRecord.objects.create(
-        kind=DeploymentRecord.Kind.DEPLOY, status=DeploymentRecord.Status.FAILED, requested_ref="main",
-        from_commit="a" * 40, to_commit="b" * 40, to_summary="Add the new signature field", failed_stage="migrate",
-        error="django.db.utils.ProgrammingError: column missing", host="prod-1", started_at=started, duration=42.0,
+        kind=DeploymentRecord.Kind.DEPLOY,
+        status=DeploymentRecord.Status.FAILED,
+        requested_ref="main",
+        from_commit="a" * 40,
+        to_commit="b" * 40,
+        to_summary="Add the new signature field",
+        failed_stage="migrate",
+        error="django.db.utils.ProgrammingError: column missing",
+        host="prod-1",
+        started_at=started,
+        duration=42.0,
     )
 
 
 def test_a_notification_arrives_in_spanish_by_email_and_slack(spanish, settings, failed_deploy, smtp_receiver, http_receiver):
     settings.DEPLOY_OPS = {
-        **settings.DEPLOY_OPS, "PROJECT_NAME": "certificados", "ENVIRONMENT": "produccion",
-        "NOTIFICATIONS": [{"BACKEND": EMAIL, "RECIPIENTS": ["ops@example.org"]}, {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + "/slack"}],
+        **settings.DEPLOY_OPS,
+        "PROJECT_NAME": "certificados",
+        "ENVIRONMENT": "produccion",
+        "NOTIFICATIONS": [
+            {"BACKEND": EMAIL, "RECIPIENTS": ["ops@example.org"]},
+            {"BACKEND": SLACK, "WEBHOOK_URL": http_receiver.url + "/slack"},
+        ],
     }
     deliveries = send(build_event(Level.ERROR, failed_deploy))
     assert all(delivery.ok for delivery in deliveries), deliveries
@@ -136,9 +160,16 @@ def test_a_notification_arrives_in_spanish_by_email_and_slack(spanish, settings,
 def test_manage_py_with_lang_es_prints_spanish_help_and_output(ops_dirs, tmp_path):
     environment = {"DEPLOY_OPS_BACKUP_DIR": str(tmp_path / "no-backups-yet"), "PATH": "/usr/bin:/bin"}
     listed = subprocess.run(
-        [sys.executable, "manage.py", "backups", "list", "--lang", "es"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=environment,
+        [sys.executable, "manage.py", "backups", "list", "--lang", "es"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
     )
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.startswith("No hay copias de seguridad en "), listed.stdout
-    helped = subprocess.run([sys.executable, "manage.py", "notify", "--help", "--lang", "es"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    helped = subprocess.run(
+        [sys.executable, "manage.py", "notify", "--help", "--lang", "es"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert "Enviar un evento de prueba (no se despliega nada)." in " ".join(helped.stdout.split()), helped.stdout

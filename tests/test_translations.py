@@ -92,7 +92,11 @@ def regenerated(tmp_path_factory) -> list[dict]:
     copy = tmp_path_factory.mktemp("catalog") / "deploy_ops"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.mo"))
     finished = subprocess.run(
-        [sys.executable, str(MANAGE), *MAKEMESSAGES], cwd=copy, capture_output=True, text=True, timeout=120,
+        [sys.executable, str(MANAGE), *MAKEMESSAGES],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
     )
     assert finished.returncode == 0, finished.stderr

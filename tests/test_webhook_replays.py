@@ -19,7 +19,9 @@ class Receiver:
         self.seen, self.acted_on = set(), []
 
     def handle(self, request) -> int:
-        if not verify_signature(WEBHOOK_SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER], tolerance=300):
+        if not verify_signature(
+            WEBHOOK_SECRET, request.headers[TIMESTAMP_HEADER], request.body, request.headers[SIGNATURE_HEADER], tolerance=300
+        ):
             return 403
         event = json.loads(request.body)
         key = replay_key(event)

@@ -11,7 +11,7 @@ import abc
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -21,11 +21,17 @@ from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..runner import Command
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a file, or a writer stacked on one (hashing, compressing)
+
 
 class DatabaseEngine(abc.ABC):
     vendor: str
     # The file kind in backup names: "sql" (a plain SQL dump) or "sqlite3" (a database file).
     file_kind: str = "sql"
+    # The tables and row counts of the last dump, for an engine whose dump no reader can parse
+    # (SQLite's is a database file): its dump() sets them.
+    dumped_tables: dict[str, int] | None = None
 
     def __init__(self, alias: str, settings_dict: dict):
         self.alias = alias
@@ -50,7 +56,7 @@ class DatabaseEngine(abc.ABC):
         return found[1].decode("utf-8", "replace").strip() if found else None
 
     @abc.abstractmethod
-    def dump(self, out: BinaryIO) -> None:
+    def dump(self, out: SupportsWrite[bytes]) -> None:
         """Write a complete dump of the database to ``out``."""
 
     def restore_blockers(self) -> list[str]:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from ..runner import Command, run
 from . import DatabaseEngine, in_service
-from .sqlite import sqlite_live_tables
+from .sqlite import SQLiteEngine, sqlite_live_tables
 
 # table -> rows in the dump; table -> whether it has rows, live.
 Tables = dict[str, int]
@@ -79,6 +79,8 @@ class PostgresDumpReader(_DumpReader):
         self._at_line_start = True
 
     def _count_rows(self, data: bytes, position: int) -> int:
+        table = self._rows_of
+        assert table is not None, "feed() counts rows only while a table's rows follow"
         if self._at_line_start and data.startswith(self._END, position):
             self._rows_of = None
             return position + len(self._END)
@@ -87,7 +89,7 @@ class PostgresDumpReader(_DumpReader):
             return len(data)
         end = data.find(b"\n" + self._END, position)
         if end >= 0:
-            self.tables[self._rows_of] += data.count(b"\n", position, end + 1)
+            self.tables[table] += data.count(b"\n", position, end + 1)
             self._rows_of = None
             self._at_line_start = True
             return end + 1 + len(self._END)
@@ -95,7 +97,7 @@ class PostgresDumpReader(_DumpReader):
         if last < 0:
             self._at_line_start = False
             return len(data)
-        self.tables[self._rows_of] += data.count(b"\n", position, last + 1)
+        self.tables[table] += data.count(b"\n", position, last + 1)
         # "\" or "\." after the last newline may begin the end marker: judge them with what follows.
         rest = data[last + 1 :]
         self._at_line_start = True
@@ -131,13 +133,15 @@ class MySQLDumpReader(_DumpReader):
     _STRING = re.compile(rb"'(?:[^'\\]|\\.)*'")
 
     def _count_rows(self, data: bytes, position: int) -> int:
+        table = self._rows_of
+        assert table is not None, "feed() counts rows only while a table's rows follow"
         end = data.find(b";\n", position)
         if end >= 0:
-            self.tables[self._rows_of] += data.count(b"\n", position, end + 2)
+            self.tables[table] += data.count(b"\n", position, end + 2)
             self._rows_of = None
             return end + 2
         last = data.rfind(b"\n", position)
-        self.tables[self._rows_of] += data.count(b"\n", position, last + 1)
+        self.tables[table] += data.count(b"\n", position, last + 1)
         self._carry = data[max(last + 1, position) :]  # a row's start: its newline is counted next time
         return len(data)
 
@@ -228,7 +232,9 @@ def _mysql_live_tables(engine: DatabaseEngine) -> LiveTables:
 
 def live_tables(engine: DatabaseEngine) -> LiveTables:
     """Every table of the live database and whether it has rows, by the engine's own client."""
-    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables, "sqlite": sqlite_live_tables}
+    if isinstance(engine, SQLiteEngine):
+        return sqlite_live_tables(engine)
+    readers = {"postgresql": _postgres_live_tables, "mysql": _mysql_live_tables}
     return readers[engine.vendor](engine)
 
 
@@ -238,10 +244,13 @@ def missing_from(found: Tables, live: LiveTables) -> list[str]:
     emptied = [name for name, has_rows in live.items() if has_rows and found.get(name) == 0]
     problems = []
     if absent:
-        problems.append(_("%(count)s table(s) of the database are not in it: %(tables)s") % {"count": len(absent), "tables": _listed(absent)})
+        problems.append(
+            _("%(count)s table(s) of the database are not in it: %(tables)s") % {"count": len(absent), "tables": _listed(absent)}
+        )
     if emptied:
         problems.append(
-            _("%(count)s table(s) have rows in the database but none in it: %(tables)s") % {"count": len(emptied), "tables": _listed(emptied)}
+            _("%(count)s table(s) have rows in the database but none in it: %(tables)s")
+            % {"count": len(emptied), "tables": _listed(emptied)}
         )
     return problems
 

@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from django.db.backends.mysql.client import DatabaseClient
 from django.utils.translation import gettext as _
@@ -28,6 +28,9 @@ from ..compression import CHUNK
 from ..exceptions import CommandFailed, DeployOpsError, RestoreRefused, RestoreUndoFailed
 from ..runner import Command, open_process, run
 from . import DatabaseEngine, in_service
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a file, or a writer stacked on one (hashing, compressing)
 
 logger = logging.getLogger("deploy_ops.databases")
 
@@ -198,6 +201,7 @@ class StoredObject:
     def create_script(self, delimiter: str, schema_from: str = "", schema_to: str = "") -> str:
         """The statements that recreate it, with qualified names in ``schema_from`` moved to ``schema_to``."""
         create = self.create
+        assert create is not None, "restore_blockers() refuses an object whose definition is hidden"
         if schema_from:
             create = create.replace(f"{quote_name(schema_from)}.", f"{quote_name(schema_to)}.")
         # The session settings the object was made under: its body is parsed, and runs, with them.
@@ -223,7 +227,7 @@ class MySQLEngine(DatabaseEngine):
     def server_version(self) -> str:
         return self._query("SELECT VERSION()")[0]
 
-    def dump(self, out: BinaryIO) -> None:
+    def dump(self, out: SupportsWrite[bytes]) -> None:
         with open_process(dump_command(self.settings_dict, self.exec_service), reading=True) as pipe:
             while chunk := pipe.read1(CHUNK):
                 out.write(chunk)
@@ -319,7 +323,8 @@ class MySQLEngine(DatabaseEngine):
                 current_objects, restored_objects = self._stored_objects(database), self._stored_objects(scratch)
             except RestoreRefused as unreadable:
                 raise RestoreRefused(
-                    _("The restore of %(database)r was refused and nothing changed: %(problem)s.") % {"database": database, "problem": unreadable}
+                    _("The restore of %(database)r was refused and nothing changed: %(problem)s.")
+                    % {"database": database, "problem": unreadable}
                 ) from None
             hidden = sorted({str(stored) for stored in current_objects + restored_objects if stored.create is None})
             if hidden:
@@ -374,7 +379,10 @@ class MySQLEngine(DatabaseEngine):
                     "undo_error": undo_error,
                 }
                 if swapped and current_objects:
-                    tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r; %(objects)s may be missing.")
+                    tables = _(
+                        "The tables as they were are in the database %(trash)r, the "
+                        "restored ones in %(database)r; %(objects)s may be missing."
+                    )
                 elif swapped:
                     tables = _("The tables as they were are in the database %(trash)r, the restored ones in %(database)r.")
                 elif current_objects:

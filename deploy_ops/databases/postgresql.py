@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from django.db.backends.postgresql.client import DatabaseClient
 
 from ..compression import CHUNK
 from ..runner import Command, open_process, run
 from . import DatabaseEngine, in_service
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a file, or a writer stacked on one (hashing, compressing)
 
 # Clears what a plain dump recreates, so that the restored database equals the backup: every
 # user schema (tables, sequences, views, functions, types and the extensions in them, including
@@ -102,9 +105,7 @@ def restore_command(settings_dict: dict, service: str | None = None) -> Command:
 
 def version_command(settings_dict: dict, service: str | None = None) -> Command:
     argv, env, secrets = connection_arguments(settings_dict, service)
-    return in_service(
-        Command(("psql", "-X", "-A", "-t", *argv, "-c", "SHOW server_version"), env=env, secrets=secrets), service
-    )
+    return in_service(Command(("psql", "-X", "-A", "-t", *argv, "-c", "SHOW server_version"), env=env, secrets=secrets), service)
 
 
 class PostgreSQLEngine(DatabaseEngine):
@@ -114,7 +115,7 @@ class PostgreSQLEngine(DatabaseEngine):
     def server_version(self) -> str:
         return run(version_command(self.settings_dict, self.exec_service), timeout=60).stdout.strip()
 
-    def dump(self, out: BinaryIO) -> None:
+    def dump(self, out: SupportsWrite[bytes]) -> None:
         with open_process(dump_command(self.settings_dict, self.exec_service), reading=True) as pipe:
             # read1: take what the pipe holds now, so pg_dump keeps producing while we compress.
             while chunk := pipe.read1(CHUNK):

@@ -15,13 +15,16 @@ import sqlite3
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
 from django.utils.translation import gettext as _
 
 from ..compression import CHUNK, CorruptStream
 from ..exceptions import BackupError, ConfigurationError
 from . import SQLITE_HEADER, DatabaseEngine
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite  # a file, or a writer stacked on one (hashing, compressing)
 
 # Seconds to wait for another connection's write lock before giving up.
 LOCK_TIMEOUT = 30
@@ -94,8 +97,6 @@ def _temporary_file(directory: Path):
 class SQLiteEngine(DatabaseEngine):
     vendor = "sqlite"
     file_kind = "sqlite3"
-    # The tables and row counts of the last dump's snapshot (the backup's contents).
-    dumped_tables: dict[str, int] | None = None
 
     @property
     def path(self) -> Path:
@@ -115,11 +116,12 @@ class SQLiteEngine(DatabaseEngine):
     def server_version(self) -> str:
         return sqlite3.sqlite_version
 
-    def dump(self, out: BinaryIO) -> None:
+    def dump(self, out: SupportsWrite[bytes]) -> None:
         source_path = self.path
         if not source_path.exists():
             raise BackupError(
-                _("The SQLite database %(path)s does not exist; check DATABASES[%(alias)r]['NAME'].") % {"path": source_path, "alias": self.alias}
+                _("The SQLite database %(path)s does not exist; check DATABASES[%(alias)r]['NAME'].")
+                % {"path": source_path, "alias": self.alias}
             )
         # The snapshot is taken beside the database: that disk holds a database this size already.
         with _temporary_file(source_path.parent) as snapshot:

@@ -22,7 +22,9 @@ BASE_IMAGE = "deploy-ops-test-base:latest"
 WEB_PIDFILE = ".deploy_ops/web.pid"
 WEB_LOGFILE = "logs/web.log"
 
-_NOT_PART_OF_THE_SITE = shutil.ignore_patterns("__pycache__", "*.pyc", ".env", "db.sqlite3", "staticfiles", "logs", "backups", ".deploy_ops")
+_NOT_PART_OF_THE_SITE = shutil.ignore_patterns(
+    "__pycache__", "*.pyc", ".env", "db.sqlite3", "staticfiles", "logs", "backups", ".deploy_ops"
+)
 
 
 def copy_site(destination: Path) -> Path:
@@ -57,8 +59,22 @@ def servectl_commands(web_port: int, python: str = sys.executable) -> dict[str, 
     # servectl is run by its file path: it needs only the standard library, not deploy_ops on sys.path.
     supervisor = [python, servectl.__file__]
     return {
-        "start": [*supervisor, "start", "--pidfile", WEB_PIDFILE, "--logfile", WEB_LOGFILE, "--grace", "2", "--",
-                  python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{web_port}"],
+        "start": [
+            *supervisor,
+            "start",
+            "--pidfile",
+            WEB_PIDFILE,
+            "--logfile",
+            WEB_LOGFILE,
+            "--grace",
+            "2",
+            "--",
+            python,
+            "manage.py",
+            "runserver",
+            "--noreload",
+            f"127.0.0.1:{web_port}",
+        ],
         "stop": [*supervisor, "stop", "--pidfile", WEB_PIDFILE, "--timeout", "10"],
         "check": [*supervisor, "status", "--pidfile", WEB_PIDFILE],
     }
@@ -67,8 +83,7 @@ def servectl_commands(web_port: int, python: str = sys.executable) -> dict[str, 
 def deploy_ops_environment(settings: dict) -> dict[str, str]:
     """``DEPLOY_OPS_<KEY>`` variables for a DEPLOY_OPS dict (JSON for lists and dicts), as deploy_ops.conf reads them."""
     return {
-        f"DEPLOY_OPS_{key}": json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value)
-        for key, value in settings.items()
+        f"DEPLOY_OPS_{key}": json.dumps(value) if isinstance(value, (list, dict, bool)) else str(value) for key, value in settings.items()
     }
 
 

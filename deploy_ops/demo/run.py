@@ -38,7 +38,7 @@ _CALLER_ONLY = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EXTRA_PYTHONPATH", "W
 
 # Release 3's breakers (as in tests/fixtures/sample_site.py): a migration that rewrites every
 # note, so only a database restore brings the texts back, and a /health/ that answers 500.
-DATA_CHANGING_MIGRATION = '''from django.db import migrations
+DATA_CHANGING_MIGRATION = """from django.db import migrations
 
 
 def change(apps, schema_editor):
@@ -48,7 +48,7 @@ def change(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.RunPython(change, migrations.RunPython.noop)]
-'''
+"""
 UNHEALTHY_FLAGS = '''"""Failures injected by the demo's release 3."""
 
 EXIT_AT_START = False
@@ -137,13 +137,16 @@ class Sandbox:
             "HEALTH_CHECK_RETRIES": 4,
             "HEALTH_CHECK_DELAY": 0.5,
         }
-        write_dotenv(self.production, {
-            "WEB_PORT": str(self.web_port),
-            "DATABASE_URL": "sqlite:///db.sqlite3",
-            "EXTRA_PYTHONPATH": deploy_ops_source(),
-            "LANGUAGE_CODE": self.language,
-            **deploy_ops_environment(settings),
-        })
+        write_dotenv(
+            self.production,
+            {
+                "WEB_PORT": str(self.web_port),
+                "DATABASE_URL": "sqlite:///db.sqlite3",
+                "EXTRA_PYTHONPATH": deploy_ops_source(),
+                "LANGUAGE_CODE": self.language,
+                **deploy_ops_environment(settings),
+            },
+        )
 
     def commit(self, files: dict[str, str], message: str) -> str:
         for name, content in files.items():
@@ -179,7 +182,9 @@ class Sandbox:
         deadline = time.monotonic() + timeout
         while self.get("/")[0] != 200:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"The sample site did not answer on {self.url()} within {timeout:.0f}s; see {self.production / WEB_LOGFILE}.")
+                raise RuntimeError(
+                    f"The sample site did not answer on {self.url()} within {timeout:.0f}s; see {self.production / WEB_LOGFILE}."
+                )
             time.sleep(0.1)
 
     def notes(self) -> list[str]:
@@ -231,13 +236,22 @@ def story(sandbox: Sandbox) -> bool:
     first = deploy(sandbox)
     act_1 = first.returncode == 0 and sandbox.serving().startswith("release 2")
     if act_1:
-        say(_("Deployed release 2: production is at %(commit)s and serves %(page)s.") % {"commit": sandbox.head(), "page": sandbox.serving()})
+        say(
+            _("Deployed release 2: production is at %(commit)s and serves %(page)s.")
+            % {"commit": sandbox.head(), "page": sandbox.serving()}
+        )
     else:
         say(_("Release 2 did NOT deploy as expected."))
 
     heading(_("Act 2: a broken release is rolled back by itself"))
-    sandbox.commit({"notes/migrations/0002_overwrite_notes.py": DATA_CHANGING_MIGRATION, "sitecfg/flags.py": UNHEALTHY_FLAGS, "site_release.txt": "3\n"},
-                   "Release 3: rewrites every note and fails its health check")
+    sandbox.commit(
+        {
+            "notes/migrations/0002_overwrite_notes.py": DATA_CHANGING_MIGRATION,
+            "sitecfg/flags.py": UNHEALTHY_FLAGS,
+            "site_release.txt": "3\n",
+        },
+        "Release 3: rewrites every note and fails its health check",
+    )
     say(_("Release 3 has a migration that overwrites every note's text, and a /health/ that answers 500."))
     say(_("deploy backs up the database first, migrates, and then the health check fails:"))
     notes_before = sandbox.notes()
@@ -266,9 +280,13 @@ def story(sandbox: Sandbox) -> bool:
     answer = {True: _("yes"), False: _("NO")}
     say(_("- Release 2 deployed: %(answer)s.") % {"answer": answer[act_1]})
     say(_("- Release 3 failed its health check and was rolled back automatically: %(answer)s") % {"answer": answer[act_2]})
-    say(_("  (database restored from the pre-deploy backup: %(restored)s; release 2 serving again: %(serving)s).") % {
-        "restored": answer[restored], "serving": answer[sandbox.serving().startswith("release 2")],
-    })
+    say(
+        _("  (database restored from the pre-deploy backup: %(restored)s; release 2 serving again: %(serving)s).")
+        % {
+            "restored": answer[restored],
+            "serving": answer[sandbox.serving().startswith("release 2")],
+        }
+    )
     say(_("- `rollback --status` and the history above show both deploys."))
     return act_1 and act_2
 
@@ -290,8 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sandbox.stop()
         if options.keep:
-            say("\n" + _("The web process was stopped; the sandbox is kept in %(path)s (try `python manage.py rollback --status` in production/).")
-                % {"path": root})
+            say(
+                "\n"
+                + _(
+                    "The web process was stopped; the sandbox is kept in %(path)s "
+                    "(try `python manage.py rollback --status` in production/)."
+                )
+                % {"path": root}
+            )
         else:
             shutil.rmtree(root, ignore_errors=True)
             say("\n" + _("The web process was stopped and the sandbox %(path)s removed.") % {"path": root})

@@ -85,12 +85,14 @@ class ServicesRunning(HealthCheck):
                 _(
                     "The services cannot be inspected from here: %(tool)r is not installed. "
                     "ServicesRunning belongs in DEPLOY_OPS['HOST_HEALTH_CHECKS'], which the host runs, not in HEALTH_CHECKS."
-                ) % {"tool": Path(error.executable).name}
+                )
+                % {"tool": Path(error.executable).name}
             ) from None
         except DeployOpsError as error:
             logger.warning("ServicesRunning: the service runtime could not list the services: %s", error)
             raise ServiceUnavailable(
-                _("The service runtime could not list the services (%(reason)s); the server's log has the details.") % {"reason": _short_reason(error)}
+                _("The service runtime could not list the services (%(reason)s); the server's log has the details.")
+                % {"reason": _short_reason(error)}
             ) from None
         problems = [_describe_service(state) for state in states if not state.ok]
         if problems:
@@ -125,7 +127,9 @@ class MigrationsApplied(HealthCheck):
         try:
             names = pending_migrations(self.alias)
         except DatabaseError as error:
-            raise _database_problem(_("The migration state could not be read from database %(alias)r (%(error)s)."), self.alias, error) from None
+            raise _database_problem(
+                _("The migration state could not be read from database %(alias)r (%(error)s)."), self.alias, error
+            ) from None
         if names:
             # A contract step (after-switch) runs once the old release is gone: the release works before it.
             waiting = waiting_for_switch(names, self.alias)
@@ -172,7 +176,7 @@ def pending_migrations(alias: str = "default") -> list[str]:
 
 
 def _migration_folders() -> tuple:
-    found = []
+    found: list[tuple[str, int | None]] = []
     for app in apps.get_app_configs():
         module = sys.modules.get(MigrationLoader.migrations_module(app.label)[0] or "")
         for folder in getattr(module, "__path__", ()):
@@ -199,7 +203,9 @@ class LastDeployment(HealthCheck):
         try:
             record = latest_deployment()
         except DatabaseError as error:
-            raise _database_problem(_("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error) from None
+            raise _database_problem(
+                _("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error
+            ) from None
         if record is None:
             return
         values = {
@@ -213,10 +219,13 @@ class LastDeployment(HealthCheck):
                 _(
                     "%(what)s failed%(stage)s and its rollback failed too: the site may run a half-updated release. "
                     "A human is needed: see `manage.py rollback --status`."
-                ) % values
+                )
+                % values
             )
         if status == Status.FAILED and record.kind == DeploymentRecord.Kind.ROLLBACK:
-            raise ServiceUnavailable(_("%(what)s failed%(stage)s: the site may run a half-restored release. See `manage.py rollback --status`.") % values)
+            raise ServiceUnavailable(
+                _("%(what)s failed%(stage)s: the site may run a half-restored release. See `manage.py rollback --status`.") % values
+            )
         if status == Status.FAILED:
             raise ServiceUnavailable(_("%(what)s failed%(stage)s and was not rolled back. See `manage.py rollback --status`.") % values)
         if status == Status.INTERRUPTED:
@@ -224,7 +233,8 @@ class LastDeployment(HealthCheck):
                 _(
                     "%(what)s was interrupted%(stage)s (its process died): the site may run a half-updated release. "
                     "See `manage.py rollback --status`."
-                ) % values
+                )
+                % values
             )
         if status == Status.RUNNING:
             minutes = (timezone.now() - record.started_at).total_seconds() / 60
@@ -234,7 +244,8 @@ class LastDeployment(HealthCheck):
                     _(
                         "%(what)s is stuck: still running after %(minutes).0f minutes (limit %(limit)s). "
                         "Check process %(pid)s on %(host)s, then `manage.py rollback --status`."
-                    ) % {**values, "minutes": minutes, "limit": limit, "pid": record.pid, "host": record.host or _("the host")}
+                    )
+                    % {**values, "minutes": minutes, "limit": limit, "pid": record.pid, "host": record.host or _("the host")}
                 )
             return
         if status == Status.ROLLBACK_UNVERIFIED:
@@ -243,7 +254,8 @@ class LastDeployment(HealthCheck):
                 _(
                     "%(what)s failed%(stage)s; its rollback ran every step but HEALTH_CHECK_URL never answered to verify it. "
                     "Check DEPLOY_OPS['HEALTH_CHECK_URL']."
-                ) % values
+                )
+                % values
             )
         if status == Status.ROLLED_BACK:
             if record.from_commit:
@@ -290,11 +302,15 @@ class BackupFreshness(HealthCheck):
         if hours > limit:
             values = {"name": newest.name, "hours": hours, "limit": f"{limit:g}"}
             if verified:
-                message = _("The newest verified backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
-                            "Check the backup schedule (`manage.py backups create`).")
+                message = _(
+                    "The newest verified backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
+                    "Check the backup schedule (`manage.py backups create`)."
+                )
             else:
-                message = _("The newest (unverified) backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
-                            "Check the backup schedule (`manage.py backups create`).")
+                message = _(
+                    "The newest (unverified) backup, %(name)s, is %(hours).1f hours old (limit %(limit)s). "
+                    "Check the backup schedule (`manage.py backups create`)."
+                )
             raise ServiceUnavailable(message % values)
         if ops_settings.BACKUP_STORAGE:
             _check_off_host_copy(backups, limit)
@@ -317,7 +333,9 @@ def _check_off_host_copy(backups, limit: float) -> None:
     if hours > limit:
         failed = next((backup for backup in backups if ((backup.metadata or {}).get("off_host") or {}).get("error")), None)
         message = _("Local backups are fresh, but the newest off-host copy, %(name)s, is %(hours).1f hours old (limit %(limit)s).") % {
-            "name": newest.name, "hours": hours, "limit": f"{limit:g}",
+            "name": newest.name,
+            "hours": hours,
+            "limit": f"{limit:g}",
         }
         if failed:
             message += " " + _("The last copy failed: %(error)s") % {"error": failed.metadata["off_host"]["error"]}
@@ -346,7 +364,8 @@ class BackupDiskSpace(HealthCheck):
                 _(
                     "Only %(free)s MB free on the disk holding the backups (want %(wanted)s MB): "
                     "the next backup, and so the next deploy, may fail. Free space or prune old backups."
-                ) % {"free": free_mb, "wanted": wanted}
+                )
+                % {"free": free_mb, "wanted": wanted}
             )
 
 
@@ -380,7 +399,9 @@ class RunningCommit(HealthCheck):
         try:
             expected = expected_commit()
         except DatabaseError as error:
-            raise _database_problem(_("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error) from None
+            raise _database_problem(
+                _("The deployment records could not be read from database %(alias)r (%(error)s)."), "default", error
+            ) from None
         if not expected:
             return
         try:
@@ -400,7 +421,8 @@ class RunningCommit(HealthCheck):
                 _(
                     "The checkout is at %(head)s but the last successful deploy put %(expected)s in place: "
                     "the code was changed outside deploy_ops. Deploy again or roll back to restore a known release."
-                ) % {"head": head[:12], "expected": expected[:12]}
+                )
+                % {"head": head[:12], "expected": expected[:12]}
             )
 
 
@@ -488,5 +510,7 @@ def require_healthy(outcomes: Iterable[CheckOutcome]) -> str:
     outcomes = list(outcomes)
     failing = [outcome for outcome in outcomes if not outcome.ok]
     if failing:
-        raise HealthCheckFailed(_("Health checks failed: %(failures)s") % {"failures": "; ".join(f"{o.name}: {o.message}" for o in failing)})
+        raise HealthCheckFailed(
+            _("Health checks failed: %(failures)s") % {"failures": "; ".join(f"{o.name}: {o.message}" for o in failing)}
+        )
     return "\n".join(f"{o.name}: {o.message or _('OK')}" for o in outcomes)

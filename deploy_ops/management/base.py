@@ -62,7 +62,7 @@ class TranslatedCommand(BaseCommand):
     def create_parser(self, prog_name, subcommand, **kwargs):
         self.help = str(self.help)  # a lazy class attribute, worded in the language active now
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.add_argument("--lang", metavar="CODE", help=LANG_HELP)
+        parser.add_argument("--lang", metavar="CODE", help=LANG_HELP)  # type: ignore[arg-type]  # lazy: evaluate_help() makes it a str
         evaluate_help(parser)
         return parser
 
@@ -110,6 +110,7 @@ class OpsCommand(TranslatedCommand):
                 _(
                     "Unexpected error: %(type)s: %(error)s\n"
                     "deploy_ops did not expect this; check `manage.py rollback --status` (--traceback shows where it happened)."
-                ) % {"type": type(error).__name__, "error": error},
+                )
+                % {"type": type(error).__name__, "error": error},
                 returncode=EXIT_UNEXPECTED,
             ) from error

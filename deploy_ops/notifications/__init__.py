@@ -42,5 +42,7 @@ TEST_MESSAGE = gettext_lazy("This is a test notification from deploy_ops; nothin
 
 def send_test_event(level: Level | str = Level.INFO) -> list[Delivery]:
     """Send a test event (``test: true``, no record saved) through every channel."""
-    record = DeploymentRecord(kind=DeploymentRecord.Kind.DEPLOY, requested_ref="notify-test", host=socket.gethostname(), started_at=timezone.now())
+    record = DeploymentRecord(
+        kind=DeploymentRecord.Kind.DEPLOY, requested_ref="notify-test", host=socket.gethostname(), started_at=timezone.now()
+    )
     return send(build_event(level, record, stages=[], message=str(TEST_MESSAGE), test=True))

@@ -64,18 +64,24 @@ def unreachable(peer: str, error: Exception, timeout: float) -> Retryable:
     """A timeout or connection failure of an HTTP channel, as a sentence worth another try."""
     if isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
         return Retryable(_("%(peer)s did not answer within %(timeout)ss") % {"peer": peer, "timeout": f"{timeout:g}"})
-    return Retryable(_("could not reach %(peer)s (%(reason)s)") % {"peer": peer, "reason": error.reason})
+    return Retryable(_("could not reach %(peer)s (%(reason)s)") % {"peer": peer, "reason": getattr(error, "reason", error)})
 
 
 def gave_up(problem: str, attempts: int, timeout: float | None) -> str:
     """Why a channel stopped retrying; ``timeout`` when it stopped to stay within its TIMEOUT."""
     values = {"problem": problem, "attempts": attempts, "timeout": f"{timeout:g}" if timeout is not None else ""}
     if timeout is not None:
-        return ngettext(
-            "%(problem)s; gave up after %(attempts)d attempt to stay within the %(timeout)ss TIMEOUT.",
-            "%(problem)s; gave up after %(attempts)d attempts to stay within the %(timeout)ss TIMEOUT.", attempts,
-        ) % values
-    return ngettext("%(problem)s; gave up after %(attempts)d attempt.", "%(problem)s; gave up after %(attempts)d attempts.", attempts) % values
+        return (
+            ngettext(
+                "%(problem)s; gave up after %(attempts)d attempt to stay within the %(timeout)ss TIMEOUT.",
+                "%(problem)s; gave up after %(attempts)d attempts to stay within the %(timeout)ss TIMEOUT.",
+                attempts,
+            )
+            % values
+        )
+    return (
+        ngettext("%(problem)s; gave up after %(attempts)d attempt.", "%(problem)s; gave up after %(attempts)d attempts.", attempts) % values
+    )
 
 
 def retry_after(headers) -> float:
@@ -104,7 +110,9 @@ class Channel:
         self.name = options.get("NAME") or self.name or type(self).__name__
         missing = [option for option in self.required_options if not options.get(option)]
         if missing:
-            raise ConfigurationError(_("The notification channel %(name)r needs the option %(options)s.") % {"name": self.name, "options": ", ".join(missing)})
+            raise ConfigurationError(
+                _("The notification channel %(name)r needs the option %(options)s.") % {"name": self.name, "options": ", ".join(missing)}
+            )
         self.min_level = Level.parse(options.get("MIN_LEVEL", Level.INFO))
         self.timeout = self._number("TIMEOUT", DEFAULT_TIMEOUT)
         self.deadline = time.monotonic() + self.timeout
@@ -178,9 +186,9 @@ class Channel:
             except Retryable as problem:
                 pause = max(backoff * 2 ** (number - 1), problem.retry_after)
                 if number > retries:
-                    raise DeliveryFailed(gave_up(problem, number, None), number) from None
+                    raise DeliveryFailed(gave_up(str(problem), number, None), number) from None
                 if pause >= self.remaining():
-                    raise DeliveryFailed(gave_up(problem, number, self.timeout), number) from None
+                    raise DeliveryFailed(gave_up(str(problem), number, self.timeout), number) from None
                 time.sleep(pause)
             except DeliveryFailed as failure:
                 failure.attempts = number
@@ -192,10 +200,13 @@ def load_channel(options: dict) -> Channel:
     try:
         cls = import_string(backend)
     except ImportError:
-        raise ConfigurationError(_("The notification channel BACKEND %(backend)r cannot be imported; check the dotted path.") % {"backend": backend}) from None
+        raise ConfigurationError(
+            _("The notification channel BACKEND %(backend)r cannot be imported; check the dotted path.") % {"backend": backend}
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Channel)):
         raise ConfigurationError(
-            _("The notification channel BACKEND %(backend)r is not a deploy_ops.notifications.channels.Channel subclass.") % {"backend": backend}
+            _("The notification channel BACKEND %(backend)r is not a deploy_ops.notifications.channels.Channel subclass.")
+            % {"backend": backend}
         )
     return cls(**{key: value for key, value in options.items() if key != "BACKEND"})
 
@@ -211,5 +222,11 @@ def check_channels(app_configs=None, **kwargs) -> list[Error]:
         try:
             load_channel(options)
         except Exception as error:
-            found.append(Error(f"DEPLOY_OPS['NOTIFICATIONS'][{position}]: {redact(str(error), secret_values(options))}", hint=_("See docs/NOTIFICATIONS.md."), id=E020))
+            found.append(
+                Error(
+                    f"DEPLOY_OPS['NOTIFICATIONS'][{position}]: {redact(str(error), secret_values(options))}",
+                    hint=_("See docs/NOTIFICATIONS.md."),
+                    id=E020,
+                )
+            )
     return found

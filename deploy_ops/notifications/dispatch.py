@@ -21,7 +21,11 @@ GRACE = 1.0
 def notify(level, recorder) -> None:
     """Send an event through every channel; a channel that fails is noted on the record, never raised."""
     deliveries = send(build_event(level, recorder.record, recorder.stages))
-    failed = [_("%(level)s via %(channel)s: %(error)s") % {"level": level.name, "channel": delivery.channel, "error": delivery.error} for delivery in deliveries if not delivery.ok]
+    failed = [
+        _("%(level)s via %(channel)s: %(error)s") % {"level": level.name, "channel": delivery.channel, "error": delivery.error}
+        for delivery in deliveries
+        if not delivery.ok
+    ]
     if failed:
         notes = [line for line in recorder.record.notification_failures.splitlines() if line] + failed
         recorder.update(notification_failures="\n".join(notes))
@@ -34,7 +38,7 @@ def _load_configured() -> list[Channel | Delivery]:
     except ConfigurationError:
         # The validation sentence may quote the value, secrets included; `manage.py check` shows it.
         return [Delivery("notifications", ok=False, error=_("DEPLOY_OPS['NOTIFICATIONS'] is invalid; run `manage.py check` for details."))]
-    loaded = []
+    loaded: list[Channel | Delivery] = []
     for position, options in enumerate(configured):
         try:
             loaded.append(load_channel(options))
@@ -71,7 +75,10 @@ def send(event: Event) -> list[Delivery]:
         thread.join(max(0.0, started + channel.timeout + GRACE - time.monotonic()))
         if index not in results:
             results[index] = Delivery(
-                channel.name, ok=False, error=_("did not finish within its %(timeout)ss TIMEOUT; left running in the background.") % {"timeout": f"{channel.timeout:g}"},
+                channel.name,
+                ok=False,
+                error=_("did not finish within its %(timeout)ss TIMEOUT; left running in the background.")
+                % {"timeout": f"{channel.timeout:g}"},
                 duration=round(time.monotonic() - started, 3),
             )
     deliveries = [log_delivery] + [results[index] for index in range(len(loaded))]

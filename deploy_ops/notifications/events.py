@@ -12,6 +12,7 @@ import logging
 import socket
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
@@ -47,7 +48,9 @@ class Level(enum.IntEnum):
             return cls[str(value).strip().upper()]
         except KeyError:
             names = ", ".join(level.name for level in cls)
-            raise ConfigurationError(_("%(value)r is not a notification level; use one of %(names)s.") % {"value": value, "names": names}) from None
+            raise ConfigurationError(
+                _("%(value)r is not a notification level; use one of %(names)s.") % {"value": value, "names": names}
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -171,29 +174,31 @@ def build_event(level, record: DeploymentRecord, stages=None, message: str = "",
     """
     level = Level.parse(level)
     rows = _stage_rows(record, stages)
-    return masked(Event(
-        level=level,
-        title=_("Test notification") if test else _title(level, record),
-        message=message or record.rollback_reason or record.warnings,
-        project=ops_settings.project_name,
-        host=record.host or socket.gethostname(),
-        environment=ops_settings.ENVIRONMENT,
-        kind=record.kind,
-        status=record.status,
-        requested_ref=record.requested_ref,
-        from_commit=record.from_commit,
-        from_summary=record.from_summary,
-        to_commit=record.to_commit,
-        to_summary=record.to_summary,
-        stages=[StageSummary(name=stage.name, status=stage.status, duration=stage.duration) for stage in rows],
-        failed_stage=record.failed_stage,
-        error_tail=_error_tail(record, rows),
-        backup_name=record.backup_name,
-        duration=record.duration,
-        record_id=str(record.pk),
-        admin_url="" if test else admin_url(record),
-        test=test,
-    ))
+    return masked(
+        Event(
+            level=level,
+            title=_("Test notification") if test else _title(level, record),
+            message=message or record.rollback_reason or record.warnings,
+            project=ops_settings.project_name,
+            host=record.host or socket.gethostname(),
+            environment=ops_settings.ENVIRONMENT,
+            kind=record.kind,
+            status=record.status,
+            requested_ref=record.requested_ref,
+            from_commit=record.from_commit,
+            from_summary=record.from_summary,
+            to_commit=record.to_commit,
+            to_summary=record.to_summary,
+            stages=[StageSummary(name=stage.name, status=stage.status, duration=stage.duration) for stage in rows],
+            failed_stage=record.failed_stage,
+            error_tail=_error_tail(record, rows),
+            backup_name=record.backup_name,
+            duration=record.duration,
+            record_id=str(record.pk),
+            admin_url="" if test else admin_url(record),
+            test=test,
+        )
+    )
 
 
 # The free text of an event, which may quote a release's output or a URL (see deploy_ops.secrets).
@@ -203,4 +208,5 @@ TEXT_FIELDS = ("title", "message", "requested_ref", "from_summary", "to_summary"
 def masked(event: Event) -> Event:
     """The event with every secret deploy_ops knows replaced by *** in its free text."""
     secrets = known_secrets()
-    return replace(event, **{name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS})
+    masked_text: dict[str, Any] = {name: mask(getattr(event, name), secrets) for name in TEXT_FIELDS}
+    return replace(event, **masked_text)

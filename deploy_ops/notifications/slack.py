@@ -17,6 +17,7 @@ from urllib.error import URLError
 from django.utils.translation import gettext as _
 from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler, ServerErrorRetryHandler
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.handler import RetryHandler
 from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.webhook import WebhookClient
 
@@ -58,6 +59,10 @@ def _section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def _field(label: str, value: str) -> dict:
+    return {"type": "mrkdwn", "text": f"*{label}*\n{value}"}
+
+
 def _duration(seconds) -> str:
     return f"{seconds:.1f}s" if seconds is not None else "–"
 
@@ -69,35 +74,41 @@ def fallback_text(event: Event) -> str:
 def message(event: Event) -> dict:
     """The webhook body: a Block Kit message plus the plain ``text`` notifications show."""
     header = f"{EMOJI[event.level]} {event.level.name}: {event.title}"
+    status = _("%(kind)s %(status)s in %(duration)s") % {
+        "kind": event.kind,
+        "status": event.status,
+        "duration": _duration(event.duration),
+    }
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": header[:HEADER_LIMIT], "emoji": True}},
         {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Project"), _escape(event.project))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Environment"), _escape(event.environment))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Host"), _escape(event.host))},
-                {"type": "mrkdwn", "text": "*%s*\n%s" % (_("Status"), _("%(kind)s %(status)s in %(duration)s") % {
-                    "kind": event.kind, "status": event.status, "duration": _duration(event.duration),
-                })},
+                _field(_("Project"), _escape(event.project)),
+                _field(_("Environment"), _escape(event.environment)),
+                _field(_("Host"), _escape(event.host)),
+                _field(_("Status"), status),
             ],
         },
-        _section("*%s* %s\n*%s* %s" % (
-            _("From"), _commit(event.from_commit, event.from_summary), _("To"), _commit(event.to_commit, event.to_summary),
-        )),
     ]
+    from_label, to_label = _("From"), _("To")
+    from_commit, to_commit = _commit(event.from_commit, event.from_summary), _commit(event.to_commit, event.to_summary)
+    blocks.append(_section(f"*{from_label}* {from_commit}\n*{to_label}* {to_commit}"))
     if event.failed_stage:
-        blocks.append(_section("*%s* `%s`" % (_("Failed stage:"), event.failed_stage)))
+        label = _("Failed stage:")
+        blocks.append(_section(f"*{label}* `{event.failed_stage}`"))
     if event.message:
         blocks.append(_section(_escape(event.message)))
     if event.error_tail:
         # Keep the end of the error: that is where the cause is.
-        blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6):] + "```"))
+        blocks.append(_section("```" + event.error_tail[-(SECTION_LIMIT - 6) :] + "```"))
     if event.stages:
         lines = [f"{stage.name} — {stage.status} ({_duration(stage.duration)})" for stage in event.stages]
-        blocks.append(_section("*%s*\n" % _("Timeline") + "\n".join(lines)))
+        label = _("Timeline")
+        blocks.append(_section(f"*{label}*\n" + "\n".join(lines)))
     if event.backup_name:
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "%s `%s`" % (_("Backup:"), _escape(event.backup_name))}]})
+        backup = _("Backup:") + f" `{_escape(event.backup_name)}`"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": backup}]})
     if event.admin_url:
         blocks.append(
             {
@@ -138,7 +149,7 @@ class _Budget:
         return max(self.intervals.calculate_sleep_duration(state.current_attempt), asked)
 
 
-class _WithinBudget:
+class _WithinBudget(RetryHandler):
     """Mixed into slack-sdk's retry handlers: they choose what is worth a retry; a retry happens
     only while RETRIES last and its pause fits in the channel's TIMEOUT, and the next attempt's
     timeout is cut to what the budget has left."""
@@ -160,7 +171,8 @@ class _WithinBudget:
         state.next_attempt_requested = True
         time.sleep(self.budget.pause(state, response))
         state.increment_current_attempt()
-        self.budget.client.timeout = self.budget.attempt_timeout()
+        assert self.budget.client is not None, "deliver() makes the client before its first attempt"
+        self.budget.client.timeout = self.budget.attempt_timeout()  # type: ignore[assignment]  # see deliver()
 
 
 class _RateLimited(_WithinBudget, RateLimitErrorRetryHandler):
@@ -190,9 +202,13 @@ class SlackChannel(Channel):
     def deliver(self, payload: dict) -> int:
         """POST with slack-sdk's own retry handlers (429 by Retry-After, 5xx, unreachable), within the budget."""
         budget = _Budget(self)
-        handlers = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        handlers: list[RetryHandler] = [_RateLimited(budget), _ServerError(budget), _Unreachable(budget)]
+        # slack-sdk types timeout as int, but hands it to urllib's urlopen, which takes seconds as a float.
         client = budget.client = WebhookClient(
-            self.options["WEBHOOK_URL"], timeout=budget.attempt_timeout(), retry_handlers=handlers, logger=_sdk_logger
+            self.options["WEBHOOK_URL"],
+            timeout=budget.attempt_timeout(),  # type: ignore[arg-type]
+            retry_handlers=handlers,
+            logger=_sdk_logger,
         )
         try:
             response = client.send_dict(payload)
@@ -205,7 +221,10 @@ class SlackChannel(Channel):
             self._give_up(_("Slack answered 429 (rate limited)"), budget)
         if status >= 500:
             self._give_up(_("Slack answered HTTP %(status)s") % {"status": status}, budget)
-        raise DeliveryFailed(_("Slack refused the message with HTTP %(status)s: %(body)s") % {"status": status, "body": response.body[:200]}, budget.attempts())
+        raise DeliveryFailed(
+            _("Slack refused the message with HTTP %(status)s: %(body)s") % {"status": status, "body": response.body[:200]},
+            budget.attempts(),
+        )
 
     def _give_up(self, problem: str, budget: _Budget) -> NoReturn:
         attempts = budget.attempts()

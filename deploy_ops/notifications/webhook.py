@@ -94,7 +94,9 @@ class WebhookChannel(Channel):
         except HTTPError as error:
             error.close()
             if error.code == 429 or error.code >= 500:
-                raise Retryable(_("the webhook answered HTTP %(code)s") % {"code": error.code}, retry_after=retry_after(error.headers)) from None
+                raise Retryable(
+                    _("the webhook answered HTTP %(code)s") % {"code": error.code}, retry_after=retry_after(error.headers)
+                ) from None
             raise DeliveryFailed(_("the webhook refused the event with HTTP %(code)s") % {"code": error.code}) from None
         except (TimeoutError, URLError) as error:
             raise unreachable("the webhook", error, timeout) from None

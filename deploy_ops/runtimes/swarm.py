@@ -42,8 +42,19 @@ class SwarmRuntime(ComposeRuntime):
         return self.stack(config), sorted(config.get("services") or {})
 
     def start_commands(self) -> list[Command]:
-        argv = [sys.executable, SWARM_STACK, "deploy", "--stack", self.stack(), "--timeout", str(ops_settings.START_TIMEOUT),
-                "--update-order", ops_settings.SWARM_UPDATE_ORDER, "--monitor", str(ops_settings.SWARM_UPDATE_MONITOR)]
+        argv = [
+            sys.executable,
+            SWARM_STACK,
+            "deploy",
+            "--stack",
+            self.stack(),
+            "--timeout",
+            str(ops_settings.START_TIMEOUT),
+            "--update-order",
+            ops_settings.SWARM_UPDATE_ORDER,
+            "--monitor",
+            str(ops_settings.SWARM_UPDATE_MONITOR),
+        ]
         if ops_settings.REGISTRY:
             argv += ["--registry", ops_settings.REGISTRY]
         return [Command(tuple([*argv, "--", *compose_argv()]), cwd=str(self.project_dir))]
@@ -75,7 +86,9 @@ class SwarmRuntime(ComposeRuntime):
             try:
                 return [service["Spec"]["Name"] for service in client.api.services(filters={"label": f"{swarm_stack.STACK_LABEL}={stack}"})]
             except DockerException as error:
-                raise ServiceError(_("Could not list the services of stack %(stack)s: %(error)s") % {"stack": stack, "error": error}) from None
+                raise ServiceError(
+                    _("Could not list the services of stack %(stack)s: %(error)s") % {"stack": stack, "error": error}
+                ) from None
 
     def app_services(self) -> list[str]:
         """The services that run the release: APP_SERVICES, else every service the Compose file builds."""
@@ -86,7 +99,9 @@ class SwarmRuntime(ComposeRuntime):
             return super().manage_command(*arguments)
         # No Compose container runs to `exec` into: every manage.py command is a one-off container
         # of the release the Compose image names point at (after the build: the new one).
-        return one_off_command(ops_settings.WEB_SERVICE, ["python", "manage.py", *arguments], {RUN_LABEL: children.active_record() or "none"})
+        return one_off_command(
+            ops_settings.WEB_SERVICE, ["python", "manage.py", *arguments], {RUN_LABEL: children.active_record() or "none"}
+        )
 
     # -- a registry, for a swarm of several nodes ---------------------------------------------
     def keep_release_commands(self, sha: str) -> list[Command]:
@@ -121,11 +136,16 @@ class SwarmRuntime(ComposeRuntime):
                     inspected = client.api.inspect_service(name)
                     tasks = client.api.tasks(filters={"service": name})
                 except NotFound:
-                    states.append(ServiceState(service, "missing", detail=_("stack %(stack)s has no service %(service)s") % {"stack": stack, "service": name}))
+                    states.append(
+                        ServiceState(
+                            service, "missing", detail=_("stack %(stack)s has no service %(service)s") % {"stack": stack, "service": name}
+                        )
+                    )
                     continue
                 except DockerException as error:
                     raise ServiceError(
-                        _("Could not inspect the service %(service)s of stack %(stack)s: %(error)s") % {"service": name, "stack": stack, "error": error}
+                        _("Could not inspect the service %(service)s of stack %(stack)s: %(error)s")
+                        % {"service": name, "stack": stack, "error": error}
                     ) from None
                 states.append(service_state(service, inspected, tasks))
         return states
@@ -141,7 +161,9 @@ class SwarmRuntime(ComposeRuntime):
                 except NotFound:
                     continue
                 except DockerException as error:
-                    raise ServiceError(_("Could not read the logs of %(service)s: %(error)s") % {"service": f"{stack}_{service}", "error": error}) from None
+                    raise ServiceError(
+                        _("Could not read the logs of %(service)s: %(error)s") % {"service": f"{stack}_{service}", "error": error}
+                    ) from None
                 lines += [f"{service} | {line}" for line in text.splitlines()]
         return "\n".join(lines)
 
@@ -172,7 +194,12 @@ def service_state(service: str, inspected: dict, tasks: list[dict]) -> ServiceSt
     has_healthcheck = bool((spec["TaskTemplate"]["ContainerSpec"].get("Healthcheck") or {}).get("Test"))
     update = (inspected.get("UpdateStatus") or {}).get("State")
     if progress == "converged":
-        return ServiceState(service, "running", "healthy" if has_healthcheck else None, detail=_("%(service)s runs release %(release)s") % {"service": spec["Name"], "release": release})
+        return ServiceState(
+            service,
+            "running",
+            "healthy" if has_healthcheck else None,
+            detail=_("%(service)s runs release %(release)s") % {"service": spec["Name"], "release": release},
+        )
     state = {"failed": f"update {update}" if update else "failed"}.get(progress, update or "starting")
     detail = _("%(service)s (release %(release)s): %(tasks)s") % {
         "service": spec["Name"],

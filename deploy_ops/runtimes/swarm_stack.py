@@ -33,13 +33,41 @@ RELEASE_LABEL = "deploy_ops.release"
 HOST_NETWORK = "hostnet"
 # What a version 3 stack file accepts of a service as `compose config` prints it.
 SERVICE_KEYS = (
-    "cap_add", "cap_drop", "command", "configs", "deploy", "dns", "dns_search", "entrypoint", "environment",
-    "extra_hosts", "healthcheck", "hostname", "init", "labels", "logging", "networks", "ports", "read_only",
-    "secrets", "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "ulimits", "user", "volumes", "working_dir",
+    "cap_add",
+    "cap_drop",
+    "command",
+    "configs",
+    "deploy",
+    "dns",
+    "dns_search",
+    "entrypoint",
+    "environment",
+    "extra_hosts",
+    "healthcheck",
+    "hostname",
+    "init",
+    "labels",
+    "logging",
+    "networks",
+    "ports",
+    "read_only",
+    "secrets",
+    "stop_grace_period",
+    "stop_signal",
+    "sysctls",
+    "tmpfs",
+    "ulimits",
+    "user",
+    "volumes",
+    "working_dir",
 )
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period", "disable")
 VOLUME_KEYS = ("type", "source", "target", "read_only", "consistency", "volume", "tmpfs")
-TOP_LEVEL_KEYS = {"volumes": ("name", "external", "driver", "driver_opts", "labels"), "secrets": ("name", "file", "external"), "configs": ("name", "file", "external")}
+TOP_LEVEL_KEYS = {
+    "volumes": ("name", "external", "driver", "driver_opts", "labels"),
+    "secrets": ("name", "file", "external"),
+    "configs": ("name", "file", "external"),
+}
 # UpdateStatus.State values of an update swarm gave up on.
 UPDATE_PAUSED = {"paused", "rollback_paused"}
 SWARM_ROLLED_BACK = {"rollback_started", "rollback_completed"}
@@ -86,7 +114,9 @@ def stack_file(config: dict, release: str, order: str = "stop-first", monitor: i
             out["networks"] = {HOST_NETWORK: None}
             uses_host_network = True
         elif network_mode:
-            raise StackError(f"Service {name!r} has network_mode {network_mode!r}: a stack supports only the host's network or its own networks.")
+            raise StackError(
+                f"Service {name!r} has network_mode {network_mode!r}: a stack supports only the host's network or its own networks."
+            )
         elif "networks" in out:
             out["networks"] = {network: None for network in out["networks"]}
         if "healthcheck" in out:
@@ -106,13 +136,20 @@ def stack_file(config: dict, release: str, order: str = "stop-first", monitor: i
     for network, definition in (config.get("networks") or {}).items():
         if any(network in (service.get("networks") or {}) for service in services.values()):
             definition = definition or {}
-            networks[network] = {"external": True, "name": definition["name"]} if definition.get("external") else {"driver": definition.get("driver") or "overlay", "attachable": True}
+            networks[network] = (
+                {"external": True, "name": definition["name"]}
+                if definition.get("external")
+                else {"driver": definition.get("driver") or "overlay", "attachable": True}
+            )
     if uses_host_network:
         networks[HOST_NETWORK] = {"external": True, "name": "host"}
     if networks:
         stack["networks"] = networks
     for section, keys in TOP_LEVEL_KEYS.items():
-        entries = {name: {key: entry[key] for key in keys if entry.get(key) not in (None, {}, False)} for name, entry in (config.get(section) or {}).items()}
+        entries = {
+            name: {key: entry[key] for key in keys if entry.get(key) not in (None, {}, False)}
+            for name, entry in (config.get(section) or {}).items()
+        }
         if entries:
             stack[section] = entries
     return stack
@@ -162,17 +199,29 @@ def service_progress(service: dict, tasks: list[dict], expected_image: str) -> t
     spec = service["Spec"]
     image = base_image(spec["TaskTemplate"]["ContainerSpec"]["Image"])
     update = (service.get("UpdateStatus") or {}).get("State")
-    failed = [describe_task(spec["Name"], task) for task in tasks if task["Status"]["State"] in ("failed", "rejected") and _task_image(task) == expected_image]
+    failed = [
+        describe_task(spec["Name"], task)
+        for task in tasks
+        if task["Status"]["State"] in ("failed", "rejected") and _task_image(task) == expected_image
+    ]
     # Swarm rolled the service back from this release, or paused its update: waiting changes nothing.
     # (A rollback *to* this release, as after a failed deploy, is the recovery itself.)
     if update in UPDATE_PAUSED or (update in SWARM_ROLLED_BACK and image != expected_image):
         return "failed", failed or [f"{spec['Name']}: update {update}: {(service.get('UpdateStatus') or {}).get('Message', '')}"]
-    if any(task["Status"]["State"] == "rejected" for task in tasks if _task_image(task) == expected_image and task.get("DesiredState") == "running"):
+    if any(
+        task["Status"]["State"] == "rejected"
+        for task in tasks
+        if _task_image(task) == expected_image and task.get("DesiredState") == "running"
+    ):
         return "failed", failed  # e.g. "No such image": waiting will not bring it
     if image != expected_image or update in ("updating", "rollback_started"):
         return "waiting", failed
     wanted = (spec.get("Mode") or {}).get("Replicated", {}).get("Replicas", 1)
-    running = [task for task in tasks if task.get("DesiredState") == "running" and task["Status"]["State"] == "running" and _task_image(task) == expected_image]
+    running = [
+        task
+        for task in tasks
+        if task.get("DesiredState") == "running" and task["Status"]["State"] == "running" and _task_image(task) == expected_image
+    ]
     stale = [task for task in tasks if task.get("DesiredState") == "running" and _task_image(task) != expected_image]
     return ("converged" if len(running) >= wanted and not stale else "waiting"), failed
 

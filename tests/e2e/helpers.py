@@ -97,7 +97,9 @@ def serve_release_1_on_compose(site, compose_command: list[str], database_url: s
     ops = site.use_compose(compose_command, database_url, HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=1)
     started = subprocess.run(
         [*compose_command, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-        cwd=site.production, capture_output=True, text=True,
+        cwd=site.production,
+        capture_output=True,
+        text=True,
     )
     assert started.returncode == 0, started.stderr
     site.manage("migrate", "--verbosity", "0")

@@ -78,7 +78,9 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
     site.commit_change(
         {
             "mysite/notes/migrations/0002_rewrite.py": REWRITING_MIGRATION,
-            "config/urls.py": urls + "\nfrom django.http import HttpResponse  # noqa: E402\n\nurlpatterns.insert(0, path('health/', lambda request: HttpResponse('broken', status=500)))\n",
+            "config/urls.py": urls
+            + "\nfrom django.http import HttpResponse  # noqa: E402\n\n"
+            + "urlpatterns.insert(0, path('health/', lambda request: HttpResponse('broken', status=500)))\n",
             "release.txt": "3\n",
         },
         "Release 3: rewrites the notes, and its health check fails",
@@ -99,8 +101,10 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
     # the container's COMPOSE_COMMAND stands for here. The host's own value overrides it.)
     with open(site.production / ".envs" / ".production" / ".django", "a") as django_env:
         django_env.write('DEPLOY_OPS_HEALTH_CHECKS=\'["health_check.checks.Database", "deploy_ops.health.checks.ServicesRunning"]\'\n')
-        django_env.write('DEPLOY_OPS_COMPOSE_COMMAND=\'["docker-cli-not-in-this-image"]\'\n')
-    release_4 = site.commit_change({"release.txt": "4\n", "config/urls.py": urls, "mysite/notes/migrations/0002_rewrite.py": None}, "Release 4")
+        django_env.write("DEPLOY_OPS_COMPOSE_COMMAND='[\"docker-cli-not-in-this-image\"]'\n")
+    release_4 = site.commit_change(
+        {"release.txt": "4\n", "config/urls.py": urls, "mysite/notes/migrations/0002_rewrite.py": None}, "Release 4"
+    )
 
     warned = site.manage("deploy", "--noinput")
 
@@ -111,7 +115,7 @@ def test_the_recipe_deploys_a_good_release_on_the_first_try_and_rolls_back_a_bad
     assert "Health check ServicesRunning() failed" in logs.stdout and "Traceback (most recent call last)" in logs.stdout
 
 
-REWRITING_MIGRATION = '''from django.db import migrations
+REWRITING_MIGRATION = """from django.db import migrations
 
 
 def rewrite(apps, schema_editor):
@@ -121,4 +125,4 @@ def rewrite(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.RunPython(rewrite, migrations.RunPython.noop)]
-'''
+"""

@@ -17,11 +17,15 @@ pytestmark = pytest.mark.slow
 
 def interrupt_the_deploy_during(site, stage: str, *arguments: str) -> str:
     """Deploy on a pseudo-terminal, Ctrl-C once ``stage`` runs, close the terminal; returns what it printed."""
-    terminal = pexpect.spawn(sys.executable, ["manage.py", "deploy", "--noinput", *arguments], cwd=str(site.production),
-                             encoding="utf-8", timeout=300)
+    terminal = pexpect.spawn(
+        sys.executable, ["manage.py", "deploy", "--noinput", *arguments], cwd=str(site.production), encoding="utf-8", timeout=300
+    )
     try:
-        wait_for(lambda: any(s["name"] == stage and s["status"] == "running" for s in records(site)[-1]["stages"]) if records(site) else False,
-                 timeout=300, interval=0.2)
+        wait_for(
+            lambda: any(s["name"] == stage and s["status"] == "running" for s in records(site)[-1]["stages"]) if records(site) else False,
+            timeout=300,
+            interval=0.2,
+        )
         time.sleep(1)
         terminal.sendintr()
         terminal.expect(pexpect.EOF)
@@ -65,7 +69,9 @@ def commands_that_do_not_detach(folder, port: int) -> dict[str, list[str]]:
 def test_the_services_a_deploy_starts_outlive_the_operators_terminal(sample_site, tmp_path):
     serving_release_1_on_the_host(sample_site, COMMANDS=commands_that_do_not_detach(tmp_path, sample_site.web_port))
     sample_site.commit_change(release("2"), "Release 2")
-    terminal = pexpect.spawn(sys.executable, ["manage.py", "deploy", "--noinput"], cwd=str(sample_site.production), encoding="utf-8", timeout=300)
+    terminal = pexpect.spawn(
+        sys.executable, ["manage.py", "deploy", "--noinput"], cwd=str(sample_site.production), encoding="utf-8", timeout=300
+    )
     terminal.expect(pexpect.EOF)
     output = terminal.before
     terminal.close(force=True)  # SIGHUP to the terminal's session

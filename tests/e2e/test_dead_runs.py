@@ -23,8 +23,9 @@ def kill_the_deploy_during_its_migration(site) -> str:
     """Starts a deploy of a release whose migration sleeps, then rewrites every note; kill -9 it once
     the migration runs.  Returns the id of the record the dead deploy left."""
     site.commit_change(slow_data_changing_migration(MIGRATION_SECONDS), "Release 2: a slow data migration")
-    deploying = subprocess.Popen([sys.executable, "manage.py", "deploy", "--noinput"], cwd=site.production,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deploying = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput"], cwd=site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: any(s["name"] == "migrate" for r in records(site) for s in r["stages"]), timeout=300, interval=0.2)
     time.sleep(2)  # the migration is under way (in its sleep), not merely about to start
     os.kill(deploying.pid, signal.SIGKILL)

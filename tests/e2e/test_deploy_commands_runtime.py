@@ -73,7 +73,18 @@ def test_a_good_release_deploys_and_is_recorded(sample_site):
     assert record["status"] == "succeeded"
     assert (record["from_commit"], record["to_commit"]) == (sample_site.initial_sha, new_sha)
     assert record["backup_name"].startswith("backup_") and (sample_site.production / "backups" / record["backup_name"]).exists()
-    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify", "cleanup"]
+    assert [stage["name"] for stage in snapshot["stages"]] == [
+        "backup",
+        "checkout",
+        "build",
+        "collectstatic",
+        "stop",
+        "migrate",
+        "start",
+        "health",
+        "verify",
+        "cleanup",
+    ]
     assert all(stage["status"] == "succeeded" and stage["duration"] is not None for stage in snapshot["stages"])
     assert events(sample_site) == ["INFO", "SUCCESS"]
     assert database_records(sample_site)[-1]["status"] == "succeeded"
@@ -165,8 +176,13 @@ def test_a_rollback_that_cannot_start_the_previous_release_exits_2(sample_site):
 def test_a_second_deploy_while_one_runs_exits_3_and_changes_nothing(sample_site):
     serving_release_1(sample_site)
     sample_site.commit_change(release("2"), "Release 2")
-    first = subprocess.Popen([sys.executable, "manage.py", "deploy", "--noinput"], cwd=sample_site.production,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput"],
+        cwd=sample_site.production,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = sample_site.production / ".deploy_ops" / "deploy.lock"
     wait_for(lock.exists, timeout=60, interval=0.01)
     backups_before = sorted((sample_site.production / "backups").glob("backup_*")) if (sample_site.production / "backups").exists() else []
@@ -185,8 +201,12 @@ def test_a_second_deploy_while_one_runs_exits_3_and_changes_nothing(sample_site)
 def test_a_deploy_killed_mid_stage_is_reported_and_not_run_over(sample_site):
     serving_release_1(sample_site)
     sample_site.commit_change(health_fails(), "Unhealthy release: its health stage is slow to fail")
-    killed = subprocess.Popen([sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "50", "--health-delay", "0.5"],
-                              cwd=sample_site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "50", "--health-delay", "0.5"],
+        cwd=sample_site.production,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: any(s["name"] == "health" for r in records(sample_site) for s in r["stages"]), timeout=120)
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()

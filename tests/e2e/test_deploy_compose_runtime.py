@@ -43,7 +43,10 @@ def web_container(site, compose_command, template: str) -> str:
     """``compose ps`` of the web service's container, formatted by ``template``."""
     finished = subprocess.run(
         [*compose_command, "ps", "--all", "--format", template, "web"],
-        cwd=site.production, capture_output=True, text=True, check=True,
+        cwd=site.production,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return finished.stdout.strip()
 
@@ -81,7 +84,19 @@ def test_a_good_release_deploys_on_compose_and_is_recorded(sample_site, serving_
     assert record["status"] == "succeeded"
     assert (record["from_commit"], record["to_commit"]) == (sample_site.initial_sha, new_sha)
     assert record["backup_name"].startswith("backup_") and (sample_site.production / "backups" / record["backup_name"]).exists()
-    assert [stage["name"] for stage in snapshot["stages"]] == ["backup", "checkout", "build", "collectstatic", "stop", "migrate", "start", "health", "verify", "cleanup", "prune images"]
+    assert [stage["name"] for stage in snapshot["stages"]] == [
+        "backup",
+        "checkout",
+        "build",
+        "collectstatic",
+        "stop",
+        "migrate",
+        "start",
+        "health",
+        "verify",
+        "cleanup",
+        "prune images",
+    ]
     assert events(sample_site) == ["INFO", "SUCCESS"]
     assert database_records(sample_site)[-1]["status"] == "succeeded"
 
@@ -132,7 +147,9 @@ def test_a_migration_that_raises_inside_the_web_service_is_rolled_back(sample_si
     assert "this migration fails on purpose" in last_record(sample_site)["record"]["error"]
 
 
-def test_collectstatic_failing_in_a_one_off_container_is_rolled_back_while_the_old_release_keeps_serving(sample_site, serving_release_1, docker_engine):
+def test_collectstatic_failing_in_a_one_off_container_is_rolled_back_while_the_old_release_keeps_serving(
+    sample_site, serving_release_1, docker_engine
+):
     serving_container = web_container(sample_site, docker_engine, "{{.ID}}")
     sample_site.commit_change(collectstatic_fails(), "Release whose static files cannot be collected")
     # It runs before the old release stops and before any migration: nothing to restore.

@@ -4,7 +4,7 @@ notification, and its automatic cleanup still runs (commands runtime, SQLite, no
 import hashlib
 import json
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -19,14 +19,21 @@ def old_backup(directory, days: int) -> str:
     import gzip
     import sqlite3
 
-    moment = datetime.now(timezone.utc) - timedelta(days=days)
+    moment = datetime.now(UTC) - timedelta(days=days)
     name = f"backup_{moment.strftime('%Y%m%d_%H%M%S')}.sqlite3.gz"
     database = directory / "old.sqlite3"
     sqlite3.connect(database).execute("CREATE TABLE t (id INTEGER)").connection.commit()
     content = gzip.compress(database.read_bytes())
     database.unlink()
     (directory / name).write_bytes(content)
-    metadata = {"format": 1, "engine": "sqlite", "created_at": moment.isoformat(), "size": len(content), "sha256": hashlib.sha256(content).hexdigest(), "compression": "gzip"}
+    metadata = {
+        "format": 1,
+        "engine": "sqlite",
+        "created_at": moment.isoformat(),
+        "size": len(content),
+        "sha256": hashlib.sha256(content).hexdigest(),
+        "compression": "gzip",
+    }
     (directory / f"{name}.json").write_text(json.dumps(metadata))
     return name
 
@@ -35,8 +42,14 @@ def test_a_deploy_with_the_storage_down_succeeds_with_a_warning_and_still_cleans
     site = sample_site
     ops = site.use_commands(HEALTH_CHECK_RETRIES=5, HEALTH_CHECK_DELAY=0.5, BACKUP_STORAGE="offsite", BACKUP_KEEP=1)
     # An SFTP server that is down: nothing listens on its port.
-    down = {"BACKEND": "storages.backends.sftpstorage.SFTPStorage", "OPTIONS": {"host": "127.0.0.1", "root_path": "/backups", "params": {
-        "port": free_port(), "username": "site", "timeout": 5, "look_for_keys": False, "allow_agent": False}}}
+    down = {
+        "BACKEND": "storages.backends.sftpstorage.SFTPStorage",
+        "OPTIONS": {
+            "host": "127.0.0.1",
+            "root_path": "/backups",
+            "params": {"port": free_port(), "username": "site", "timeout": 5, "look_for_keys": False, "allow_agent": False},
+        },
+    }
     with open(site.production / ".env", "a") as env:
         env.write(f"OFFSITE_STORAGE='{json.dumps(down)}'\n")
     site.manage("migrate", "--verbosity", "0")

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 HEALTH_TOKEN = "health-token-" + uuid.uuid4().hex[:8]
 
-LEAKY_MIGRATION = '''import sys
+LEAKY_MIGRATION = """import sys
 
 from django.conf import settings
 from django.db import migrations
@@ -29,7 +29,7 @@ def leak(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.RunPython(leak, migrations.RunPython.noop)]
-'''
+"""
 
 
 @pytest.fixture
@@ -37,10 +37,12 @@ def postgres_with_password(postgres_database):
     """The test database, owned by a new role that has a real password; yields (DATABASE_URL, password)."""
     role = f"deploy_ops_role_{uuid.uuid4().hex[:8]}"
     password = f"Pg+{uuid.uuid4().hex[:12]}#!"
-    created = _postgres_admin(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'; ALTER DATABASE \"{postgres_database['NAME']}\" OWNER TO {role}")
+    created = _postgres_admin(
+        f"CREATE ROLE {role} LOGIN PASSWORD '{password}'; ALTER DATABASE \"{postgres_database['NAME']}\" OWNER TO {role}"
+    )
     assert created.returncode == 0, created.stderr
     yield f"postgres://{role}:{quote(password, safe='')}@{POSTGRES['HOST']}:{POSTGRES['PORT']}/{postgres_database['NAME']}", password
-    _postgres_admin(f"DROP DATABASE IF EXISTS \"{postgres_database['NAME']}\" WITH (FORCE)")
+    _postgres_admin(f'DROP DATABASE IF EXISTS "{postgres_database["NAME"]}" WITH (FORCE)')
     _postgres_admin(f"DROP ROLE IF EXISTS {role}")
 
 
@@ -59,7 +61,10 @@ def test_a_migration_that_prints_settings_databases_leaks_the_password_nowhere(s
         {"BACKEND": "deploy_ops.notifications.webhook.WebhookChannel", "URL": f"{http_receiver.url}/hook"},
     ]
     serving_release_1(
-        sample_site, database_url, NOTIFICATIONS=channels, HEALTH_TOKEN=HEALTH_TOKEN,
+        sample_site,
+        database_url,
+        NOTIFICATIONS=channels,
+        HEALTH_TOKEN=HEALTH_TOKEN,
         HEALTH_CHECK_URL=sample_site.url(f"/health/?token={HEALTH_TOKEN}"),
     )
     sample_site.commit_change({"notes/migrations/0002_leak.py": LEAKY_MIGRATION}, "Release whose migration prints the settings")

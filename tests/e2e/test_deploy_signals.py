@@ -38,7 +38,10 @@ def serving(sample_site, settings, tmp_path):
     sample_site.manage("migrate", "--verbosity", "0")
     subprocess.run(ops["COMMANDS"]["start"], cwd=sample_site.production, check=True, capture_output=True)
     wait_for(lambda: sample_site.get("/")[0] == 200, timeout=30)
-    settings.DATABASES = {**settings.DATABASES, "site": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(sample_site.production / "db.sqlite3")}}
+    settings.DATABASES = {
+        **settings.DATABASES,
+        "site": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(sample_site.production / "db.sqlite3")},
+    }
     settings.DEPLOY_OPS = {**ops, "BACKUP_DATABASE": "site"}
     return sample_site
 
@@ -46,7 +49,10 @@ def serving(sample_site, settings, tmp_path):
 def test_a_good_deploy_sends_pre_deploy_then_post_deploy_with_its_record(serving, received):
     serving.commit_change(release("2"), "Release 2")
     assert Deployer(DeployOptions()).run() == EXIT_OK
-    assert [(name, sender) for name, sender, _ in received] == [("pre_deploy", "deploy_ops.pipeline"), ("post_deploy", "deploy_ops.pipeline")]
+    assert [(name, sender) for name, sender, _ in received] == [
+        ("pre_deploy", "deploy_ops.pipeline"),
+        ("post_deploy", "deploy_ops.pipeline"),
+    ]
     assert received[1][2]["record"].status == "succeeded"
 
 

@@ -23,7 +23,7 @@ from tests.fixtures.swarm import previous_image, serve_release_1_on_swarm, servi
 
 pytestmark = [pytest.mark.docker, pytest.mark.postgres, pytest.mark.slow]
 
-WORKER = '''
+WORKER = """
   worker:
     build: .
     network_mode: host
@@ -36,7 +36,7 @@ WORKER = '''
       - ${PYTHON_HOME:?}:${PYTHON_HOME}:ro
       - ${PYTHON_VENV}:${PYTHON_VENV}:ro
     stop_grace_period: 1s
-'''
+"""
 
 
 def at(project: str, sha: str) -> dict[str, str]:
@@ -55,7 +55,9 @@ def serving_release_1(sample_site, swarm_engine, postgres_database):
     return ops, release_1
 
 
-def test_a_good_deploy_moves_every_service_to_the_new_tags_and_rollback_quick_brings_the_stack_and_database_back(sample_site, serving_release_1):
+def test_a_good_deploy_moves_every_service_to_the_new_tags_and_rollback_quick_brings_the_stack_and_database_back(
+    sample_site, serving_release_1
+):
     ops, release_1 = serving_release_1
     project = ops["COMPOSE_PROJECT"]
     release_2 = sample_site.commit_change({**data_changing_migration(), **release("2")}, "Release 2")
@@ -94,7 +96,9 @@ def test_a_release_whose_new_tasks_never_become_healthy_brings_the_whole_stack_b
     ops, release_1 = serving_release_1
     project = ops["COMPOSE_PROJECT"]
     # The worker's update goes well; web's new task exits at start, again and again.
-    release_2 = sample_site.commit_change({**data_changing_migration(), **exits_at_start(), **release("2")}, "Release 2 cannot start its web service")
+    release_2 = sample_site.commit_change(
+        {**data_changing_migration(), **exits_at_start(), **release("2")}, "Release 2 cannot start its web service"
+    )
 
     finished = deploy(sample_site)
 
@@ -120,7 +124,10 @@ def test_a_failed_migration_job_leaves_the_stack_untouched_and_restores_the_data
     ops, release_1 = serving_release_1
     project = ops["COMPOSE_PROJECT"]
     before = service_ids(project)
-    sample_site.commit_change({**data_changing_migration(), **failing_migration(name="0003_fails", after="0002_change_notes"), **release("2")}, "Release 2, whose migration fails")
+    sample_site.commit_change(
+        {**data_changing_migration(), **failing_migration(name="0003_fails", after="0002_change_notes"), **release("2")},
+        "Release 2, whose migration fails",
+    )
 
     finished = deploy(sample_site)
 
@@ -147,8 +154,12 @@ def test_a_deploy_killed_during_the_stack_update_is_closed_and_undone_by_the_nex
     ops = serve_release_1_on_swarm(sample_site, swarm_engine, postgres_url(postgres_database))
     project = ops["COMPOSE_PROJECT"]
     sample_site.commit_change({**data_changing_migration(), **release("2")}, "Release 2")
-    deploying = subprocess.Popen([sys.executable, "manage.py", "deploy", "--noinput"], cwd=sample_site.production,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deploying = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput"],
+        cwd=sample_site.production,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: any(s["name"] == "start" for r in records(sample_site) for s in r["stages"]), timeout=300, interval=0.2)
     waiter = wait_for(lambda: converge_waiters(project), timeout=30, interval=0.1)
     os.kill(deploying.pid, signal.SIGKILL)
@@ -173,7 +184,9 @@ def converge_waiters(stack: str) -> list[str]:
 
 
 def service_ids(stack: str) -> list[str]:
-    listed = subprocess.run(["docker", "service", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}"], capture_output=True, text=True)
+    listed = subprocess.run(
+        ["docker", "service", "ls", "--quiet", "--filter", f"label=com.docker.stack.namespace={stack}"], capture_output=True, text=True
+    )
     return sorted(listed.stdout.split())
 
 

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
 def rewrites_notes_and_adds_a_column() -> dict[str, str]:
     return {
-        "notes/migrations/0002_rewrite_and_add_column.py": '''from django.db import migrations, models
+        "notes/migrations/0002_rewrite_and_add_column.py": """from django.db import migrations, models
 
 
 def rewrite(apps, schema_editor):
@@ -31,21 +31,27 @@ class Migration(migrations.Migration):
         migrations.RunPython(rewrite, migrations.RunPython.noop),
         migrations.AddField("note", "price", models.IntegerField(default=7)),
     ]
-'''
+"""
     }
 
 
 def objects(database) -> str:
     schema = database["NAME"]
-    return mysql(database, f"SELECT CONCAT_WS(' | ', TABLE_NAME, VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'"
-                           " UNION ALL SELECT CONCAT_WS(' | ', TRIGGER_NAME, ACTION_STATEMENT) FROM information_schema.TRIGGERS"
-                           f" WHERE TRIGGER_SCHEMA = '{schema}'")
+    return mysql(
+        database,
+        f"SELECT CONCAT_WS(' | ', TABLE_NAME, VIEW_DEFINITION) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{schema}'"
+        " UNION ALL SELECT CONCAT_WS(' | ', TRIGGER_NAME, ACTION_STATEMENT) FROM information_schema.TRIGGERS"
+        f" WHERE TRIGGER_SCHEMA = '{schema}'",
+    )
 
 
 def serving_with_a_view_and_a_trigger(site, database) -> None:
     serving_release_1(site, mysql_url(database))
-    mysql(database, "CREATE VIEW shop_cheap AS SELECT id, text FROM notes_note WHERE id < 100;"
-                    "CREATE TRIGGER notes_shout BEFORE INSERT ON notes_note FOR EACH ROW SET NEW.text = UPPER(NEW.text)")
+    mysql(
+        database,
+        "CREATE VIEW shop_cheap AS SELECT id, text FROM notes_note WHERE id < 100;"
+        "CREATE TRIGGER notes_shout BEFORE INSERT ON notes_note FOR EACH ROW SET NEW.text = UPPER(NEW.text)",
+    )
 
 
 def test_a_failed_deploy_on_a_database_with_a_view_is_rolled_back_with_every_table_and_the_view(sample_site, mysql_database):

@@ -47,8 +47,15 @@ def test_a_deploy_from_a_script_without_noinput_refuses_and_changes_nothing(samp
 def test_a_deploy_on_a_terminal_asks_and_a_no_or_ctrl_d_changes_nothing(sample_site, answer):
     serving_release_1(sample_site)
     sample_site.commit_change(release("2"), "Release 2")
-    command = pexpect.spawn(sys.executable, ["manage.py", "deploy"], cwd=str(sample_site.production), env=dict(os.environ),
-                            encoding="utf-8", timeout=120, dimensions=(50, 200))
+    command = pexpect.spawn(
+        sys.executable,
+        ["manage.py", "deploy"],
+        cwd=str(sample_site.production),
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 200),
+    )
 
     command.expect_exact("Deploy? [y/N] ")
     command.sendeof() if answer == "EOF" else command.sendline(answer)

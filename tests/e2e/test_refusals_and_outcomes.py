@@ -25,8 +25,14 @@ def test_a_rollback_refused_because_its_safety_backup_cannot_be_written_leaves_n
     (sample_site.production / "backups-blocked").write_text("a file where the backup folder should be")
     blocked = {**os.environ, "DEPLOY_OPS_BACKUP_DIR": "backups-blocked/inner"}
 
-    finished = subprocess.run([sys.executable, "manage.py", "rollback", "--backup", str(backup), "--noinput"],
-                              cwd=sample_site.production, env=blocked, capture_output=True, text=True, timeout=300)
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "rollback", "--backup", str(backup), "--noinput"],
+        cwd=sample_site.production,
+        env=blocked,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert finished.returncode == 3, failure_text(finished)
     assert "No safety backup could be taken, so nothing was restored or changed" in finished.stderr
@@ -42,8 +48,14 @@ def test_a_rollback_refused_because_pg_dump_is_missing_leaves_no_alarm(sample_si
     only_git.mkdir()
     (only_git / "git").symlink_to(shutil.which("git"))
 
-    finished = subprocess.run([sys.executable, "manage.py", "rollback", "--backup", backup, "--noinput"],
-                              cwd=sample_site.production, env={**os.environ, "PATH": str(only_git)}, capture_output=True, text=True, timeout=300)
+    finished = subprocess.run(
+        [sys.executable, "manage.py", "rollback", "--backup", backup, "--noinput"],
+        cwd=sample_site.production,
+        env={**os.environ, "PATH": str(only_git)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert finished.returncode == 3, failure_text(finished)
     assert "was not found on this host's PATH" in finished.stderr and "PostgreSQL client tools" in finished.stderr
@@ -68,13 +80,15 @@ def test_rollback_to_a_commit_on_a_dirty_tree_is_refused_before_anything_changes
     assert (sample_site.production / "site_release.txt").read_text() == "edited on the server\n"
 
 
-PINNED = {"notes/migrations/0002_note_pinned.py": '''from django.db import migrations, models
+PINNED = {
+    "notes/migrations/0002_note_pinned.py": """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
-'''}
+"""
+}
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])

@@ -43,7 +43,9 @@ def serving_release_1(sample_site, docker_engine, postgres_database):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_pruning_keeps_the_newest_releases_the_current_one_its_rollback_target_and_the_backed_up_ones(sample_site, docker_engine, settings, tmp_path):
+def test_pruning_keeps_the_newest_releases_the_current_one_its_rollback_target_and_the_backed_up_ones(
+    sample_site, docker_engine, settings, tmp_path
+):
     ops = sample_site.use_compose(docker_engine, "sqlite:///db.sqlite3")
     database = tmp_path / "site.sqlite3"
     sqlite3.connect(database).close()
@@ -54,7 +56,9 @@ def test_pruning_keeps_the_newest_releases_the_current_one_its_rollback_target_a
     failed = "f" * 40
     now = timezone.now()
     for age, sha in enumerate(reversed(deployed)):
-        DeploymentRecord.objects.create(to_commit=sha, status=DeploymentRecord.Status.SUCCEEDED, started_at=now - timedelta(minutes=age + 1))
+        DeploymentRecord.objects.create(
+            to_commit=sha, status=DeploymentRecord.Status.SUCCEEDED, started_at=now - timedelta(minutes=age + 1)
+        )
     DeploymentRecord.objects.create(to_commit=failed, status=DeploymentRecord.Status.ROLLED_BACK, started_at=now)
     # A kept backup was taken while production was at release 1: that release's schema may come back.
     assert create_backup().commit == sample_site.initial_sha
@@ -83,7 +87,9 @@ def removable_base_tag():
 
 
 @pytest.mark.postgres
-def test_a_rollback_starts_the_kept_images_of_a_release_that_can_no_longer_be_built(sample_site, serving_release_1, docker_engine, removable_base_tag):
+def test_a_rollback_starts_the_kept_images_of_a_release_that_can_no_longer_be_built(
+    sample_site, serving_release_1, docker_engine, removable_base_tag
+):
     dockerfile = (sample_site.work / "Dockerfile").read_text().replace(f"FROM {BASE_IMAGE}", f"FROM {removable_base_tag}")
     release_2 = sample_site.commit_change({"Dockerfile": dockerfile, **release("2")}, "Release 2, built FROM a base tag that will go")
     deployed = deploy(sample_site)
@@ -93,7 +99,10 @@ def test_a_rollback_starts_the_kept_images_of_a_release_that_can_no_longer_be_bu
     assert docker("image", "rm", removable_base_tag).returncode == 0
     listed = manage(sample_site, "rollback", "--list-commits", "--json")
     # Release 1 was started by hand, before deploy_ops kept images: it would have to be built.
-    assert {commit["sha"]: commit["images_kept"] for commit in json.loads(listed.stdout)} == {release_2: True, sample_site.initial_sha: False}
+    assert {commit["sha"]: commit["images_kept"] for commit in json.loads(listed.stdout)} == {
+        release_2: True,
+        sample_site.initial_sha: False,
+    }
     text = manage(sample_site, "rollback", "--list-commits").stdout
     assert f"{release_2[:12]}  images kept" in text and f"{sample_site.initial_sha[:12]}  would build" in text
 
@@ -112,14 +121,14 @@ def test_a_rollback_starts_the_kept_images_of_a_release_that_can_no_longer_be_bu
     assert rebuilt.returncode != 0
 
 
-NEEDS_ITS_MIGRATIONS = '''
+NEEDS_ITS_MIGRATIONS = """
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 _executor = MigrationExecutor(connection)
 if _executor.migration_plan(_executor.loader.graph.leaf_nodes()):
     sys.exit("This release refuses to serve before its migrations ran")
-'''
+"""
 
 
 @pytest.mark.postgres
@@ -140,7 +149,9 @@ def test_a_migration_the_new_code_depends_on_has_run_before_the_new_web_containe
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(sample_site, serving_release_1, postgres_database, settings, monkeypatch):
+def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(
+    sample_site, serving_release_1, postgres_database, settings, monkeypatch
+):
     settings.DATABASES = {**settings.DATABASES, "site": postgres_database}
     settings.DEPLOY_OPS = {**serving_release_1, "BACKUP_DATABASE": "site"}
     sample_site.commit_change(release("2"), "Release 2")
@@ -154,7 +165,10 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_then_runs(sample_site, 
     assert Deployer(DeployOptions(dry_run=True), report=lambda line, level=1: notes.append(line), progress=progress).run() == EXIT_OK
     # Release 1 was started by hand, so no image of it is kept: the plan says a rollback would build.
     project = serving_release_1["COMPOSE_PROJECT"]
-    assert f"A rollback would bring back {sample_site.initial_sha[:12]}: BUILD it again: its images are gone ({project}-web:{sample_site.initial_sha[:12]})." in notes
+    assert (
+        f"A rollback would bring back {sample_site.initial_sha[:12]}: BUILD it "
+        f"again: its images are gone ({project}-web:{sample_site.initial_sha[:12]})." in notes
+    )
 
     ran: list[str] = []
     real_run = runner.run

@@ -19,7 +19,14 @@ pytestmark = pytest.mark.slow
 CODE_STAGES = ["revert code", "stop services", "restore images", "start services", "collect static", "verify health"]
 DATABASE_STAGES = ["safety backup", "stop services", "restore database", "start services", "verify health"]
 FULL_STAGES = [
-    "safety backup", "revert code", "stop services", "restore database", "restore images", "start services", "collect static", "verify health",
+    "safety backup",
+    "revert code",
+    "stop services",
+    "restore database",
+    "restore images",
+    "start services",
+    "collect static",
+    "verify health",
 ]
 
 
@@ -161,7 +168,9 @@ def a_postgresql_backup(site, database: dict) -> str:
     """A real PostgreSQL backup of this site, made by ``backups create`` with the site pointed at PostgreSQL."""
     environment = {**os.environ, "DATABASE_URL": postgres_url(database)}
     for arguments in (["migrate", "--verbosity", "0"], ["backups", "create"]):
-        finished = subprocess.run([sys.executable, "manage.py", *arguments], cwd=site.production, env=environment, capture_output=True, text=True)
+        finished = subprocess.run(
+            [sys.executable, "manage.py", *arguments], cwd=site.production, env=environment, capture_output=True, text=True
+        )
         assert finished.returncode == 0, failure_text(finished)
     return os.path.basename(finished.stdout.strip())
 
@@ -200,14 +209,20 @@ def test_a_backup_of_another_engine_is_refused_with_exit_3(sample_site, postgres
     serving_release_1(sample_site)
     foreign = a_postgresql_backup(sample_site, postgres_database)
     finished = manage(sample_site, "rollback", "--backup", foreign, "--noinput")
-    assert_refused_and_unchanged(sample_site, finished, f"{foreign} is a postgresql backup, but the database 'default' is sqlite", {foreign})
+    assert_refused_and_unchanged(
+        sample_site, finished, f"{foreign} is a postgresql backup, but the database 'default' is sqlite", {foreign}
+    )
 
 
 def test_a_rollback_while_a_deploy_holds_the_lock_is_refused_with_exit_3(sample_site):
     serving_release_1(sample_site)
     unhealthy = sample_site.commit_change(health_fails(), "Unhealthy release: its health stage is slow to fail")
-    running = subprocess.Popen([sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "100", "--health-delay", "0.5"],
-                               cwd=sample_site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    running = subprocess.Popen(
+        [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "100", "--health-delay", "0.5"],
+        cwd=sample_site.production,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for((sample_site.production / ".deploy_ops" / "deploy.lock").exists, timeout=60, interval=0.01)
         # By its health stage the deploy has taken its backup and checked out: nothing moves under the test.
@@ -243,7 +258,9 @@ def test_status_json_carries_commit_services_backups_lock_and_records(sample_sit
     assert [entry["name"] for entry in found["backups"]] == [backup]
     assert found["backups"][0]["age"] and 0 <= found["backups"][0]["age_seconds"] < 600 and "verified" in found["backups"][0]
     assert found["lock"]["state"] == "free"
-    assert [(entry["kind"], entry["status"], entry["to_commit"]) for entry in found["recent_records"]] == [("deploy", "succeeded", release_2)]
+    assert [(entry["kind"], entry["status"], entry["to_commit"]) for entry in found["recent_records"]] == [
+        ("deploy", "succeeded", release_2)
+    ]
 
 
 def test_list_commits_json_marks_deployed_failed_and_rolled_back_commits(sample_site):
@@ -275,13 +292,15 @@ def test_without_a_terminal_and_without_an_option_it_prints_the_usage_and_exits_
 def test_rollback_to_a_commit_before_a_migration_unapplies_it_first(sample_site):
     serving_release_1(sample_site)
     sample_site.commit_change(
-        {"notes/migrations/0002_note_pinned.py": '''from django.db import migrations, models
+        {
+            "notes/migrations/0002_note_pinned.py": """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
-'''},
+"""
+        },
         "Release 2: notes can be pinned",
     )
     assert deploy(sample_site).returncode == 0
@@ -293,9 +312,19 @@ class Migration(migrations.Migration):
 
     assert finished.returncode == 0, failure_text(finished)
     assert sample_site.production_head() == sample_site.initial_sha
-    applied = sample_site.manage("shell", "-c", "from django.db.migrations.recorder import MigrationRecorder as R; print(sorted(n for a, n in R.Migration.objects.values_list('app', 'name') if a == 'notes'))")
+    applied = sample_site.manage(
+        "shell",
+        "-c",
+        "from django.db.migrations.recorder import MigrationRecorder as R; print(sorted(n "
+        "for a, n in R.Migration.objects.values_list('app', 'name') if a == 'notes'))",
+    )
     assert applied.strip().splitlines()[-1] == "['0001_initial']"
-    columns = sample_site.manage("shell", "-c", "from django.db import connection; print([c.name for c in connection.introspection.get_table_description(connection.cursor(), 'notes_note')])")
+    columns = sample_site.manage(
+        "shell",
+        "-c",
+        "from django.db import connection; print([c.name for c in "
+        "connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
+    )
     assert "pinned" not in columns
     assert sample_site.notes() == ["first", "second"]
     stages = [stage["name"] for stage in last_record(sample_site)["stages"]]

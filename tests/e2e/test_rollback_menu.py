@@ -17,8 +17,15 @@ PROMPT = "Choose: "
 
 
 def open_menu(site) -> pexpect.spawn:
-    menu = pexpect.spawn(sys.executable, ["manage.py", "rollback"], cwd=str(site.production), env=dict(os.environ),
-                         encoding="utf-8", timeout=120, dimensions=(50, 200))
+    menu = pexpect.spawn(
+        sys.executable,
+        ["manage.py", "rollback"],
+        cwd=str(site.production),
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 200),
+    )
     menu.expect_exact(PROMPT)
     return menu
 
@@ -101,8 +108,15 @@ def test_a_flag_rollback_on_a_terminal_asks_first_and_no_exits_3_with_nothing_ch
     serving_release_1(sample_site)
     release_2 = sample_site.commit_change(release("2"), "Release 2")
     sample_site.checkout_latest()
-    command = pexpect.spawn(sys.executable, ["manage.py", "rollback", "--commit", sample_site.initial_sha], cwd=str(sample_site.production),
-                            env=dict(os.environ), encoding="utf-8", timeout=120, dimensions=(50, 200))
+    command = pexpect.spawn(
+        sys.executable,
+        ["manage.py", "rollback", "--commit", sample_site.initial_sha],
+        cwd=str(sample_site.production),
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(50, 200),
+    )
 
     choose(command, ("Go ahead? [y/N] ", "n"))
     command.expect_exact("Cancelled at the confirmation prompt; nothing was changed.")

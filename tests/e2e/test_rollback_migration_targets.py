@@ -17,7 +17,7 @@ from tests.fixtures.sample_site import postgres_url
 
 pytestmark = pytest.mark.slow
 
-NOTE_MODEL = '''from django.db import models
+NOTE_MODEL = """from django.db import models
 
 
 class Note(models.Model):
@@ -27,22 +27,22 @@ class Note(models.Model):
 
     def __str__(self):
         return self.text
-'''
-PINNED = '''from django.db import migrations, models
+"""
+PINNED = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "pinned", models.BooleanField(default=False))]
-'''
-COLOR = '''from django.db import migrations, models
+"""
+COLOR = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0002_note_pinned")]
     operations = [migrations.AddField("note", "color", models.CharField(max_length=20, default=""))]
-'''
-SQUASHED = '''from django.db import migrations, models
+"""
+SQUASHED = """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
@@ -52,20 +52,20 @@ class Migration(migrations.Migration):
         migrations.AddField("note", "pinned", models.BooleanField(default=False)),
         migrations.AddField("note", "color", models.CharField(max_length=20, default="")),
     ]
-'''
-STOCK_APP = '''from django.apps import AppConfig
+"""
+STOCK_APP = """from django.apps import AppConfig
 
 
 class StockConfig(AppConfig):
     name = "stock_app"
     label = "stock"
-'''
-STOCK_MODELS = '''from django.db import models
+"""
+STOCK_MODELS = """from django.db import models
 
 
 class Item(models.Model):
     note = models.ForeignKey("notes.Note", on_delete=models.CASCADE)
-'''
+"""
 
 
 def stock_initial(notes_migration: str) -> str:
@@ -125,7 +125,9 @@ def applied(site) -> list[str]:
 
 
 def tables(site) -> list[str]:
-    return site.manage("shell", "--verbosity", "0", "-c", "from django.db import connection; print(*connection.introspection.table_names(), sep='\\n')").split()
+    return site.manage(
+        "shell", "--verbosity", "0", "-c", "from django.db import connection; print(*connection.introspection.table_names(), sep='\\n')"
+    ).split()
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
@@ -136,7 +138,11 @@ def test_rollback_unapplies_by_app_label_through_a_squash_and_across_apps(sample
     deployed = deploy(sample_site)
     assert deployed.returncode == 0, failure_text(deployed)
     assert applied(sample_site) == [
-        "notes.0001_initial", "notes.0002_note_pinned", "notes.0002_squashed_0003_note_color", "notes.0003_note_color", "stock.0001_initial",
+        "notes.0001_initial",
+        "notes.0002_note_pinned",
+        "notes.0002_squashed_0003_note_color",
+        "notes.0003_note_color",
+        "stock.0001_initial",
     ]
 
     # Release 2 has the migrations the squash replaces: the schema is the same, nothing to unapply.
@@ -155,7 +161,12 @@ def test_rollback_unapplies_by_app_label_through_a_squash_and_across_apps(sample
     assert sample_site.production_head() == sample_site.initial_sha
     assert applied(sample_site) == ["notes.0001_initial"]
     assert "stock_item" not in tables(sample_site)
-    columns = sample_site.manage("shell", "-c", "from django.db import connection; print([c.name for c in connection.introspection.get_table_description(connection.cursor(), 'notes_note')])")
+    columns = sample_site.manage(
+        "shell",
+        "-c",
+        "from django.db import connection; print([c.name for c in "
+        "connection.introspection.get_table_description(connection.cursor(), 'notes_note')])",
+    )
     assert "pinned" not in columns and "color" not in columns
     assert sample_site.notes() == ["first", "second"]
     assert [stage["name"] for stage in last_record(sample_site)["stages"]][:3] == ["safety backup", "unapply migrations", "revert code"]
@@ -166,9 +177,18 @@ def test_a_rollback_that_would_unapply_a_migration_the_target_keeps_is_refused_b
     migration (by name) but not the notes one.  Unapplying notes' would unapply stock's too."""
     sample_site.use_commands()
     settings = (sample_site.work / "sitecfg/settings.py").read_text()
-    stock_app = {"stock_app/__init__.py": "", "stock_app/apps.py": STOCK_APP, "stock_app/models.py": STOCK_MODELS, "stock_app/migrations/__init__.py": ""}
+    stock_app = {
+        "stock_app/__init__.py": "",
+        "stock_app/apps.py": STOCK_APP,
+        "stock_app/models.py": STOCK_MODELS,
+        "stock_app/migrations/__init__.py": "",
+    }
     release_2 = sample_site.commit_change(
-        {**stock_app, "sitecfg/settings.py": settings.replace('    "notes",\n]', '    "notes",\n    "stock_app",\n]'), "stock_app/migrations/0001_initial.py": stock_initial("0001_initial")},
+        {
+            **stock_app,
+            "sitecfg/settings.py": settings.replace('    "notes",\n]', '    "notes",\n    "stock_app",\n]'),
+            "stock_app/migrations/0001_initial.py": stock_initial("0001_initial"),
+        },
         "Release 2: a stock app",
     )
     sample_site.commit_change(

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """The sample site's manage.py: deploy, rollback and backups run from here on the host."""
+
 import os
 import sys
 

@@ -12,12 +12,16 @@ from deploy_ops.management.base import TranslatedCommand
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Delivery metrics from the deployment records: deploys per week, change failure rate, time to restore, lead time.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--days", type=int, action="append", metavar="N",
+            "--days",
+            type=int,
+            action="append",
+            metavar="N",
             help=gettext_lazy("The window in days (repeatable; default: 7, 30 and 90)."),
         )
         parser.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output."))
@@ -35,4 +39,3 @@ class Command(TranslatedCommand):
             self.stdout.write(self.style.MIGRATE_HEADING(_("Last %(days)d days") % {"days": window.days}))
             for label, value in metrics.describe(window):
                 self.stdout.write(f"  {label:<28} {value}")
-

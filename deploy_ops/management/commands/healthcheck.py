@@ -17,11 +17,14 @@ from deploy_ops.management.base import TranslatedCommand
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Run the configured health checks (DEPLOY_OPS HEALTH_CHECKS); exit 1 if any fails.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--gate", action="store_true", help=gettext_lazy("Only the checks a deploy gates on: database, migrations, services."))
+        parser.add_argument(
+            "--gate", action="store_true", help=gettext_lazy("Only the checks a deploy gates on: database, migrations, services.")
+        )
         parser.add_argument(
             "--skip-services",
             action="store_true",
@@ -30,7 +33,10 @@ class Command(TranslatedCommand):
                 "inside the web container the Docker engine is out of reach)."
             ),
         )
-        parser.add_argument("--site", action="store_true", help=gettext_lazy(
+        parser.add_argument(
+            "--site",
+            action="store_true",
+            help=gettext_lazy(
                 "Only HEALTH_CHECKS, what /health/ runs (where the site runs, e.g. inside the web container); "
                 "without it the HOST_HEALTH_CHECKS run too."
             ),
@@ -49,7 +55,9 @@ class Command(TranslatedCommand):
             self.stdout.write(json.dumps({outcome.name: outcome.message or "OK" for outcome in outcomes}, indent=2))
         else:
             for outcome in outcomes:
-                style = self.style.SUCCESS if outcome.ok and not outcome.warning else (self.style.WARNING if outcome.ok else self.style.ERROR)
+                style = (
+                    self.style.SUCCESS if outcome.ok and not outcome.warning else (self.style.WARNING if outcome.ok else self.style.ERROR)
+                )
                 self.stdout.write(style(f"{outcome.name}: {outcome.message or _('OK')}"))
         failing = [outcome.name for outcome in outcomes if not outcome.ok]
         if failing:

@@ -13,12 +13,16 @@ from deploy_ops.notifications import Level, send_test_event
 
 
 class Command(TranslatedCommand):
-    help = gettext_lazy("Send a test notification through the log and every channel in DEPLOY_OPS['NOTIFICATIONS'] and report each result.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Send a test notification through the log and every channel in DEPLOY_OPS['NOTIFICATIONS'] and report each result.")  # type: ignore[assignment]
 
     def add_arguments(self, parser):
         parser.add_argument("--test", action="store_true", help=gettext_lazy("Send a test event (nothing is deployed)."))
         parser.add_argument(
-            "--level", default="INFO", choices=[level.name for level in Level], type=str.upper,
+            "--level",
+            default="INFO",
+            choices=[level.name for level in Level],
+            type=str.upper,
             help=gettext_lazy("The test event's level, to try the channels' MIN_LEVEL filters (default INFO)."),
         )
 
@@ -30,19 +34,33 @@ class Command(TranslatedCommand):
             if delivery.skipped:
                 self.stdout.write(_("%(channel)s: skipped (%(reason)s)") % {"channel": delivery.channel, "reason": delivery.error})
             elif delivery.ok:
-                self.stdout.write(self.style.SUCCESS(
-                    ngettext("%(channel)s: ok (%(count)d attempt, %(seconds).2fs)", "%(channel)s: ok (%(count)d attempts, %(seconds).2fs)", delivery.attempts)
-                    % {"channel": delivery.channel, "count": delivery.attempts, "seconds": delivery.duration}
-                ))
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        ngettext(
+                            "%(channel)s: ok (%(count)d attempt, %(seconds).2fs)",
+                            "%(channel)s: ok (%(count)d attempts, %(seconds).2fs)",
+                            delivery.attempts,
+                        )
+                        % {"channel": delivery.channel, "count": delivery.attempts, "seconds": delivery.duration}
+                    )
+                )
             else:
-                self.stdout.write(self.style.ERROR(
-                    ngettext("%(channel)s: FAILED after %(count)d attempt: %(error)s", "%(channel)s: FAILED after %(count)d attempts: %(error)s", delivery.attempts)
-                    % {"channel": delivery.channel, "count": delivery.attempts, "error": delivery.error}
-                ))
+                self.stdout.write(
+                    self.style.ERROR(
+                        ngettext(
+                            "%(channel)s: FAILED after %(count)d attempt: %(error)s",
+                            "%(channel)s: FAILED after %(count)d attempts: %(error)s",
+                            delivery.attempts,
+                        )
+                        % {"channel": delivery.channel, "count": delivery.attempts, "error": delivery.error}
+                    )
+                )
         failed = [delivery.channel for delivery in deliveries if not delivery.ok]
         if failed:
             raise CommandError(
-                ngettext("%(count)d notification channel failed: %(names)s.", "%(count)d notification channels failed: %(names)s.", len(failed))
+                ngettext(
+                    "%(count)d notification channel failed: %(names)s.", "%(count)d notification channels failed: %(names)s.", len(failed)
+                )
                 % {"count": len(failed), "names": ", ".join(failed)},
                 returncode=EXIT_NEEDS_HUMAN,
             )

@@ -116,7 +116,9 @@ STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "sitecfg.storage.BrokenStorage" if flags.COLLECTSTATIC_FAIL else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {
+        "BACKEND": "sitecfg.storage.BrokenStorage" if flags.COLLECTSTATIC_FAIL else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
 }
 if os.environ.get("OFFSITE_STORAGE"):  # where deploy_ops copies backups (DEPLOY_OPS_BACKUP_STORAGE=offsite), as JSON
     STORAGES["offsite"] = json.loads(os.environ["OFFSITE_STORAGE"])

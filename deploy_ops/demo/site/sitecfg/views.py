@@ -9,4 +9,3 @@ def release(request):
     """The release this process serves, and how many notes the database holds."""
     version = (Path(settings.BASE_DIR) / "site_release.txt").read_text().strip()
     return HttpResponse(f"release {version}\nnotes {Note.objects.count()}\n", content_type="text/plain")
-
