@@ -94,11 +94,21 @@ class SteadyLoad:
             worker.join(15)
         latencies = sorted(self.latencies)
         p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan")
-        return {"failed": sum(self.failed.values()), "kinds": dict(self.failed), "maintenance": self.maintenance, "ok": len(latencies), "p99_ms": p99}
+        return {
+            "failed": sum(self.failed.values()),
+            "kinds": dict(self.failed),
+            "maintenance": self.maintenance,
+            "ok": len(latencies),
+            "p99_ms": p99,
+        }
 
 
 def postgres(sql: str) -> None:
-    subprocess.run(["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql], check=True, capture_output=True)
+    subprocess.run(
+        ["psql", "-h", POSTGRES["HOST"], "-p", POSTGRES["PORT"], "-U", POSTGRES["USER"], "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
 
 
 def run_cases(folder: Path, behind_nginx: bool, rate: float, blue_green: bool = False) -> dict[str, dict]:
@@ -113,18 +123,28 @@ def run_cases(folder: Path, behind_nginx: bool, rate: float, blue_green: bool = 
         if behind_nginx:
             nginx = Nginx(folder / "nginx", address)
             overrides["PROXY"] = {
-                "KIND": "nginx", "ROUTE_FILE": str(nginx.folder / "route.conf"), "ADDRESS": address,
-                "RELOAD_COMMAND": [*nginx.base, "-s", "reload"], "TEST_COMMAND": [*nginx.base, "-t", "-q"],
-                "PID_FILE": str(nginx.folder / "nginx.pid"), "DRAIN_TIMEOUT": 10,
+                "KIND": "nginx",
+                "ROUTE_FILE": str(nginx.folder / "route.conf"),
+                "ADDRESS": address,
+                "RELOAD_COMMAND": [*nginx.base, "-s", "reload"],
+                "TEST_COMMAND": [*nginx.base, "-t", "-q"],
+                "PID_FILE": str(nginx.folder / "nginx.pid"),
+                "DRAIN_TIMEOUT": 10,
             }
             if blue_green:
                 ports = {slot: free_port() for slot in ("blue", "green")}
                 overrides["PROXY"]["SLOTS"] = {
-                    slot: {"ADDRESS": f"127.0.0.1:{port}", "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/", "ENVIRONMENT": {"WEB_PORT": str(port)}}
+                    slot: {
+                        "ADDRESS": f"127.0.0.1:{port}",
+                        "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/",
+                        "ENVIRONMENT": {"WEB_PORT": str(port)},
+                    }
                     for slot, port in ports.items()
                 }
         site.use_compose(COMPOSE, postgres_url({**POSTGRES, "NAME": name}), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, **overrides)
-        subprocess.run([*COMPOSE, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"], cwd=site.production, check=True, capture_output=True)
+        subprocess.run(
+            [*COMPOSE, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"], cwd=site.production, check=True, capture_output=True
+        )
         site.manage("migrate", "--verbosity", "0")
         port = nginx.port if nginx else site.web_port
         results = {}
@@ -137,7 +157,12 @@ def run_cases(folder: Path, behind_nginx: bool, rate: float, blue_green: bool = 
             time.sleep(1)
             finished = manage(site, *DEPLOY, *arguments)
             time.sleep(1)
-            results[case] = {**load.stop(), "exit": finished.returncode, "expected_exit": expected, "strategy": last_record(site)["record"]["strategy"]}
+            results[case] = {
+                **load.stop(),
+                "exit": finished.returncode,
+                "expected_exit": expected,
+                "strategy": last_record(site)["record"]["strategy"],
+            }
         return results
     finally:
         if nginx:
@@ -160,17 +185,26 @@ def main() -> None:
         proxied = run_cases(Path(folder) / "nginx", behind_nginx=True, rate=rate)
         switched = run_cases(Path(folder) / "bluegreen", behind_nginx=True, rate=rate, blue_green=True)
     columns = {"stop-first, no proxy": direct, "stop-first, nginx": proxied, "zero-downtime, nginx": switched}
-    print(f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s; maintenance 503s; p99 of the answered requests")
+    print(
+        f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s; maintenance 503s; p99 of the answered requests"
+    )
     print(f"  {'case':<36} {'mode':<22} {'strategy ran':<14} {'failed':>7} {'503s':>6} {'ok':>6} {'p99':>10}")
     for case in direct:
         for label, results in columns.items():
             row = results[case]
-            print(f"  {case:<36} {label:<22} {row['strategy']:<14} {row['failed']:>7} {row['maintenance']:>6} {row['ok']:>6} {row['p99_ms']:>7.1f} ms")
+            print(
+                f"  {case:<36} {label:<22} {row['strategy']:<14} {row['failed']:>7} {row['maintenance']:>6} {row['ok']:>6} {row['p99_ms']:>7.1f} ms"
+            )
             if row["exit"] != row["expected_exit"]:
                 print(f"    {label}: the deploy exited {row['exit']}, not {row['expected_exit']}: these figures are not the case's")
         base, best = direct[case]["failed"], switched[case]["failed"]
-        print(f"  {case}: zero-downtime fails {best} request(s) where stop-first without a proxy fails {base}" + (f" ({best / base:.3f}x)" if base else ""))
-    print("  failure kinds: " + json.dumps({case: {label: results[case]["kinds"] for label, results in columns.items()} for case in direct}))
+        print(
+            f"  {case}: zero-downtime fails {best} request(s) where stop-first without a proxy fails {base}"
+            + (f" ({best / base:.3f}x)" if base else "")
+        )
+    print(
+        "  failure kinds: " + json.dumps({case: {label: results[case]["kinds"] for label, results in columns.items()} for case in direct})
+    )
 
 
 if __name__ == "__main__":

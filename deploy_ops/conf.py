@@ -11,9 +11,10 @@ import difflib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.utils.translation import gettext as _
@@ -42,7 +43,11 @@ def _not_negative(value, setting):
 
 def _one_of(*choices):
     def check(value, setting):
-        return None if value in choices else _("%(setting)s must be one of %(choices)s.") % {"setting": setting, "choices": ", ".join(map(repr, choices))}
+        return (
+            None
+            if value in choices
+            else _("%(setting)s must be one of %(choices)s.") % {"setting": setting, "choices": ", ".join(map(repr, choices))}
+        )
 
     return check
 
@@ -83,7 +88,10 @@ def _patterns(value, setting):
 def _channels(value, setting):
     for position, channel in enumerate(value):
         if not isinstance(channel, dict) or not isinstance(channel.get("BACKEND"), str):
-            return _("%(setting)s entry %(position)s must be a dict with a 'BACKEND' dotted path.") % {"setting": setting, "position": position}
+            return _("%(setting)s entry %(position)s must be a dict with a 'BACKEND' dotted path.") % {
+                "setting": setting,
+                "position": position,
+            }
     return None
 
 
@@ -93,7 +101,10 @@ def _health_checks(value, setting):
             continue
         if isinstance(entry, (list, tuple)) and len(entry) == 2 and isinstance(entry[0], str) and isinstance(entry[1], dict):
             continue
-        return _("%(setting)s entry %(position)s must be a dotted path or a [dotted path, {options}] pair.") % {"setting": setting, "position": position}
+        return _("%(setting)s entry %(position)s must be a dotted path or a [dotted path, {options}] pair.") % {
+            "setting": setting,
+            "position": position,
+        }
     return None
 
 
@@ -135,7 +146,11 @@ def _slots(slots, setting):
         if not isinstance(slot, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", slot):
             return _("%(setting)s: %(slot)r is not a slot name (lower-case letters, digits, - and _).") % {"setting": setting, "slot": slot}
         if not isinstance(config, dict) or set(config) - SLOT_KEYS:
-            return _("%(setting)s[%(slot)r] must be a dict with the keys %(keys)s.") % {"setting": setting, "slot": slot, "keys": ", ".join(sorted(SLOT_KEYS))}
+            return _("%(setting)s[%(slot)r] must be a dict with the keys %(keys)s.") % {
+                "setting": setting,
+                "slot": slot,
+                "keys": ", ".join(sorted(SLOT_KEYS)),
+            }
         for key in ("ADDRESS", "HEALTH_CHECK_URL"):
             if not isinstance(config.get(key), str) or not config[key]:
                 return _("%(setting)s[%(slot)r] needs %(key)s (a non-empty string).") % {"setting": setting, "slot": slot, "key": key}
@@ -166,7 +181,9 @@ DEFAULT_HOST_HEALTH_CHECKS = [
 
 OPTIONS: dict[str, Option] = {
     # Where things live on the host.
-    "PROJECT_DIR": Option(None, (str, Path, type(None)), "The git checkout that is deployed (default: settings.BASE_DIR, else the current directory)."),
+    "PROJECT_DIR": Option(
+        None, (str, Path, type(None)), "The git checkout that is deployed (default: settings.BASE_DIR, else the current directory)."
+    ),
     "BACKUP_DIR": Option("backups", (str, Path), "Where backups are written; relative paths are inside PROJECT_DIR."),
     "LOG_DIR": Option("logs", (str, Path), "Where notifications.log and the deployment journal are written; relative to PROJECT_DIR."),
     "STATE_DIR": Option(".deploy_ops", (str, Path), "Where the deploy lock lives; relative to PROJECT_DIR."),
@@ -176,44 +193,121 @@ OPTIONS: dict[str, Option] = {
     "BACKUP_RETENTION_DAYS": Option(7, int, "prune deletes backups older than this many days ...", _not_negative),
     "BACKUP_KEEP": Option(3, int, "... but always keeps this many newest valid backups.", _positive),
     "BACKUP_MAX_AGE_HOURS": Option(26, int, "The health check fails when the newest verified backup is older.", _positive),
-    "BACKUP_EXEC_SERVICE": Option(None, (str, type(None)), "Run pg_dump/mysqldump/psql/mysql inside this Compose service instead of on the host."),
+    "BACKUP_EXEC_SERVICE": Option(
+        None, (str, type(None)), "Run pg_dump/mysqldump/psql/mysql inside this Compose service instead of on the host."
+    ),
     "BACKUP_MIN_FREE_MB": Option(512, int, "Preflight and the disk health check want this much room in BACKUP_DIR.", _not_negative),
     # The backup lifecycle: cleanup, off-host copies, encryption (docs/BACKUPS.md).
     "BACKUP_AUTO_CLEANUP": Option(True, bool, "Prune by the retention rules after every successful deploy and `backups create --prune`."),
-    "KEEP_RELEASES": Option(5, int, "How many recent releases stay recoverable: the backups their records refer to are never pruned, and under Compose their images are kept.", _positive),
-    "BACKUP_STORAGE": Option(None, (str, type(None)), "An alias in settings.STORAGES that every new backup is copied to (off the host); None: no copies."),
+    "KEEP_RELEASES": Option(
+        5,
+        int,
+        "How many recent releases stay recoverable: the backups their records refer to are never pruned, and under Compose their images are kept.",
+        _positive,
+    ),
+    "BACKUP_STORAGE": Option(
+        None, (str, type(None)), "An alias in settings.STORAGES that every new backup is copied to (off the host); None: no copies."
+    ),
     "BACKUP_STORAGE_PREFIX": Option("deploy_ops/backups", str, "The folder inside BACKUP_STORAGE that holds the copies."),
-    "BACKUP_AGE_RECIPIENTS": Option([], list, "age public keys (age1…) or SSH public keys that new backups are encrypted to; empty: not encrypted.", _patterns),
-    "BACKUP_AGE_IDENTITY_FILE": Option(None, (str, Path, type(None)), "The age identity file (AGE-SECRET-KEY-…) that decrypts backups to restore them; relative to PROJECT_DIR."),
+    "BACKUP_AGE_RECIPIENTS": Option(
+        [], list, "age public keys (age1…) or SSH public keys that new backups are encrypted to; empty: not encrypted.", _patterns
+    ),
+    "BACKUP_AGE_IDENTITY_FILE": Option(
+        None,
+        (str, Path, type(None)),
+        "The age identity file (AGE-SECRET-KEY-…) that decrypts backups to restore them; relative to PROJECT_DIR.",
+    ),
     # Git.
     "GIT_REMOTE": Option("origin", str, "The remote a deploy fetches from."),
     "GIT_BRANCH": Option("main", str, "The branch a deploy takes when --ref is not given."),
     # Services.
-    "RUNTIME": Option("compose", str, "compose (Docker Compose), swarm (a Docker Swarm stack from the Compose file; docs/SWARM.md) or commands (argv lists in COMMANDS).", _one_of("compose", "commands", "swarm")),
-    "COMMANDS": Option({}, dict, "For the commands runtime: {'build': [...], 'start': [...], 'stop': [...]} run in PROJECT_DIR.", _commands),
+    "RUNTIME": Option(
+        "compose",
+        str,
+        "compose (Docker Compose), swarm (a Docker Swarm stack from the Compose file; docs/SWARM.md) or commands (argv lists in COMMANDS).",
+        _one_of("compose", "commands", "swarm"),
+    ),
+    "COMMANDS": Option(
+        {}, dict, "For the commands runtime: {'build': [...], 'start': [...], 'stop': [...]} run in PROJECT_DIR.", _commands
+    ),
     "COMPOSE_COMMAND": Option(["docker", "compose"], list, "How to call Compose: ['docker', 'compose'] or ['docker-compose'].", _argv),
     "COMPOSE_FILES": Option([], list, "Compose files (-f), relative to PROJECT_DIR; empty means Compose's own default.", _patterns),
     "COMPOSE_PROJECT": Option(None, (str, type(None)), "The Compose project name (-p)."),
     "WEB_SERVICE": Option("web", str, "The Compose service that runs Django."),
-    "MANAGE_ON_HOST": Option(False, bool, "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime)."),
+    "MANAGE_ON_HOST": Option(
+        False,
+        bool,
+        "Run migrate and collectstatic on the host instead of inside WEB_SERVICE (always on the host for the commands runtime).",
+    ),
     "STOP_TIMEOUT": Option(30, int, "Seconds a stop may take.", _positive),
-    "APP_SERVICES": Option([], list, "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.", _patterns),
-    "COLLECT_STATIC": Option(True, bool, "False skips the collectstatic stage: the release collects its static files itself when it starts (cookiecutter-django's start script)."),
-    "START_TIMEOUT": Option(300, int, "Seconds `compose up --wait` may take for the services to be running and healthy (the commands runtime: the start step).", _positive),
-    "COMMANDS_LOG_FILE": Option(None, (str, Path, type(None)), "For the commands runtime: the log file the release's processes write (scanned for LOG_ERROR_PATTERNS); relative to PROJECT_DIR."),
+    "APP_SERVICES": Option(
+        [],
+        list,
+        "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.",
+        _patterns,
+    ),
+    "COLLECT_STATIC": Option(
+        True,
+        bool,
+        "False skips the collectstatic stage: the release collects its static files itself when it starts (cookiecutter-django's start script).",
+    ),
+    "START_TIMEOUT": Option(
+        300,
+        int,
+        "Seconds `compose up --wait` may take for the services to be running and healthy (the commands runtime: the start step).",
+        _positive,
+    ),
+    "COMMANDS_LOG_FILE": Option(
+        None,
+        (str, Path, type(None)),
+        "For the commands runtime: the log file the release's processes write (scanned for LOG_ERROR_PATTERNS); relative to PROJECT_DIR.",
+    ),
     # Health and verification.
     "HEALTH_CHECK_URL": Option("http://127.0.0.1:8000/health/", str, "The URL the deploy polls after starting the new release."),
     "HEALTH_CHECK_RETRIES": Option(3, int, "How many times the health URL is tried.", _positive),
     "HEALTH_CHECK_DELAY": Option(10, (int, float), "Seconds between health tries.", _not_negative),
     "HEALTH_CHECK_TIMEOUT": Option(5, (int, float), "Seconds one health request may take.", _positive),
-    "HEALTH_TOKEN": Option(None, (str, type(None)), "When set, /health/ shows details to a request with ?token= or an X-Health-Token header."),
-    "HEALTH_DETAILS_PUBLIC": Option(False, bool, "Show /health/'s details to every request; otherwise only the token or a staff session sees them."),
-    "HEALTH_STATUS_CACHE_SECONDS": Option(5, (int, float), "/health/'s status-only answer is reused this long (per process), so a flood of polls does not run every check; 0 runs them each time.", _not_negative),
-    "HEALTH_CHECKS": Option(DEFAULT_HEALTH_CHECKS, list, "The checks /health/ runs and the deploy gates on: dotted paths or [dotted path, {options}] pairs.", _health_checks),
-    "LOG_ERROR_PATTERNS": Option(["Traceback (most recent call last)", "CRITICAL", "[ERROR]"], list, "Service log lines since the deploy began that fail integrity verification.", _patterns),
-    "HOST_HEALTH_CHECKS": Option(DEFAULT_HOST_HEALTH_CHECKS, list, "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage add them to HEALTH_CHECKS.", _health_checks),
-    "HEALTH_CHECK_HOST": Option(None, (str, type(None)), "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of HEALTH_CHECK_URL."),
-    "HEALTH_CHECK_FORWARDED_PROTO": Option(None, (str, type(None)), "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does (for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).", _one_of(None, "http", "https")),
+    "HEALTH_TOKEN": Option(
+        None, (str, type(None)), "When set, /health/ shows details to a request with ?token= or an X-Health-Token header."
+    ),
+    "HEALTH_DETAILS_PUBLIC": Option(
+        False, bool, "Show /health/'s details to every request; otherwise only the token or a staff session sees them."
+    ),
+    "HEALTH_STATUS_CACHE_SECONDS": Option(
+        5,
+        (int, float),
+        "/health/'s status-only answer is reused this long (per process), so a flood of polls does not run every check; 0 runs them each time.",
+        _not_negative,
+    ),
+    "HEALTH_CHECKS": Option(
+        DEFAULT_HEALTH_CHECKS,
+        list,
+        "The checks /health/ runs and the deploy gates on: dotted paths or [dotted path, {options}] pairs.",
+        _health_checks,
+    ),
+    "LOG_ERROR_PATTERNS": Option(
+        ["Traceback (most recent call last)", "CRITICAL", "[ERROR]"],
+        list,
+        "Service log lines since the deploy began that fail integrity verification.",
+        _patterns,
+    ),
+    "HOST_HEALTH_CHECKS": Option(
+        DEFAULT_HOST_HEALTH_CHECKS,
+        list,
+        "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage add them to HEALTH_CHECKS.",
+        _health_checks,
+    ),
+    "HEALTH_CHECK_HOST": Option(
+        None,
+        (str, type(None)),
+        "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of HEALTH_CHECK_URL.",
+    ),
+    "HEALTH_CHECK_FORWARDED_PROTO": Option(
+        None,
+        (str, type(None)),
+        "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does (for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).",
+        _one_of(None, "http", "https"),
+    ),
     "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
     # Rollback.
     "ROLLBACK_ENABLED": Option(True, bool, "Whether any rollback may run."),
@@ -222,14 +316,35 @@ OPTIONS: dict[str, Option] = {
     "PROJECT_NAME": Option(None, (str, type(None)), "Shown in notifications (default: the PROJECT_DIR folder name)."),
     "ENVIRONMENT": Option("production", str, "Shown in notifications."),
     "ADMIN_BASE_URL": Option(None, (str, type(None)), "e.g. https://example.org — notifications link to the record in the admin."),
-    "NOTIFICATIONS": Option([], list, "Channels besides the always-on log: [{'BACKEND': 'deploy_ops.notifications.slack.SlackChannel', ...}].", _channels),
+    "NOTIFICATIONS": Option(
+        [], list, "Channels besides the always-on log: [{'BACKEND': 'deploy_ops.notifications.slack.SlackChannel', ...}].", _channels
+    ),
     # The reverse proxy in front of the site (docs/RUNTIMES.md, zero-downtime); empty: none.
-    "PROXY": Option({}, dict, "{'KIND': 'nginx', 'ROUTE_FILE': ..., 'ADDRESS': '127.0.0.1:8000', 'RELOAD_COMMAND': ['nginx', '-s', 'reload'], ...}: while a deploy or rollback has the site stopped, the proxy answers 503 with Retry-After and a maintenance page.", _proxy),
+    "PROXY": Option(
+        {},
+        dict,
+        "{'KIND': 'nginx', 'ROUTE_FILE': ..., 'ADDRESS': '127.0.0.1:8000', 'RELOAD_COMMAND': ['nginx', '-s', 'reload'], ...}: while a deploy or rollback has the site stopped, the proxy answers 503 with Retry-After and a maintenance page.",
+        _proxy,
+    ),
     # Docker Swarm (RUNTIME = "swarm"; docs/SWARM.md).
     "SWARM_STACK": Option(None, (str, type(None)), "The stack name (`docker stack deploy ... NAME`); None: the Compose project name."),
-    "REGISTRY": Option(None, (str, type(None)), "Where a release's images are pushed after the build (registry.example.org:5000/team), for a swarm of several nodes; None: one node uses its local images."),
-    "SWARM_UPDATE_ORDER": Option("stop-first", str, "Each service's update and rollback order where the Compose file sets none: start-first needs an app that listens beside its old task (gunicorn --reuse-port).", _one_of("stop-first", "start-first")),
-    "SWARM_UPDATE_MONITOR": Option(10, int, "Seconds swarm watches each new task before its update counts as done (a task failing within them rolls the service back), where the Compose file sets none.", _not_negative),
+    "REGISTRY": Option(
+        None,
+        (str, type(None)),
+        "Where a release's images are pushed after the build (registry.example.org:5000/team), for a swarm of several nodes; None: one node uses its local images.",
+    ),
+    "SWARM_UPDATE_ORDER": Option(
+        "stop-first",
+        str,
+        "Each service's update and rollback order where the Compose file sets none: start-first needs an app that listens beside its old task (gunicorn --reuse-port).",
+        _one_of("stop-first", "start-first"),
+    ),
+    "SWARM_UPDATE_MONITOR": Option(
+        10,
+        int,
+        "Seconds swarm watches each new task before its update counts as done (a task failing within them rolls the service back), where the Compose file sets none.",
+        _not_negative,
+    ),
 }
 
 # Names the old shell scripts used, read unprefixed from the environment by the bundled settings.
@@ -379,7 +494,9 @@ def _parse_environment_value(key: str, name: str, text: str):
         try:
             number = float(text)
         except ValueError:
-            return MalformedEnvironmentValue(name, gettext_noop("The environment variable %(variable)s is %(text)r, not a number."), (("text", text),))
+            return MalformedEnvironmentValue(
+                name, gettext_noop("The environment variable %(variable)s is %(text)r, not a number."), (("text", text),)
+            )
         return int(number) if number.is_integer() and int in kinds else number
     return text
 

@@ -106,7 +106,12 @@ def classify_operation(operation, declared_compatible: bool = False, on_new_mode
         inner = [classify_operation(each, declared_compatible, on_new_model) for each in operation.database_operations]
         worst = next((verdict for rank in (INCOMPATIBLE, UNKNOWN) for verdict in inner if verdict.verdict == rank), None)
         if worst:
-            return OperationVerdict(description, kind, worst.verdict, _("its database operation %(operation)r: %(reason)s") % {"operation": worst.description, "reason": worst.reason})
+            return OperationVerdict(
+                description,
+                kind,
+                worst.verdict,
+                _("its database operation %(operation)r: %(reason)s") % {"operation": worst.description, "reason": worst.reason},
+            )
         return OperationVerdict(description, kind, COMPATIBLE, _("its database operations are all compatible"))
     if kind == "AddField":
         return OperationVerdict(description, kind, *_classify_added_field(operation.field))
@@ -121,13 +126,16 @@ def classify_operation(operation, declared_compatible: bool = False, on_new_mode
         description,
         kind,
         UNKNOWN,
-        _("%(reason)s; declare it with %(attribute)s = True if the old release works after it") % {"reason": reason, "attribute": COMPATIBLE_ATTRIBUTE},
+        _("%(reason)s; declare it with %(attribute)s = True if the old release works after it")
+        % {"reason": reason, "attribute": COMPATIBLE_ATTRIBUTE},
     )
 
 
 def _model_key(app: str, operation) -> tuple[str, str | None]:
     """The model an operation works on, as (app label, lower-case name)."""
-    name = getattr(operation, "model_name_lower", None) or getattr(operation, "old_name_lower", None) or getattr(operation, "name_lower", None)
+    name = (
+        getattr(operation, "model_name_lower", None) or getattr(operation, "old_name_lower", None) or getattr(operation, "name_lower", None)
+    )
     return app, name
 
 
@@ -229,7 +237,9 @@ def plan_as_json(verdicts: list[MigrationVerdict]) -> list[dict]:
 def plan_from_json(data: list[dict]) -> list[MigrationVerdict]:
     return [
         MigrationVerdict(
-            app=item["app"], name=item["name"], after_switch=item["after_switch"],
+            app=item["app"],
+            name=item["name"],
+            after_switch=item["after_switch"],
             operations=[OperationVerdict(**operation) for operation in item["operations"]],
         )
         for item in data
@@ -286,7 +296,9 @@ def choose_strategy(verdicts: list[MigrationVerdict] | None, can_switch: bool, r
     if not can_switch:
         return StrategyChoice(STOP_FIRST, _("no reverse proxy switches between two releases side by side here"))
     if blocking_text:
-        return StrategyChoice(STOP_FIRST, _("the old release could break beside these migrations: %(blocking)s") % {"blocking": blocking_text})
+        return StrategyChoice(
+            STOP_FIRST, _("the old release could break beside these migrations: %(blocking)s") % {"blocking": blocking_text}
+        )
     return StrategyChoice(ZERO_DOWNTIME, _("every migration that runs before the switch is backward compatible"))
 
 

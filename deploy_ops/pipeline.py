@@ -13,9 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from django.db import DatabaseError, connections
 from django.db.migrations.recorder import MigrationRecorder
@@ -149,7 +149,7 @@ class Stage:
     name: str
     undo: frozenset[str]
 
-    def plan(self, deployer: "Deployer") -> list[Task]:
+    def plan(self, deployer: Deployer) -> list[Task]:
         return getattr(deployer, "plan_" + self.name.replace(" ", "_"))()
 
 
@@ -240,7 +240,9 @@ class Deployer:
         except BaseException as error:
             # A second Ctrl-C during the rollback, say: the record must not stay "running".
             if self.recorder.record.status == Status.RUNNING and self.recorder.stages:
-                self.recorder.finish(Status.INTERRUPTED, error=_("Interrupted: %(kind)s: %(error)s") % {"kind": type(error).__name__, "error": error})
+                self.recorder.finish(
+                    Status.INTERRUPTED, error=_("Interrupted: %(kind)s: %(error)s") % {"kind": type(error).__name__, "error": error}
+                )
             raise
         finally:
             self.lock.release()
@@ -266,7 +268,8 @@ class Deployer:
         missing = [tool for tool in _needed_tools() if shutil.which(tool) is None]
         if missing:
             raise PreflightFailed(
-                _("Missing on this host: %(tools)s. Install them, or run `manage.py check --deploy` for details.") % {"tools": ", ".join(missing)}
+                _("Missing on this host: %(tools)s. Install them, or run `manage.py check --deploy` for details.")
+                % {"tools": ", ".join(missing)}
             )
         checkout.refuse_if_dirty(_("a deploy must be able to restore this exact tree"))
         # Its rollback restores the backup it takes: a database that cannot be restored is refused now.
@@ -322,12 +325,22 @@ class Deployer:
             "%(from)s (%(from_summary)s) -> %(to)s (%(to_summary)s), %(count)d new commit(s)",
             "%(from)s (%(from_summary)s) -> %(to)s (%(to_summary)s), %(count)d new commit(s)",
             count,
-        ) % {"from": record.from_commit[:12], "from_summary": record.from_summary, "to": record.to_commit[:12], "to_summary": record.to_summary, "count": count}
+        ) % {
+            "from": record.from_commit[:12],
+            "from_summary": record.from_summary,
+            "to": record.to_commit[:12],
+            "to_summary": record.to_summary,
+            "count": count,
+        }
 
     def deploy(self) -> int:
         operation, recorder = self.operation, self.recorder
         recorder.save()
-        emit(operation, DEPLOY_RUN, STARTED, _("Deploying %(target)s (%(summary)s) over %(previous)s")
+        emit(
+            operation,
+            DEPLOY_RUN,
+            STARTED,
+            _("Deploying %(target)s (%(summary)s) over %(previous)s")
             % {"target": operation.target_sha[:12], "summary": recorder.record.to_summary, "previous": operation.previous_sha[:12]},
         )
         signals.pre_deploy.send(sender=SENDER, record=recorder.record)
@@ -386,7 +399,9 @@ class Deployer:
             )
             return EXIT_NEEDS_HUMAN
         if RESTORE_DATABASE in steps:
-            database = _("The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code.")
+            database = _(
+                "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+            )
         elif self.zero_downtime() and any(begun_stage.name == "migrate" for begun_stage in begun):
             database = _(
                 "The database is not restored: the migrations that ran beside the old release are backward compatible, "
@@ -397,12 +412,16 @@ class Deployer:
         # The recovery works on the old release again: its health URL, its project.
         operation.health_url, operation.runtime.slot = "", None
         first_line = message.splitlines()[0] if message else ""
-        recorder.update(rollback_reason=_("Stage %(stage)r failed: %(error)s") % {"stage": stage_label(stage.name), "error": first_line} + f"\n{database}")
+        recorder.update(
+            rollback_reason=_("Stage %(stage)r failed: %(error)s") % {"stage": stage_label(stage.name), "error": first_line}
+            + f"\n{database}"
+        )
         emit(
             operation,
             ROLLBACK_RUN,
             STARTED,
-            _("Rolling back to %(sha)s: %(steps)s") % {"sha": operation.previous_sha[:12], "steps": ", ".join(map(stage_label, planned_steps(steps)))},
+            _("Rolling back to %(sha)s: %(steps)s")
+            % {"sha": operation.previous_sha[:12], "steps": ", ".join(map(stage_label, planned_steps(steps)))},
         )
         try:
             recover(operation, steps, operation.previous_sha, operation.backup, safety_backup_required=False)
@@ -411,7 +430,11 @@ class Deployer:
             if isinstance(rollback_error, HealthUnverified):
                 status, headline, cause = Status.ROLLBACK_UNVERIFIED, _("ROLLBACK NOT VERIFIED"), f"{rollback_error}"
             else:
-                status, headline, cause = Status.ROLLBACK_FAILED, _("ROLLBACK FAILED"), _("The rollback failed too: %(error)s") % {"error": rollback_error}
+                status, headline, cause = (
+                    Status.ROLLBACK_FAILED,
+                    _("ROLLBACK FAILED"),
+                    _("The rollback failed too: %(error)s") % {"error": rollback_error},
+                )
             recorder.finish(status, warnings="\n".join(operation.warnings), error=f"{message}\n\n{cause}")
             emit(operation, ROLLBACK_RUN, FAILED, _("%(headline)s: %(error)s") % {"headline": headline, "error": rollback_error})
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
@@ -469,7 +492,12 @@ class Deployer:
         images = runtime.release_images(sha)
         if images:
             # Kept by commit: a rollback to this release starts them again instead of building.
-            tasks.append(Task(action=lambda: self.record_images(images), description=_("kept as the release's images: %(images)s") % {"images": ", ".join(images)}))
+            tasks.append(
+                Task(
+                    action=lambda: self.record_images(images),
+                    description=_("kept as the release's images: %(images)s") % {"images": ", ".join(images)},
+                )
+            )
         return tasks
 
     def record_images(self, images: list[str]) -> str:
@@ -487,7 +515,11 @@ class Deployer:
         if ops_settings.PROXY.get("SLOTS") and runs_side_by_side(runtime):
             # A release that a blue/green deploy left in its slot stops too: stop-first brings the
             # new one up as the project's own web service, at ADDRESS.
-            stop += [Task(command, timeout=runtime.timeout_for(command)) for slot in runtime.slots_running() for command in runtime.remove_slot_commands(slot)]
+            stop += [
+                Task(command, timeout=runtime.timeout_for(command))
+                for slot in runtime.slots_running()
+                for command in runtime.remove_slot_commands(slot)
+            ]
         seconds = retry_after()
         maintenance = Task(
             action=lambda: proxy.serve_maintenance(seconds),
@@ -498,7 +530,12 @@ class Deployer:
 
     def plan_route(self) -> list[Task]:
         proxy, address = configured_proxy(), proxy_address()
-        return [Task(action=lambda: proxy.route_to(address), description=_("%(proxy)s sends the traffic to %(address)s again") % {"proxy": proxy.kind, "address": address})]
+        return [
+            Task(
+                action=lambda: proxy.route_to(address),
+                description=_("%(proxy)s sends the traffic to %(address)s again") % {"proxy": proxy.kind, "address": address},
+            )
+        ]
 
     def plan_start(self) -> list[Task]:
         runtime = self.operation.runtime
@@ -524,8 +561,12 @@ class Deployer:
     def plan_switch(self) -> list[Task]:
         proxy, slot = configured_proxy(), self.operation.new_slot
         address = ops_settings.PROXY["SLOTS"][slot]["ADDRESS"]
-        description = _("%(proxy)s sends new requests to the new release in slot %(slot)s (%(address)s), then waits for its old workers") % {
-            "proxy": proxy.kind, "slot": slot, "address": address,
+        description = _(
+            "%(proxy)s sends new requests to the new release in slot %(slot)s (%(address)s), then waits for its old workers"
+        ) % {
+            "proxy": proxy.kind,
+            "slot": slot,
+            "address": address,
         }
         return [Task(action=lambda: proxy.route_to(address), description=description)]
 
@@ -560,11 +601,15 @@ class Deployer:
         # What only the host sees (backups, disk), run here.
         checks = host_checks(leave_out=(ServicesRunning,))
         return own_checks + [
-            Task(action=lambda: require_healthy(run_checks(checks)), description=_("on this host: %(checks)s") % {"checks": ", ".join(map(repr, checks))}),
+            Task(
+                action=lambda: require_healthy(run_checks(checks)),
+                description=_("on this host: %(checks)s") % {"checks": ", ".join(map(repr, checks))},
+            ),
             Task(action=self.check_services, description=_("every service running and healthy")),
             Task(
                 action=self.scan_logs,
-                description=_("service logs scanned for %(patterns)s (django-health-check's own records left out)") % {"patterns": ops_settings.LOG_ERROR_PATTERNS},
+                description=_("service logs scanned for %(patterns)s (django-health-check's own records left out)")
+                % {"patterns": ops_settings.LOG_ERROR_PATTERNS},
             ),
         ]
 
@@ -592,14 +637,22 @@ class Deployer:
     def print_plan(self) -> None:
         operation, report = self.operation, self.report
         commits = operation.checkout.pending_commits(operation.previous_sha, operation.target_sha)
-        report(_("Would deploy %(target)s over %(previous)s.") % {"target": operation.target_sha[:12], "previous": operation.previous_sha[:12]}, 0)
+        report(
+            _("Would deploy %(target)s over %(previous)s.")
+            % {"target": operation.target_sha[:12], "previous": operation.previous_sha[:12]},
+            0,
+        )
         if operation.previous_sha == operation.target_sha:
             report("  " + _("The target is already checked out; a deploy would rebuild and restart the same release."), 0)
         report(_("Commits that would go out (%(count)d):") % {"count": len(commits)}, 0)
         for commit in commits:
             report(f"  {commit.short} {commit.summary}", 0)
         report(_("Migrations the target would apply, each operation classified for the release serving now:"), 0)
-        lines = describe_plan(self.classified) if self.classified is not None else [_("(not classified: %(why)s)") % {"why": self.unclassified_reason}]
+        lines = (
+            describe_plan(self.classified)
+            if self.classified is not None
+            else [_("(not classified: %(why)s)") % {"why": self.unclassified_reason}]
+        )
         for line in lines:
             report(f"  {line}", 0)
         report(_("Strategy: %(strategy)s, because %(reason)s.") % {"strategy": self.strategy.strategy, "reason": self.strategy.reason}, 0)
@@ -704,12 +757,20 @@ def classify_target(checkout: Checkout, sha: str) -> tuple[list[MigrationVerdict
         with target_worktree(checkout, sha) as worktree:
             classified = subprocess.run(
                 [sys.executable, "manage.py", "migration_safety", "--json", "--applied", "-"],
-                input=json.dumps(applied), cwd=worktree, capture_output=True, text=True, timeout=120,
+                input=json.dumps(applied),
+                cwd=worktree,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
     except (PreflightFailed, subprocess.TimeoutExpired) as error:
         return None, str(error)
     if classified.returncode != 0:
-        last = classified.stderr.strip().splitlines()[-1] if classified.stderr.strip() else _("exit code %(code)s") % {"code": classified.returncode}
+        last = (
+            classified.stderr.strip().splitlines()[-1]
+            if classified.stderr.strip()
+            else _("exit code %(code)s") % {"code": classified.returncode}
+        )
         return None, _("manage.py migration_safety failed in the target: %(error)s") % {"error": mask(last)}
     try:
         return plan_from_json(json.loads(classified.stdout)), ""
@@ -735,6 +796,8 @@ def _check_disk_room() -> None:
     wanted = ops_settings.BACKUP_MIN_FREE_MB + ((newest.size if newest else 0) // (1024 * 1024))
     if free_mb < wanted:
         raise PreflightFailed(
-            _("Only %(free)s MB free in %(folder)s; the backup needs about %(wanted)s MB. Free space or prune backups (`manage.py backups prune`).")
+            _(
+                "Only %(free)s MB free in %(folder)s; the backup needs about %(wanted)s MB. Free space or prune backups (`manage.py backups prune`)."
+            )
             % {"free": free_mb, "folder": existing, "wanted": wanted}
         )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
@@ -208,10 +208,17 @@ def wait_until_healthy(operation: Operation) -> str:
             problem = probe.problem()
         else:
             problem = _("services not healthy: %(services)s") % {"services": describe_states(bad_services)}
-        operation.report("    " + _("health try %(attempt)s/%(retries)s: %(problem)s") % {"attempt": attempt, "retries": operation.health_retries, "problem": problem}, 2)
+        operation.report(
+            "    "
+            + _("health try %(attempt)s/%(retries)s: %(problem)s")
+            % {"attempt": attempt, "retries": operation.health_retries, "problem": problem},
+            2,
+        )
         if attempt < operation.health_retries:
             time.sleep(operation.health_delay)
-    raise HealthCheckFailed(_("Not healthy after %(retries)s tries: %(problem)s") % {"retries": operation.health_retries, "problem": problem})
+    raise HealthCheckFailed(
+        _("Not healthy after %(retries)s tries: %(problem)s") % {"retries": operation.health_retries, "problem": problem}
+    )
 
 
 def describe_states(states) -> str:
@@ -244,7 +251,9 @@ def stop_services(operation: Operation) -> str:
         try:
             notice = proxy.serve_maintenance(retry_after()) + "\n"
         except DeployOpsError as error:
-            operation.warnings.append(_("The proxy could not answer with its maintenance page while the services were stopped: %(error)s") % {"error": error})
+            operation.warnings.append(
+                _("The proxy could not answer with its maintenance page while the services were stopped: %(error)s") % {"error": error}
+            )
     runtime = operation.runtime
     if proxy and (ops_settings.PROXY or {}).get("SLOTS") and runs_side_by_side(runtime):
         # A release serving from a blue/green slot stops too: the recovery starts the release it
@@ -378,7 +387,8 @@ def restore_images(operation: Operation, sha: str) -> str:
             operation.recorder.update(images="\n".join(images))
             return _("started from the kept images, no build: %(images)s") % {"images": ", ".join(images)}
         operation.warnings.append(
-            _("The images of %(sha)s were gone (%(images)s): the rollback had to build them.") % {"sha": sha[:12], "images": ", ".join(missing)}
+            _("The images of %(sha)s were gone (%(images)s): the rollback had to build them.")
+            % {"sha": sha[:12], "images": ", ".join(missing)}
         )
     output = runtime.build() + runtime.run_commands(runtime.keep_release_commands(sha))
     operation.recorder.update(images="\n".join(images))
@@ -438,7 +448,7 @@ def verify_health(operation: Operation) -> str:
 
 
 def _only_the_url_is_silent(operation: Operation) -> bool:
-    """"Could not verify" rather than "verified down": nothing listens where the URL points, and
+    """ "Could not verify" rather than "verified down": nothing listens where the URL points, and
     services that are known to run (an HTTP error answer is a verdict; silence is not)."""
     if _something_listens(ops_settings.HEALTH_CHECK_URL, ops_settings.HEALTH_CHECK_TIMEOUT):
         return False

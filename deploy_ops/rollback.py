@@ -86,7 +86,10 @@ class RollbackPlan:
         lines = []
         if self.commit:
             how = how_images_come_back(get_runtime(), self.commit)
-            lines.append(_("code: check out %(sha)s (%(summary)s) and %(how)s") % {"sha": self.commit[:12], "summary": self.commit_summary, "how": how})
+            lines.append(
+                _("code: check out %(sha)s (%(summary)s) and %(how)s")
+                % {"sha": self.commit[:12], "summary": self.commit_summary, "how": how}
+            )
         if self.unapplied:
             commands = "; ".join(f"migrate {label} {name}" for label, name in self.migration_targets)
             lines.append(
@@ -100,12 +103,20 @@ class RollbackPlan:
                 + _(
                     "%(name)s is %(age)s old (taken %(taken)s): every write made since then will be replaced (the safety backup keeps them)"
                 )
-                % {"name": self.backup.name, "age": timesince(self.backup.created_at), "taken": f"{self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}"}
+                % {
+                    "name": self.backup.name,
+                    "age": timesince(self.backup.created_at),
+                    "taken": f"{self.backup.created_at:%Y-%m-%d %H:%M:%S %Z}",
+                }
             )
         if self.reason:
             lines.append(_("why: %(reason)s") % {"reason": self.reason})
         if START_BESIDE in self.steps:
-            lines.append(_("then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it leaves"))
+            lines.append(
+                _(
+                    "then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it leaves"
+                )
+            )
         elif ops_settings.PROXY and self.steps & {STOP_SERVICES}:
             lines.append(
                 _(
@@ -168,7 +179,9 @@ def without_downtime(plan: RollbackPlan) -> RollbackPlan:
         ) % {"commit": plan.commit[:12]}
         return plan
     if applied_since:
-        database = _("the migrations applied since (%(names)s) are backward compatible, so the schema and the data still serve it") % {"names": ", ".join(applied_since)}
+        database = _("the migrations applied since (%(names)s) are backward compatible, so the schema and the data still serve it") % {
+            "names": ", ".join(applied_since)
+        }
     else:
         database = _("no migration was applied since, so the schema and the data still serve it")
     plan.reason += "\n" + _(
@@ -181,13 +194,19 @@ def without_downtime(plan: RollbackPlan) -> RollbackPlan:
 
 
 def plan_backup(name_or_path: str) -> RollbackPlan:
-    return RollbackPlan(backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=_("database back to %(backup)s") % {"backup": name_or_path})
+    return RollbackPlan(
+        backup=usable_backup(name_or_path), steps=set(DATABASE_STEPS), reason=_("database back to %(backup)s") % {"backup": name_or_path}
+    )
 
 
 def plan_full(ref: str, name_or_path: str) -> RollbackPlan:
     sha, summary = resolve_commit(ref)
     backup = usable_backup(name_or_path)
-    return RollbackPlan(commit=sha, commit_summary=summary, backup=backup, steps=CODE_STEPS | DATABASE_STEPS,
+    return RollbackPlan(
+        commit=sha,
+        commit_summary=summary,
+        backup=backup,
+        steps=CODE_STEPS | DATABASE_STEPS,
         reason=_("code to %(ref)s, database to %(backup)s") % {"ref": ref, "backup": backup.name},
     )
 
@@ -276,10 +295,16 @@ def plan_quick() -> RollbackPlan:
         "taken_at": f"{taker.started_at:%Y-%m-%d %H:%M}",
         "taken_status": taker.get_status_display(),
     }
-    return without_downtime(RollbackPlan(
-        commit=target, commit_summary=bringer.from_summary or checkout.summary(target), backup=backup,
-        steps=CODE_STEPS | DATABASE_STEPS, reason=reason, recorded_sha256=taker.backup_sha256,
-    ))
+    return without_downtime(
+        RollbackPlan(
+            commit=target,
+            commit_summary=bringer.from_summary or checkout.summary(target),
+            backup=backup,
+            steps=CODE_STEPS | DATABASE_STEPS,
+            reason=reason,
+            recorded_sha256=taker.backup_sha256,
+        )
+    )
 
 
 def give_back_if_never_switched(operation: Operation, recorder: Recorder, head_sha: str) -> None:
@@ -350,7 +375,9 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             migration_targets=plan.migration_targets,
         )
         if START_BESIDE in plan.steps and not find_slots(operation):
-            raise PreflightFailed(_("The proxy no longer sends the traffic to a release, so the rollback cannot start beside it. Nothing was changed."))
+            raise PreflightFailed(
+                _("The proxy no longer sends the traffic to a release, so the rollback cannot start beside it. Nothing was changed.")
+            )
         try:
             with children.tracking(str(recorder.record.id)):
                 recover(operation, plan.steps, target_sha, plan.backup, safety_backup_required=True)
@@ -362,15 +389,26 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             if failed == SAFETY_BACKUP:
                 # It runs first: nothing has changed, so this is a refusal, not a failed rollback.
                 recorder.finish(DeploymentRecord.Status.REFUSED, failed_stage=failed, error=message)
-                raise PreflightFailed(_("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}) from None
+                raise PreflightFailed(
+                    _("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}
+                ) from None
             if isinstance(error, HealthUnverified):
-                recorder.finish(DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
+                recorder.finish(
+                    DeploymentRecord.Status.ROLLBACK_UNVERIFIED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings)
+                )
                 emit(operation, ROLLBACK_RUN, FAILED, _("ROLLBACK NOT VERIFIED: %(error)s") % {"error": message})
                 signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
                 notify(Level.ROLLBACK_FAILED, recorder)
                 raise  # exit 2, saying what is known: not verified, rather than "failed"
-            recorder.finish(DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings))
-            emit(operation, ROLLBACK_RUN, FAILED, _("ROLLBACK FAILED at %(stage)s: %(error)s") % {"stage": stage_label(failed), "error": message})
+            recorder.finish(
+                DeploymentRecord.Status.ROLLBACK_FAILED, failed_stage=failed, error=message, warnings="\n".join(operation.warnings)
+            )
+            emit(
+                operation,
+                ROLLBACK_RUN,
+                FAILED,
+                _("ROLLBACK FAILED at %(stage)s: %(error)s") % {"stage": stage_label(failed), "error": message},
+            )
             signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=False)
             notify(Level.ROLLBACK_FAILED, recorder)
             return EXIT_NEEDS_HUMAN
@@ -379,7 +417,8 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             operation,
             ROLLBACK_RUN,
             SUCCEEDED,
-            _("Rolled back in %(duration)ss: %(sha)s is serving.") % {"duration": decimal(recorder.record.duration, ".1f"), "sha": target_sha[:12]},
+            _("Rolled back in %(duration)ss: %(sha)s is serving.")
+            % {"duration": decimal(recorder.record.duration, ".1f"), "sha": target_sha[:12]},
         )
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)
@@ -416,8 +455,7 @@ def status() -> dict:
     last_good = _successful_deploys().first()
     try:
         services = [
-            {"name": state.name, "state": state.state, "health": state.health, "ok": state.ok}
-            for state in get_runtime().service_states()
+            {"name": state.name, "state": state.state, "health": state.health, "ok": state.ok} for state in get_runtime().service_states()
         ]
         services_error = ""
     except DeployOpsError as error:
@@ -434,7 +472,11 @@ def status() -> dict:
         "services": services,
         "services_error": services_error,
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],
-        "lock": {"state": "free" if not lock.held else ("stale" if lock.stale else "held"), "holder": lock.holder, "description": lock.describe()},
+        "lock": {
+            "state": "free" if not lock.held else ("stale" if lock.stale else "held"),
+            "holder": lock.holder,
+            "description": lock.describe(),
+        },
         "work_left_behind": left_behind,
         # Where the reverse proxy sends the traffic ("maintenance": it answers 503 itself); None without one.
         "proxy_routes_to": proxy.routed_to() if (proxy := configured_proxy()) else None,
@@ -445,7 +487,9 @@ def status() -> dict:
 def recent_commits(count: int) -> list[dict]:
     checkout = _checkout()
     ref = f"{ops_settings.GIT_REMOTE}/{ops_settings.GIT_BRANCH}"
-    commits = checkout.history(ref, count) if f"refs/remotes/{ref}" in [r.path for r in checkout.repo.refs] else checkout.history("HEAD", count)
+    commits = (
+        checkout.history(ref, count) if f"refs/remotes/{ref}" in [r.path for r in checkout.repo.refs] else checkout.history("HEAD", count)
+    )
     head = checkout.head().sha
     runtime = get_runtime()
     shas = [commit.sha for commit in commits]
@@ -468,4 +512,3 @@ def recent_commits(count: int) -> list[dict]:
         }
         for commit in commits
     ]
-

@@ -124,7 +124,10 @@ def deploy_sequence(old: str, new: str) -> dict[str, list[str]]:
         "stop": [STOP],
         "migrate": [f"{ONE_OFF} migrate --noinput"],
         "start": [UP],
-        "verify": [f"{COMPOSE_LINE} exec -T web python manage.py check", f"{COMPOSE_LINE} exec -T web python manage.py healthcheck --gate --skip-services"],
+        "verify": [
+            f"{COMPOSE_LINE} exec -T web python manage.py check",
+            f"{COMPOSE_LINE} exec -T web python manage.py healthcheck --gate --skip-services",
+        ],
     }
 
 
@@ -193,7 +196,7 @@ def test_a_failing_stage_is_followed_by_exactly_its_undo(recorded, failing, roll
         "collectstatic": f"{ONE_OFF} collectstatic --noinput",
     }
     # The code back first, then the services (the database restore runs in-process, between stop and images).
-    assert commands[len(ran):] == [f"git checkout --quiet --detach {old}"] + [undo[step] for step in rollback_tail]
+    assert commands[len(ran) :] == [f"git checkout --quiet --detach {old}"] + [undo[step] for step in rollback_tail]
     assert git(site.production, "rev-parse", "HEAD") == old
 
 
@@ -219,7 +222,9 @@ def test_the_dry_run_shows_exactly_the_commands_a_deploy_runs(recorded):
     site, recording = recorded
     site.commit_change(release("2"), "Release 2")
     planned: list[tuple[str, str]] = []
-    dry = Deployer(DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None)
+    dry = Deployer(
+        DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None
+    )
     assert dry.run() == EXIT_OK
     recording.commands.clear()
 
@@ -243,7 +248,7 @@ def test_a_rollback_builds_only_when_the_previous_release_images_are_gone_and_sa
     deployer = Deployer(DeployOptions())
     assert deployer.run() == EXIT_ROLLED_BACK
 
-    rollback = recording.commands[recording.commands.index(f"git checkout --quiet --detach {old}"):]
+    rollback = recording.commands[recording.commands.index(f"git checkout --quiet --detach {old}") :]
     assert rollback[2:4] == [f"{COMPOSE_LINE} build", f"docker image tag seqtest-web seqtest-web:{old[:12]}"]
     record = deployer.recorder.record
     assert f"The images of {old[:12]} were gone (seqtest-web:{old[:12]})" in record.warnings
@@ -274,7 +279,9 @@ def test_a_manual_rollback_to_a_commit_starts_its_kept_images_in_step_order(reco
     recording.commands.clear()
 
     # The plan `rollback --commit` makes once its checks passed (they read the site's database).
-    plan = rollback.RollbackPlan(commit=old, commit_summary="Sample site, release 1", steps=set(rollback.CODE_STEPS), reason="code back to release 1")
+    plan = rollback.RollbackPlan(
+        commit=old, commit_summary="Sample site, release 1", steps=set(rollback.CODE_STEPS), reason="code back to release 1"
+    )
     assert f"start its kept images, no build (seqtest-web:{old[:12]})" in plan.describe()[0]
     assert rollback.execute(plan) == EXIT_OK
 
@@ -306,10 +313,15 @@ def test_the_record_of_an_automatic_rollback_says_whether_the_database_was_resto
 
 def test_behind_a_proxy_the_dry_run_shows_the_maintenance_answer_before_the_stop_and_a_route_stage_last(recorded, settings, tmp_path):
     site, _recording = recorded
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROXY": {"KIND": "nginx", "ROUTE_FILE": str(tmp_path / "route.conf"), "ADDRESS": "127.0.0.1:8000", "RETRY_AFTER": 9}}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "PROXY": {"KIND": "nginx", "ROUTE_FILE": str(tmp_path / "route.conf"), "ADDRESS": "127.0.0.1:8000", "RETRY_AFTER": 9},
+    }
     site.commit_change(release("2"), "Release 2")
     planned: list[tuple[str, str]] = []
-    dry = Deployer(DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None)
+    dry = Deployer(
+        DeployOptions(dry_run=True), progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None
+    )
     assert dry.run() == EXIT_OK
     stop = [detail for stage, detail in planned if stage == "stop"]
     assert stop[0] == "nginx answers 503 with Retry-After: 9 and the maintenance page, then the old release stops" and stop[1] == STOP
@@ -324,14 +336,23 @@ def blue_green(recorded, settings, tmp_path, monkeypatch):
     route = tmp_path / "route.conf"
     route.write_text("# deploy_ops: 127.0.0.1:8000\nproxy_pass http://127.0.0.1:8000;\n")
     slots = {
-        slot: {"ADDRESS": f"127.0.0.1:{port}", "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/", "ENVIRONMENT": {"WEB_PORT": str(port)}}
+        slot: {
+            "ADDRESS": f"127.0.0.1:{port}",
+            "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/",
+            "ENVIRONMENT": {"WEB_PORT": str(port)},
+        }
         for slot, port in (("blue", 8001), ("green", 8002))
     }
     settings.DEPLOY_OPS = {
         **settings.DEPLOY_OPS,
         "PROXY": {
-            "KIND": "nginx", "ROUTE_FILE": str(route), "ADDRESS": "127.0.0.1:8000",
-            "TEST_COMMAND": ["nginx", "-t"], "RELOAD_COMMAND": ["nginx", "-s", "reload"], "DRAIN_TIMEOUT": 0, "SLOTS": slots,
+            "KIND": "nginx",
+            "ROUTE_FILE": str(route),
+            "ADDRESS": "127.0.0.1:8000",
+            "TEST_COMMAND": ["nginx", "-t"],
+            "RELOAD_COMMAND": ["nginx", "-s", "reload"],
+            "DRAIN_TIMEOUT": 0,
+            "SLOTS": slots,
         },
     }
     monkeypatch.setattr("deploy_ops.proxy.nginx.run", recording)
@@ -367,7 +388,9 @@ def test_a_zero_downtime_deploy_migrates_and_starts_the_new_release_beside_the_o
     assert DeploymentRecord.objects.get(kind="deploy").strategy == "zero-downtime"
 
 
-def test_a_zero_downtime_deploy_that_fails_its_health_check_removes_the_new_release_and_never_touches_the_proxy_or_the_old_release(blue_green):
+def test_a_zero_downtime_deploy_that_fails_its_health_check_removes_the_new_release_and_never_touches_the_proxy_or_the_old_release(
+    blue_green,
+):
     site, recording, route = blue_green
     new = site.commit_change(release("2"), "Release 2")
     recording.bad_health_sha = new
@@ -393,7 +416,8 @@ def test_the_dry_run_of_a_zero_downtime_deploy_shows_exactly_the_commands_it_run
     planned: list[tuple[str, str]] = []
     lines: list[str] = []
     dry = Deployer(
-        DeployOptions(dry_run=True), report=lambda line, level=1: lines.append(line),
+        DeployOptions(dry_run=True),
+        report=lambda line, level=1: lines.append(line),
         progress=lambda stage, event, detail: planned.append((stage, detail)) if event == PLANNED else None,
     )
     assert dry.run() == EXIT_OK
@@ -407,4 +431,7 @@ def test_the_dry_run_of_a_zero_downtime_deploy_shows_exactly_the_commands_it_run
     # The proxy's own commands (nginx -t, the reload) run inside the switch, shown by its description.
     ran = [command for command in commands if not command.startswith(("git fetch", "nginx "))]
     assert [line.replace("deploy_ops.record=none", "deploy_ops.record=RECORD") for line in shown_commands] == ran
-    assert ("switch", "nginx sends new requests to the new release in slot blue (127.0.0.1:8001), then waits for its old workers") in planned
+    assert (
+        "switch",
+        "nginx sends new requests to the new release in slot blue (127.0.0.1:8001), then waits for its old workers",
+    ) in planned

@@ -74,9 +74,15 @@ def plan_of(*found):
 
 
 def test_an_after_switch_migration_and_what_depends_on_it_run_after_the_switch_and_do_not_block():
-    expand = migration("notes", "0002_expand", [migrations.AddField("note", "body", models.TextField(null=True))], [("notes", "0001_initial")])
-    contract = migration("notes", "0003_contract", [migrations.RemoveField("note", "text")], [("notes", "0002_expand")], deploy_ops_after_switch=True)
-    later = migration("notes", "0004_later", [migrations.AddIndex("note", models.Index(fields=["body"], name="body"))], [("notes", "0003_contract")])
+    expand = migration(
+        "notes", "0002_expand", [migrations.AddField("note", "body", models.TextField(null=True))], [("notes", "0001_initial")]
+    )
+    contract = migration(
+        "notes", "0003_contract", [migrations.RemoveField("note", "text")], [("notes", "0002_expand")], deploy_ops_after_switch=True
+    )
+    later = migration(
+        "notes", "0004_later", [migrations.AddIndex("note", models.Index(fields=["body"], name="body"))], [("notes", "0003_contract")]
+    )
     first = migration("notes", "0001_initial", [])
     plan, graph = plan_of(first, expand, contract, later)
     verdicts = classify_plan(plan[1:], graph)
@@ -98,11 +104,15 @@ def test_django_safemigrate_annotations_are_honoured_without_the_package():
 
 
 def test_operations_on_a_model_the_plan_creates_are_compatible():
-    created = migration("notes", "0002_tag", [
-        migrations.CreateModel("Tag", [("id", models.AutoField(primary_key=True)), ("name", models.TextField())]),
-        migrations.AddField("tag", "slug", models.TextField(default="")),
-        migrations.AlterUniqueTogether("tag", {("name", "slug")}),
-    ])
+    created = migration(
+        "notes",
+        "0002_tag",
+        [
+            migrations.CreateModel("Tag", [("id", models.AutoField(primary_key=True)), ("name", models.TextField())]),
+            migrations.AddField("tag", "slug", models.TextField(default="")),
+            migrations.AlterUniqueTogether("tag", {("name", "slug")}),
+        ],
+    )
     plan, graph = plan_of(created)
     assert [op.verdict for op in classify_plan(plan, graph)[0].operations] == [COMPATIBLE] * 3
 
@@ -143,7 +153,7 @@ def test_the_json_form_round_trips_and_the_dry_run_lines_name_each_operation():
 
 # -- end to end: the deploy command on the sample site (commands runtime, SQLite) ----------------
 EXPAND_AND_BACKFILL = {
-    "notes/migrations/0002_expand.py": '''from django.db import migrations, models
+    "notes/migrations/0002_expand.py": """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
@@ -153,7 +163,7 @@ class Migration(migrations.Migration):
         migrations.RunPython(migrations.RunPython.noop),
         migrations.RemoveField("note", "text"),
     ]
-''',
+""",
 }
 
 
@@ -195,7 +205,10 @@ def test_applied_migrations_are_classified_from_their_files_in_graph_order_for_a
     from deploy_ops.migration_safety import blocking_operations, classify_applied
 
     verdicts = classify_applied(["deploy_ops.0006_record_strategy", "deploy_ops.0005_stage_statuses_that_are_produced"])
-    assert [migration.label for migration in verdicts] == ["deploy_ops.0005_stage_statuses_that_are_produced", "deploy_ops.0006_record_strategy"]
+    assert [migration.label for migration in verdicts] == [
+        "deploy_ops.0005_stage_statuses_that_are_produced",
+        "deploy_ops.0006_record_strategy",
+    ]
     # AlterField (0005) could break the release from before it; a NOT NULL CharField with Django's default (0006) too.
     assert [(migration.label, operation.kind) for migration, operation in blocking_operations(verdicts)] == [
         ("deploy_ops.0005_stage_statuses_that_are_produced", "AlterField"),

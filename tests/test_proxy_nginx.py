@@ -63,8 +63,11 @@ class Nginx:
 
     def proxy(self) -> NginxProxy:
         return NginxProxy(
-            self.folder / "route.conf", [*self.base, "-s", "reload"], test_command=[*self.base, "-t", "-q"],
-            pid_file=self.folder / "nginx.pid", drain_timeout=10,
+            self.folder / "route.conf",
+            [*self.base, "-s", "reload"],
+            test_command=[*self.base, "-t", "-q"],
+            pid_file=self.folder / "nginx.pid",
+            drain_timeout=10,
         )
 
     def get(self, path: str = "/") -> tuple[int, dict, str]:

@@ -42,7 +42,9 @@ def test_build_start_stop_run_compose_with_the_files_and_project_in_the_checkout
     runtime = ComposeRuntime(compose_settings)
     cwd = str(compose_settings)
     assert runtime.build_commands() == [Command((*COMPOSE, "build"), cwd=cwd)]
-    assert runtime.start_commands() == [Command((*COMPOSE, "up", "--detach", "--remove-orphans", "--wait", "--wait-timeout", "120"), cwd=cwd)]
+    assert runtime.start_commands() == [
+        Command((*COMPOSE, "up", "--detach", "--remove-orphans", "--wait", "--wait-timeout", "120"), cwd=cwd)
+    ]
     assert runtime.stop_commands() == [Command((*COMPOSE, "stop", "--timeout", "20"), cwd=cwd)]
     assert runtime.config_command() == Command((*COMPOSE, "config", "--format", "json"), cwd=cwd)
 
@@ -70,7 +72,20 @@ def test_migrate_and_collectstatic_run_in_a_one_off_container_labelled_with_the_
     with children.tracking("0123-record"):
         command = ComposeRuntime(compose_settings).manage_command(name, "--noinput")
     assert command == Command(
-        (*COMPOSE, "run", "--rm", "--no-deps", "-T", "--label", "deploy_ops.record=0123-record", "app", "python", "manage.py", name, "--noinput"),
+        (
+            *COMPOSE,
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "--label",
+            "deploy_ops.record=0123-record",
+            "app",
+            "python",
+            "manage.py",
+            name,
+            "--noinput",
+        ),
         cwd=str(compose_settings),
     )
 
@@ -95,6 +110,7 @@ def test_an_unreachable_docker_engine_is_a_service_error_that_says_what_to_do(mo
 
 
 # -- on a real Docker engine -----------------------------------------------------------------------
+
 
 @pytest.fixture
 def compose_site(sample_site, docker_engine, settings):
@@ -162,9 +178,14 @@ SLOTS = {
 
 
 def test_a_blue_green_slot_starts_only_the_web_service_in_a_project_of_its_own_from_the_kept_image(compose_settings, settings, monkeypatch):
-    settings.DEPLOY_OPS = {**settings.DEPLOY_OPS, "PROXY": {"KIND": "nginx", "ROUTE_FILE": "route.conf", "ADDRESS": "127.0.0.1:8000", "SLOTS": SLOTS}}
+    settings.DEPLOY_OPS = {
+        **settings.DEPLOY_OPS,
+        "PROXY": {"KIND": "nginx", "ROUTE_FILE": "route.conf", "ADDRESS": "127.0.0.1:8000", "SLOTS": SLOTS},
+    }
     runtime = ComposeRuntime(compose_settings)
-    monkeypatch.setattr(runtime, "config", lambda: {"name": "certificates", "services": {"web": {"build": "."}, "db": {"image": "postgres"}}})
+    monkeypatch.setattr(
+        runtime, "config", lambda: {"name": "certificates", "services": {"web": {"build": "."}, "db": {"image": "postgres"}}}
+    )
     slot = ("docker-compose", "-f", "compose.yaml", "-f", "compose.prod.yaml", "-p", "certificates-green")
     environment = {"WEB_PORT": "8002", "DEPLOY_OPS_SLOT": "green"}
     cwd = str(compose_settings)
@@ -175,7 +196,9 @@ def test_a_blue_green_slot_starts_only_the_web_service_in_a_project_of_its_own_f
     assert runtime.remove_slot_commands("green") == [Command((*slot, "down", "--timeout", "20"), env=environment, cwd=cwd)]
     assert runtime.stop_web_commands() == [Command((*COMPOSE, "stop", "--timeout", "20", "web"), cwd=cwd)]
     runtime.slot = "green"
-    assert runtime.manage_command("check") == Command((*slot, "exec", "-T", "web", "python", "manage.py", "check"), env=environment, cwd=cwd)
+    assert runtime.manage_command("check") == Command(
+        (*slot, "exec", "-T", "web", "python", "manage.py", "check"), env=environment, cwd=cwd
+    )
     assert runtime.timeout_for(runtime.remove_slot_commands("green")[0]) == 20 + 60
 
 

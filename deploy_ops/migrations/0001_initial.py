@@ -7,59 +7,96 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DeploymentRecord',
+            name="DeploymentRecord",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('kind', models.CharField(choices=[('deploy', 'deploy'), ('rollback', 'rollback'), ('restore', 'restore')], default='deploy', max_length=16)),
-                ('status', models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('succeeded_with_warnings', 'succeeded with warnings'), ('failed', 'failed'), ('rolled_back', 'rolled back'), ('rollback_failed', 'rollback failed'), ('interrupted', 'interrupted')], default='running', max_length=32)),
-                ('requested_ref', models.CharField(blank=True, max_length=255)),
-                ('from_commit', models.CharField(blank=True, max_length=64)),
-                ('from_summary', models.CharField(blank=True, max_length=255)),
-                ('to_commit', models.CharField(blank=True, max_length=64)),
-                ('to_summary', models.CharField(blank=True, max_length=255)),
-                ('backup_name', models.CharField(blank=True, max_length=255)),
-                ('backup_sha256', models.CharField(blank=True, max_length=64)),
-                ('failed_stage', models.CharField(blank=True, max_length=64)),
-                ('error', models.TextField(blank=True)),
-                ('rollback_reason', models.TextField(blank=True)),
-                ('warnings', models.TextField(blank=True)),
-                ('notification_failures', models.TextField(blank=True)),
-                ('user', models.CharField(blank=True, max_length=150)),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('pid', models.PositiveIntegerField(blank=True, null=True)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('duration', models.FloatField(blank=True, help_text='seconds', null=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("deploy", "deploy"), ("rollback", "rollback"), ("restore", "restore")], default="deploy", max_length=16
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("succeeded_with_warnings", "succeeded with warnings"),
+                            ("failed", "failed"),
+                            ("rolled_back", "rolled back"),
+                            ("rollback_failed", "rollback failed"),
+                            ("interrupted", "interrupted"),
+                        ],
+                        default="running",
+                        max_length=32,
+                    ),
+                ),
+                ("requested_ref", models.CharField(blank=True, max_length=255)),
+                ("from_commit", models.CharField(blank=True, max_length=64)),
+                ("from_summary", models.CharField(blank=True, max_length=255)),
+                ("to_commit", models.CharField(blank=True, max_length=64)),
+                ("to_summary", models.CharField(blank=True, max_length=255)),
+                ("backup_name", models.CharField(blank=True, max_length=255)),
+                ("backup_sha256", models.CharField(blank=True, max_length=64)),
+                ("failed_stage", models.CharField(blank=True, max_length=64)),
+                ("error", models.TextField(blank=True)),
+                ("rollback_reason", models.TextField(blank=True)),
+                ("warnings", models.TextField(blank=True)),
+                ("notification_failures", models.TextField(blank=True)),
+                ("user", models.CharField(blank=True, max_length=150)),
+                ("host", models.CharField(blank=True, max_length=255)),
+                ("pid", models.PositiveIntegerField(blank=True, null=True)),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("duration", models.FloatField(blank=True, help_text="seconds", null=True)),
             ],
             options={
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['kind', 'status'], name='deploy_ops__kind_4cc9de_idx'), models.Index(fields=['to_commit'], name='deploy_ops__to_comm_b339e9_idx')],
+                "ordering": ["-started_at"],
+                "indexes": [
+                    models.Index(fields=["kind", "status"], name="deploy_ops__kind_4cc9de_idx"),
+                    models.Index(fields=["to_commit"], name="deploy_ops__to_comm_b339e9_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='DeploymentStage',
+            name="DeploymentStage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField()),
-                ('name', models.CharField(max_length=64)),
-                ('status', models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed'), ('skipped', 'skipped'), ('undone', 'undone')], default='running', max_length=16)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('duration', models.FloatField(blank=True, help_text='seconds', null=True)),
-                ('output_tail', models.TextField(blank=True)),
-                ('record', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='stages', to='deploy_ops.deploymentrecord')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField()),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("running", "running"),
+                            ("succeeded", "succeeded"),
+                            ("failed", "failed"),
+                            ("skipped", "skipped"),
+                            ("undone", "undone"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("duration", models.FloatField(blank=True, help_text="seconds", null=True)),
+                ("output_tail", models.TextField(blank=True)),
+                (
+                    "record",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="stages", to="deploy_ops.deploymentrecord"),
+                ),
             ],
             options={
-                'ordering': ['record', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('record', 'position'), name='deploy_ops_stage_position')],
+                "ordering": ["record", "position"],
+                "constraints": [models.UniqueConstraint(fields=("record", "position"), name="deploy_ops_stage_position")],
             },
         ),
     ]

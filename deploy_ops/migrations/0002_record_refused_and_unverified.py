@@ -4,15 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploy_ops', '0001_initial'),
+        ("deploy_ops", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='deploymentrecord',
-            name='status',
-            field=models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('succeeded_with_warnings', 'succeeded with warnings'), ('failed', 'failed'), ('rolled_back', 'rolled back'), ('rollback_failed', 'rollback failed'), ('interrupted', 'interrupted'), ('refused', 'refused'), ('rollback_unverified', 'rolled back, not verified')], default='running', max_length=32),
+            model_name="deploymentrecord",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("running", "running"),
+                    ("succeeded", "succeeded"),
+                    ("succeeded_with_warnings", "succeeded with warnings"),
+                    ("failed", "failed"),
+                    ("rolled_back", "rolled back"),
+                    ("rollback_failed", "rollback failed"),
+                    ("interrupted", "interrupted"),
+                    ("refused", "refused"),
+                    ("rollback_unverified", "rolled back, not verified"),
+                ],
+                default="running",
+                max_length=32,
+            ),
         ),
     ]

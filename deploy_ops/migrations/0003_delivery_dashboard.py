@@ -4,23 +4,21 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploy_ops', '0002_record_refused_and_unverified'),
+        ("deploy_ops", "0002_record_refused_and_unverified"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeliveryDashboard',
-            fields=[
-            ],
+            name="DeliveryDashboard",
+            fields=[],
             options={
-                'verbose_name': 'delivery dashboard',
-                'verbose_name_plural': 'delivery dashboard',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "delivery dashboard",
+                "verbose_name_plural": "delivery dashboard",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('deploy_ops.deploymentrecord',),
+            bases=("deploy_ops.deploymentrecord",),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploy_ops', '0003_delivery_dashboard'),
+        ("deploy_ops", "0003_delivery_dashboard"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymentrecord',
-            name='images',
+            model_name="deploymentrecord",
+            name="images",
             field=models.TextField(blank=True),
         ),
     ]

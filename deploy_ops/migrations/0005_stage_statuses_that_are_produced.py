@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploy_ops', '0004_record_images'),
+        ("deploy_ops", "0004_record_images"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='deploymentstage',
-            name='status',
-            field=models.CharField(choices=[('running', 'running'), ('succeeded', 'succeeded'), ('failed', 'failed')], default='running', max_length=16),
+            model_name="deploymentstage",
+            name="status",
+            field=models.CharField(
+                choices=[("running", "running"), ("succeeded", "succeeded"), ("failed", "failed")], default="running", max_length=16
+            ),
         ),
     ]

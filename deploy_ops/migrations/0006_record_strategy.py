@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deploy_ops', '0005_stage_statuses_that_are_produced'),
+        ("deploy_ops", "0005_stage_statuses_that_are_produced"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymentrecord',
-            name='strategy',
+            model_name="deploymentrecord",
+            name="strategy",
             field=models.CharField(blank=True, max_length=16),
         ),
     ]

@@ -27,6 +27,7 @@ def configured_proxy() -> ReverseProxy | None:
     config = ops_settings.PROXY
     if not config:
         return None
+
     def inside(path: str) -> Path:
         return Path(path) if Path(path).is_absolute() else ops_settings.project_dir / path
 

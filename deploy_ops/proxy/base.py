@@ -10,7 +10,7 @@ from ..exceptions import DeployOpsError
 MAINTENANCE = "maintenance"
 
 DEFAULT_MAINTENANCE_PAGE = (
-    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Back in a moment</title></head>"
+    '<!doctype html><html><head><meta charset="utf-8"><title>Back in a moment</title></head>'
     "<body><h1>Back in a moment</h1><p>The site is being updated and will be back within a minute.</p></body></html>"
 )
 

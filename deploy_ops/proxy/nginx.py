@@ -108,13 +108,17 @@ class NginxProxy(ReverseProxy):
             else:
                 write_atomically(self.route_file, previous)
                 os.chmod(self.route_file, 0o644)
-            raise ProxyError(_("nginx rejected the new route, so it was put back and nothing was reloaded: %(error)s") % {"error": error}) from None
+            raise ProxyError(
+                _("nginx rejected the new route, so it was put back and nothing was reloaded: %(error)s") % {"error": error}
+            ) from None
         master = self._master_pid()
         old_workers = _children(master) if master else set()
         try:
             run(self.reload_command, timeout=RELOAD_TIMEOUT)
         except CommandFailed as error:
-            raise ProxyError(_("nginx could not be reloaded; the new route is written but may not be in use: %(error)s") % {"error": error}) from None
+            raise ProxyError(
+                _("nginx could not be reloaded; the new route is written but may not be in use: %(error)s") % {"error": error}
+            ) from None
         self._wait_for_old_workers(master, old_workers)
 
     def _master_pid(self) -> int | None:

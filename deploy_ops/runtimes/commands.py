@@ -10,9 +10,9 @@ runs on the host with the Python that runs deploy_ops.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 from django.utils.translation import gettext as _
 
@@ -85,7 +85,9 @@ class CommandsRuntime(ServiceRuntime):
         finished = run(checks[0], check=False, timeout=CHECK_TIMEOUT)
         state = "running" if finished.returncode == 0 else "stopped"
         exit_code = finished.returncode or None
-        return [ServiceState(ops_settings.WEB_SERVICE, state, detail=tail(finished.stdout + finished.stderr, 500).strip(), exit_code=exit_code)]
+        return [
+            ServiceState(ops_settings.WEB_SERVICE, state, detail=tail(finished.stdout + finished.stderr, 500).strip(), exit_code=exit_code)
+        ]
 
     def log_file(self) -> Path | None:
         configured = ops_settings.COMMANDS_LOG_FILE

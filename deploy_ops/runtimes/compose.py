@@ -97,12 +97,29 @@ class ComposeRuntime(ServiceRuntime):
         config = self.config()
         project = config["name"]
         tags = [
-            Command(("docker", "image", "tag", f"{project}-{service}:{sha[:12]}", image if config["services"][service].get("image") else f"{project}-{slot}-{service}"))
+            Command(
+                (
+                    "docker",
+                    "image",
+                    "tag",
+                    f"{project}-{service}:{sha[:12]}",
+                    image if config["services"][service].get("image") else f"{project}-{slot}-{service}",
+                )
+            )
             for service, image in self.built_images(config).items()
             if service == ops_settings.WEB_SERVICE
         ]
         up = self.slot_command(
-            slot, "up", "--detach", "--no-deps", "--no-build", "--wait", "--wait-timeout", str(ops_settings.START_TIMEOUT), ops_settings.WEB_SERVICE, project=project
+            slot,
+            "up",
+            "--detach",
+            "--no-deps",
+            "--no-build",
+            "--wait",
+            "--wait-timeout",
+            str(ops_settings.START_TIMEOUT),
+            ops_settings.WEB_SERVICE,
+            project=project,
         )
         return [*tags, up]
 
@@ -132,7 +149,9 @@ class ComposeRuntime(ServiceRuntime):
         """Each service the Compose file builds, and the image name Compose builds it into."""
         config = config or self.config()
         services = config.get("services") or {}
-        return {name: service.get("image") or f"{config['name']}-{name}" for name, service in sorted(services.items()) if service.get("build")}
+        return {
+            name: service.get("image") or f"{config['name']}-{name}" for name, service in sorted(services.items()) if service.get("build")
+        }
 
     def _release_pairs(self, sha: str) -> list[tuple[str, str]]:
         """(the name Compose uses, the release's own tag) for each built service."""
@@ -157,7 +176,9 @@ class ComposeRuntime(ServiceRuntime):
                 except NotFound:
                     missing.append(reference)
                 except DockerException as error:
-                    raise ServiceError(_("Could not look for the image %(image)s: %(error)s") % {"image": reference, "error": error}) from None
+                    raise ServiceError(
+                        _("Could not look for the image %(image)s: %(error)s") % {"image": reference, "error": error}
+                    ) from None
         return missing
 
     def prune_release_images(self, keep: set[str]) -> list[str]:
@@ -169,7 +190,9 @@ class ComposeRuntime(ServiceRuntime):
                 try:
                     images = client.images.list(name=repository)
                 except DockerException as error:
-                    raise ServiceError(_("Could not list the images of %(repository)s: %(error)s") % {"repository": repository, "error": error}) from None
+                    raise ServiceError(
+                        _("Could not list the images of %(repository)s: %(error)s") % {"repository": repository, "error": error}
+                    ) from None
                 for image in images:
                     for reference in image.tags:
                         name, _colon, tag = reference.rpartition(":")
@@ -242,7 +265,9 @@ class ComposeRuntime(ServiceRuntime):
                     )
                 )
         created = {state.name for state in states}
-        states += [ServiceState(service, "missing", detail="no container: it was never created") for service in services if service not in created]
+        states += [
+            ServiceState(service, "missing", detail="no container: it was never created") for service in services if service not in created
+        ]
         return states
 
     def logs_since(self, since: datetime) -> str:
@@ -256,7 +281,9 @@ class ComposeRuntime(ServiceRuntime):
                 except NotFound:  # removed between the listing and now
                     continue
                 except DockerException as error:
-                    raise ServiceError(_("Could not read the logs of %(container)s: %(error)s") % {"container": container.name, "error": error}) from None
+                    raise ServiceError(
+                        _("Could not read the logs of %(container)s: %(error)s") % {"container": container.name, "error": error}
+                    ) from None
                 lines += [f"{service} | {line}" for line in text.splitlines()]
         return "\n".join(lines)
 
@@ -283,7 +310,9 @@ def _project_containers(client, project: str) -> list:
     try:
         containers = client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={project}"})
     except DockerException as error:
-        raise ServiceError(_("Could not list the containers of Compose project %(project)r: %(error)s") % {"project": project, "error": error}) from None
+        raise ServiceError(
+            _("Could not list the containers of Compose project %(project)r: %(error)s") % {"project": project, "error": error}
+        ) from None
     # `compose run` leaves one-off containers that are not services.
     services = [container for container in containers if container.labels.get(ONE_OFF_LABEL) != "True"]
     return sorted(services, key=lambda container: container.name)
@@ -301,7 +330,11 @@ def _one_off_containers(client, project: str) -> list:
 
 def _describe_one_off(container) -> str:
     command = " ".join(container.attrs.get("Config", {}).get("Cmd") or [])
-    return _("container %(name)s (%(command)s) of record %(record)s") % {"name": container.name, "command": command, "record": container.labels.get(RUN_LABEL)}
+    return _("container %(name)s (%(command)s) of record %(record)s") % {
+        "name": container.name,
+        "command": command,
+        "record": container.labels.get(RUN_LABEL),
+    }
 
 
 def _describe(name: str, state: dict) -> str:

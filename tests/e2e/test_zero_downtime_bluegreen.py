@@ -25,31 +25,33 @@ SLOTS = ("blue", "green")
 
 COMPATIBLE_MIGRATION = {
     # A nullable column: the release from before it keeps working on the new schema.
-    "notes/migrations/0002_note_tag.py": '''from django.db import migrations, models
+    "notes/migrations/0002_note_tag.py": """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "tag", models.TextField(null=True))]
-''',
+""",
 }
 
 AFTER_SWITCH_MIGRATION = {
     # The contract step: the old release would still write the column, so it goes once that release is gone.
-    "notes/migrations/0002_drop_text.py": '''from django.db import migrations
+    "notes/migrations/0002_drop_text.py": """from django.db import migrations
 
 
 class Migration(migrations.Migration):
     deploy_ops_after_switch = True
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.RunSQL("CREATE TABLE notes_after_switch (id integer)", "DROP TABLE notes_after_switch")]
-''',
+""",
 }
 
 
 def containers(project: str) -> list[str]:
     listed = subprocess.run(
-        ["docker", "ps", "--format", "{{.Names}}", "--filter", f"label=com.docker.compose.project={project}"], capture_output=True, text=True
+        ["docker", "ps", "--format", "{{.Names}}", "--filter", f"label=com.docker.compose.project={project}"],
+        capture_output=True,
+        text=True,
     )
     return listed.stdout.split()
 
@@ -64,7 +66,11 @@ def blue_green(sample_site, docker_engine, postgres_database, tmp_path):
     nginx = Nginx(tmp_path / "nginx", address)
     ports = {slot: free_port() for slot in SLOTS}
     slots = {
-        slot: {"ADDRESS": f"127.0.0.1:{port}", "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/", "ENVIRONMENT": {"WEB_PORT": str(port)}}
+        slot: {
+            "ADDRESS": f"127.0.0.1:{port}",
+            "HEALTH_CHECK_URL": f"http://127.0.0.1:{port}/health/",
+            "ENVIRONMENT": {"WEB_PORT": str(port)},
+        }
         for slot, port in ports.items()
     }
     proxy = {
@@ -78,10 +84,15 @@ def blue_green(sample_site, docker_engine, postgres_database, tmp_path):
         "RETRY_AFTER": 7,
         "SLOTS": slots,
     }
-    ops = sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, PROXY=proxy)
+    ops = sample_site.use_compose(
+        docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, PROXY=proxy
+    )
     project = ops["COMPOSE_PROJECT"]
     started = subprocess.run(
-        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"], cwd=sample_site.production, capture_output=True, text=True
+        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
+        cwd=sample_site.production,
+        capture_output=True,
+        text=True,
     )
     assert started.returncode == 0, started.stderr
     sample_site.manage("migrate", "--verbosity", "0")
@@ -99,7 +110,10 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     planned = deploy(site, "--dry-run")
     assert planned.returncode == 0, failure_text(planned)
     assert "Strategy: zero-downtime" in planned.stdout and f"-p {project}-blue up --detach --no-deps --no-build" in planned.stdout
-    assert f"slot blue ({addresses['blue']})" in planned.stdout and f"retire old release: docker compose -p {project} stop --timeout 5 web" in planned.stdout
+    assert (
+        f"slot blue ({addresses['blue']})" in planned.stdout
+        and f"retire old release: docker compose -p {project} stop --timeout 5 web" in planned.stdout
+    )
     load = Load(nginx)
     try:
         finished = deploy(site)
@@ -109,7 +123,13 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     record = last_record(site)
     assert record["record"]["strategy"] == "zero-downtime"
     stages = [stage["name"] for stage in record["stages"]]
-    assert stages.index("migrate") < stages.index("start") < stages.index("health") < stages.index("switch") < stages.index("retire old release")
+    assert (
+        stages.index("migrate")
+        < stages.index("start")
+        < stages.index("health")
+        < stages.index("switch")
+        < stages.index("retire old release")
+    )
     assert load.failures == []
     assert {status for status, _ in load.answers} == {200}
     bodies = [body for _, body in load.answers]
@@ -141,7 +161,15 @@ def test_a_zero_downtime_deploy_under_load_fails_no_request_and_stops_the_old_re
     assert finished.returncode == 0, failure_text(finished)
     record = last_record(site)["record"]
     stages = [stage["name"] for stage in last_record(site)["stages"]]
-    assert stages == ["revert code", "restore images", "collect static", "start beside", "verify health", "switch traffic", "retire old release"]
+    assert stages == [
+        "revert code",
+        "restore images",
+        "collect static",
+        "start beside",
+        "verify health",
+        "switch traffic",
+        "retire old release",
+    ]
     assert record["strategy"] == "zero-downtime"
     assert "The database is not restored" in record["rollback_reason"] and "notes.0002_note_tag" in record["rollback_reason"]
     assert load.failures == [] and {status for status, _ in load.answers} == {200}
@@ -179,17 +207,29 @@ def test_an_after_switch_migration_runs_once_the_old_release_is_gone(blue_green)
     assert finished.returncode == 0, failure_text(finished)
     stages = [stage["name"] for stage in last_record(site)["stages"]]
     assert stages.index("switch") < stages.index("retire old release") < stages.index("migrate after switch")
-    applied = json.loads(site.manage("shell", "--verbosity", "0", "-c", "import json; from django.db import connection; print(json.dumps(connection.introspection.table_names()))"))
+    applied = json.loads(
+        site.manage(
+            "shell",
+            "--verbosity",
+            "0",
+            "-c",
+            "import json; from django.db import connection; print(json.dumps(connection.introspection.table_names()))",
+        )
+    )
     assert "notes_after_switch" in applied
     assert nginx.get()[0] == 200
 
 
-def test_a_deploy_killed_between_the_green_start_and_the_switch_leaves_the_proxy_on_the_old_release_and_the_next_run_removes_the_orphan(blue_green):
+def test_a_deploy_killed_between_the_green_start_and_the_switch_leaves_the_proxy_on_the_old_release_and_the_next_run_removes_the_orphan(
+    blue_green,
+):
     site, nginx, project, addresses = blue_green
     site.commit_change({**release("2"), **health_fails()}, "Release 2: its health stage is slow to fail")
     killed = subprocess.Popen(
         [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "50", "--health-delay", "0.5"],
-        cwd=site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=site.production,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for(lambda: any(s["name"] == "health" for r in records(site) for s in r["stages"]), timeout=180)
     os.kill(killed.pid, signal.SIGKILL)

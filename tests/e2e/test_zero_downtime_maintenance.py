@@ -21,13 +21,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 INCOMPATIBLE_MIGRATION = {
     # A NOT NULL column whose default is Django's, not the database's: the old code's INSERTs would fail.
-    "notes/migrations/0002_title.py": '''from django.db import migrations, models
+    "notes/migrations/0002_title.py": """from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [("notes", "0001_initial")]
     operations = [migrations.AddField("note", "title", models.TextField(default=""))]
-''',
+""",
 }
 
 
@@ -50,7 +50,10 @@ def behind_nginx(sample_site, docker_engine, postgres_database, tmp_path):
     }
     sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, PROXY=proxy)
     started = subprocess.run(
-        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"], cwd=sample_site.production, capture_output=True, text=True
+        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
+        cwd=sample_site.production,
+        capture_output=True,
+        text=True,
     )
     assert started.returncode == 0, started.stderr
     sample_site.manage("migrate", "--verbosity", "0")
@@ -102,7 +105,9 @@ def test_a_deploy_killed_in_its_maintenance_window_leaves_503s_and_the_next_roll
     site.commit_change({**release("2"), **health_fails()}, "Release 2: its health stage is slow to fail")
     killed = subprocess.Popen(
         [sys.executable, "manage.py", "deploy", "--noinput", "--health-retries", "50", "--health-delay", "0.5"],
-        cwd=site.production, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=site.production,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     wait_for(lambda: any(s["name"] == "health" for r in records(site) for s in r["stages"]), timeout=180)
     os.kill(killed.pid, signal.SIGKILL)

@@ -36,23 +36,47 @@ class Command(OpsCommand):
     requires_system_checks = []  # preflight validates what a deploy needs; a broken check must not block a fix.
 
     def add_arguments(self, parser):
-        parser.add_argument("--ref", default="", help=gettext_lazy("Branch, tag or commit to deploy (default: DEPLOY_OPS GIT_BRANCH on GIT_REMOTE)."))
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation."))
-        parser.add_argument("--dry-run", action="store_true", help=gettext_lazy("Print the commits, migrations and commands; change nothing."))
-        parser.add_argument("--no-rollback", action="store_true", help=gettext_lazy("On failure, leave everything as the failed stage left it."))
+        parser.add_argument(
+            "--ref", default="", help=gettext_lazy("Branch, tag or commit to deploy (default: DEPLOY_OPS GIT_BRANCH on GIT_REMOTE).")
+        )
+        parser.add_argument(
+            "--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation.")
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help=gettext_lazy("Print the commits, migrations and commands; change nothing.")
+        )
+        parser.add_argument(
+            "--no-rollback", action="store_true", help=gettext_lazy("On failure, leave everything as the failed stage left it.")
+        )
         parser.add_argument("--health-retries", type=int, help=gettext_lazy("Override HEALTH_CHECK_RETRIES."))
         parser.add_argument("--health-delay", type=float, help=gettext_lazy("Override HEALTH_CHECK_DELAY (seconds)."))
         parser.add_argument(
-            "--break-lock", nargs="?", const=True, default=False, metavar="HOST",
-            help=gettext_lazy("Take over the lock of a run that died: one whose process on this host is gone, or an empty or unreadable "
-            "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
-            "Never a lock whose process is alive."),
+            "--break-lock",
+            nargs="?",
+            const=True,
+            default=False,
+            metavar="HOST",
+            help=gettext_lazy(
+                "Take over the lock of a run that died: one whose process on this host is gone, or an empty or unreadable "
+                "lock file. One left by another host only after you confirm it at the prompt, or name that host (--break-lock=HOST). "
+                "Never a lock whose process is alive."
+            ),
         )
         parser.add_argument("--json", action="store_true", help=_("Print the result as JSON on stdout (the progress goes to stderr)."))
-        parser.add_argument("--force", action="store_true", help=gettext_lazy("Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release."))
         parser.add_argument(
-            "--strategy", choices=STRATEGIES, default="",
-            help=gettext_lazy("stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force)."),
+            "--force",
+            action="store_true",
+            help=gettext_lazy(
+                "Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release."
+            ),
+        )
+        parser.add_argument(
+            "--strategy",
+            choices=STRATEGIES,
+            default="",
+            help=gettext_lazy(
+                "stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force)."
+            ),
         )
 
     def handle(self, *args, **options):
@@ -96,12 +120,16 @@ class Command(OpsCommand):
         if not self.json:
             return
         record = deployer.recorder.record
-        self.stdout.write(dumps({
-            "exit_code": exit_code,
-            "message": message,
-            "dry_run": deployer.options.dry_run,
-            "record": record_summary(record) if record.finished_at else None,
-        }))
+        self.stdout.write(
+            dumps(
+                {
+                    "exit_code": exit_code,
+                    "message": message,
+                    "dry_run": deployer.options.dry_run,
+                    "record": record_summary(record) if record.finished_at else None,
+                }
+            )
+        )
 
     def report(self, line: str, level: int = 1) -> None:
         if self.verbosity >= level:

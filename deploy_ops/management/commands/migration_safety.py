@@ -22,12 +22,17 @@ class Command(OpsCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help=gettext_lazy("The database whose pending migrations are classified."))
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help=gettext_lazy("The database whose pending migrations are classified.")
+        )
         parser.add_argument("--json", action="store_true", help=gettext_lazy("Print the classification as JSON."))
         parser.add_argument(
-            "--applied", metavar="FILE",
-            help=gettext_lazy("Read the applied migrations (a JSON list of 'app.name') from FILE, '-' for stdin, instead of from the database: "
-            "the deploy passes them from the serving release's database, which this checkout may not reach."),
+            "--applied",
+            metavar="FILE",
+            help=gettext_lazy(
+                "Read the applied migrations (a JSON list of 'app.name') from FILE, '-' for stdin, instead of from the database: "
+                "the deploy passes them from the serving release's database, which this checkout may not reach."
+            ),
         )
 
     def handle(self, *args, **options):
@@ -52,6 +57,7 @@ class Command(OpsCommand):
 def pending_plan(loader: MigrationLoader, applied: set[tuple[str, str]]) -> list:
     """As MigrationExecutor.migration_plan to the leaf nodes, with ``applied`` given: a squashed
     migration counts as applied when everything it replaces is."""
+
     def is_applied(key) -> bool:
         migration = loader.graph.nodes[key]
         return key in applied or bool(migration.replaces and all(tuple(old) in applied for old in migration.replaces))

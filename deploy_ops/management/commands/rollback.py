@@ -47,16 +47,26 @@ class Command(OpsCommand):
 
     def add_arguments(self, parser):
         action = parser.add_mutually_exclusive_group()
-        action.add_argument("--quick", action="store_true", help=gettext_lazy("The last release that deployed successfully, with the backup taken when it was left."))
+        action.add_argument(
+            "--quick",
+            action="store_true",
+            help=gettext_lazy("The last release that deployed successfully, with the backup taken when it was left."),
+        )
         action.add_argument("--commit", metavar="SHA", help=gettext_lazy("Roll the code back to this commit (the database stays)."))
         action.add_argument("--backup", metavar="NAME|PATH", help=gettext_lazy("Restore this backup (the code stays)."))
         action.add_argument("--full", nargs=2, metavar=("SHA", "NAME|PATH"), help=gettext_lazy("Code to SHA and database to the backup."))
-        action.add_argument("--status", action="store_true", help=gettext_lazy("Current commit, services, backups, lock and recent records."))
-        action.add_argument("--list-commits", action="store_true", help=gettext_lazy("Recent commits of the deployed branch and their deploys."))
+        action.add_argument(
+            "--status", action="store_true", help=gettext_lazy("Current commit, services, backups, lock and recent records.")
+        )
+        action.add_argument(
+            "--list-commits", action="store_true", help=gettext_lazy("Recent commits of the deployed branch and their deploys.")
+        )
         action.add_argument("--list-backups", action="store_true", help=gettext_lazy("Backups, newest first."))
         parser.add_argument("-n", type=int, default=15, help=gettext_lazy("How many commits --list-commits shows."))
         parser.add_argument("--json", action="store_true", help=gettext_lazy("Machine-readable output for --status and the lists."))
-        parser.add_argument("--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation."))
+        parser.add_argument(
+            "--noinput", "--no-input", action="store_false", dest="interactive", help=gettext_lazy("Do not ask for confirmation.")
+        )
         parser.add_argument("--dry-run", action="store_true", help=gettext_lazy("Say what would be done, and why; change nothing."))
 
     def handle(self, *args, **options):
@@ -129,7 +139,8 @@ class Command(OpsCommand):
         if last:
             marker = _("the current commit") if found["current_is_last_successful"] else _("NOT the current commit")
             self.stdout.write(
-                _("Last successful deploy: %(sha)s at %(at)s (%(marker)s)") % {"sha": last["to_commit"][:12], "at": last["started_at"], "marker": marker}
+                _("Last successful deploy: %(sha)s at %(at)s (%(marker)s)")
+                % {"sha": last["to_commit"][:12], "at": last["started_at"], "marker": marker}
             )
         else:
             self.stdout.write(_("Last successful deploy: none on record"))
@@ -144,14 +155,20 @@ class Command(OpsCommand):
             self.stdout.write(f"  {BackupListing(**backup).line()}")
         self.stdout.write(_("Lock: %(lock)s") % {"lock": found["lock"]["description"]})
         if found["proxy_routes_to"] == MAINTENANCE:
-            self.stdout.write(self.style.ERROR(_(
-                "Proxy: answering 503 with its maintenance page (a deploy or rollback stopped the site and did not finish; "
-                "`manage.py rollback` or a deploy sends the traffic back once a release is verified)."
-            )))
+            self.stdout.write(
+                self.style.ERROR(
+                    _(
+                        "Proxy: answering 503 with its maintenance page (a deploy or rollback stopped the site and did not finish; "
+                        "`manage.py rollback` or a deploy sends the traffic back once a release is verified)."
+                    )
+                )
+            )
         elif found["proxy_routes_to"]:
             self.stdout.write(_("Proxy: sends the traffic to %(address)s") % {"address": found["proxy_routes_to"]})
         if found["work_left_behind"]:
-            self.stdout.write(self.style.ERROR(_("Work of a run that died is still going on (the next deploy or rollback stops it first):")))
+            self.stdout.write(
+                self.style.ERROR(_("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
+            )
             for line in found["work_left_behind"]:
                 self.stdout.write(f"  {line}")
         self.stdout.write(_("Recent records:"))
@@ -166,7 +183,9 @@ class Command(OpsCommand):
             self.stdout.write(dumps(commits))
             return
         for commit in commits:
-            marks = ", ".join(f"{KINDS.get(d['kind'], d['kind'])} {STATUSES.get(d['status'], d['status'])} {d['at'][:16]}" for d in commit["deploys"])
+            marks = ", ".join(
+                f"{KINDS.get(d['kind'], d['kind'])} {STATUSES.get(d['status'], d['status'])} {d['at'][:16]}" for d in commit["deploys"]
+            )
             current = "* " if commit["current"] else "  "
             mark = str(IMAGE_MARKS[commit["images_kept"]])
             images = f"{mark:<11}  " if mark else ""
