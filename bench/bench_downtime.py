@@ -186,14 +186,16 @@ def main() -> None:
         switched = run_cases(Path(folder) / "bluegreen", behind_nginx=True, rate=rate, blue_green=True)
     columns = {"stop-first, no proxy": direct, "stop-first, nginx": proxied, "zero-downtime, nginx": switched}
     print(
-        f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s; maintenance 503s; p99 of the answered requests"
+        f"Failed requests (refused, reset, timeout, 5xx but the maintenance 503) at {rate:g} requests/s; maintenance 503s; p99 of the "
+        f"answered requests"
     )
     print(f"  {'case':<36} {'mode':<22} {'strategy ran':<14} {'failed':>7} {'503s':>6} {'ok':>6} {'p99':>10}")
     for case in direct:
         for label, results in columns.items():
             row = results[case]
             print(
-                f"  {case:<36} {label:<22} {row['strategy']:<14} {row['failed']:>7} {row['maintenance']:>6} {row['ok']:>6} {row['p99_ms']:>7.1f} ms"
+                f"  {case:<36} {label:<22} {row['strategy']:<14} {row['failed']:>7} {row['maintenance']:>6} {row['ok']:>6} "
+                f"{row['p99_ms']:>7.1f} ms"
             )
             if row["exit"] != row["expected_exit"]:
                 print(f"    {label}: the deploy exited {row['exit']}, not {row['expected_exit']}: these figures are not the case's")

@@ -202,7 +202,8 @@ OPTIONS: dict[str, Option] = {
     "KEEP_RELEASES": Option(
         5,
         int,
-        "How many recent releases stay recoverable: the backups their records refer to are never pruned, and under Compose their images are kept.",
+        "How many recent releases stay recoverable: the backups their records refer to are never pruned, and under Compose their images "
+        "are kept.",
         _positive,
     ),
     "BACKUP_STORAGE": Option(
@@ -243,13 +244,15 @@ OPTIONS: dict[str, Option] = {
     "APP_SERVICES": Option(
         [],
         list,
-        "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; empty means every service.",
+        "The Compose services that run the release: the ones a deploy or rollback stops, while the others (the database) keep running; "
+        "empty means every service.",
         _patterns,
     ),
     "COLLECT_STATIC": Option(
         True,
         bool,
-        "False skips the collectstatic stage: the release collects its static files itself when it starts (cookiecutter-django's start script).",
+        "False skips the collectstatic stage: the release collects its static files itself when it starts (cookiecutter-django's start "
+        "script).",
     ),
     "START_TIMEOUT": Option(
         300,
@@ -276,7 +279,8 @@ OPTIONS: dict[str, Option] = {
     "HEALTH_STATUS_CACHE_SECONDS": Option(
         5,
         (int, float),
-        "/health/'s status-only answer is reused this long (per process), so a flood of polls does not run every check; 0 runs them each time.",
+        "/health/'s status-only answer is reused this long (per process), so a flood of polls does not run every check; 0 runs them each "
+        "time.",
         _not_negative,
     ),
     "HEALTH_CHECKS": Option(
@@ -294,18 +298,21 @@ OPTIONS: dict[str, Option] = {
     "HOST_HEALTH_CHECKS": Option(
         DEFAULT_HOST_HEALTH_CHECKS,
         list,
-        "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage add them to HEALTH_CHECKS.",
+        "The checks only the host can run (services, backups, disk): `manage.py healthcheck` on the host and the deploy's verify stage "
+        "add them to HEALTH_CHECKS.",
         _health_checks,
     ),
     "HEALTH_CHECK_HOST": Option(
         None,
         (str, type(None)),
-        "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of HEALTH_CHECK_URL.",
+        "The Host header of the deploy's health probe (the site's domain, so that ALLOWED_HOSTS passes); None: the host of "
+        "HEALTH_CHECK_URL.",
     ),
     "HEALTH_CHECK_FORWARDED_PROTO": Option(
         None,
         (str, type(None)),
-        "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does (for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).",
+        "When set ('https'), the probe sends X-Forwarded-Proto with it and X-Forwarded-For: 127.0.0.1, as the site's reverse proxy does "
+        "(for SECURE_PROXY_SSL_HEADER with SECURE_SSL_REDIRECT).",
         _one_of(None, "http", "https"),
     ),
     "DEPLOY_STUCK_MINUTES": Option(60, int, "A deploy still running after this long is reported as stuck by the health check.", _positive),
@@ -323,7 +330,8 @@ OPTIONS: dict[str, Option] = {
     "PROXY": Option(
         {},
         dict,
-        "{'KIND': 'nginx', 'ROUTE_FILE': ..., 'ADDRESS': '127.0.0.1:8000', 'RELOAD_COMMAND': ['nginx', '-s', 'reload'], ...}: while a deploy or rollback has the site stopped, the proxy answers 503 with Retry-After and a maintenance page.",
+        "{'KIND': 'nginx', 'ROUTE_FILE': ..., 'ADDRESS': '127.0.0.1:8000', 'RELOAD_COMMAND': ['nginx', '-s', 'reload'], ...}: while a "
+        "deploy or rollback has the site stopped, the proxy answers 503 with Retry-After and a maintenance page.",
         _proxy,
     ),
     # Docker Swarm (RUNTIME = "swarm"; docs/SWARM.md).
@@ -331,18 +339,21 @@ OPTIONS: dict[str, Option] = {
     "REGISTRY": Option(
         None,
         (str, type(None)),
-        "Where a release's images are pushed after the build (registry.example.org:5000/team), for a swarm of several nodes; None: one node uses its local images.",
+        "Where a release's images are pushed after the build (registry.example.org:5000/team), for a swarm of several nodes; None: one "
+        "node uses its local images.",
     ),
     "SWARM_UPDATE_ORDER": Option(
         "stop-first",
         str,
-        "Each service's update and rollback order where the Compose file sets none: start-first needs an app that listens beside its old task (gunicorn --reuse-port).",
+        "Each service's update and rollback order where the Compose file sets none: start-first needs an app that listens beside its old "
+        "task (gunicorn --reuse-port).",
         _one_of("stop-first", "start-first"),
     ),
     "SWARM_UPDATE_MONITOR": Option(
         10,
         int,
-        "Seconds swarm watches each new task before its update counts as done (a task failing within them rolls the service back), where the Compose file sets none.",
+        "Seconds swarm watches each new task before its update counts as done (a task failing within them rolls the service back), where "
+        "the Compose file sets none.",
         _not_negative,
     ),
 }

@@ -400,7 +400,8 @@ class Deployer:
             return EXIT_NEEDS_HUMAN
         if RESTORE_DATABASE in steps:
             database = _(
-                "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer serve the old code."
+                "The database is restored from this deploy's backup: its migrations had begun, so the schema or the data may no longer "
+                "serve the old code."
             )
         elif self.zero_downtime() and any(begun_stage.name == "migrate" for begun_stage in begun):
             database = _(
@@ -797,7 +798,8 @@ def _check_disk_room() -> None:
     if free_mb < wanted:
         raise PreflightFailed(
             _(
-                "Only %(free)s MB free in %(folder)s; the backup needs about %(wanted)s MB. Free space or prune backups (`manage.py backups prune`)."
+                "Only %(free)s MB free in %(folder)s; the backup needs about %(wanted)s MB. Free space or prune backups (`manage.py "
+                "backups prune`)."
             )
             % {"free": free_mb, "folder": existing, "wanted": wanted}
         )

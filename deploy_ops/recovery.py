@@ -2,8 +2,8 @@
 
 Each deploy stage names the recovery steps it needs once it has begun (see
 ``Stage.undo``); a rollback runs the union of those steps, always in ``STEP_ORDER``:
-a safety backup of the current database when it will be restored, the code, then the services down, the database back, the previous release rebuilt and
-started, and its health verified.  A manual rollback picks the same steps by hand.
+a safety backup of the current database when it will be restored, the code, then the services down, the database back,
+the previous release rebuilt and started, and its health verified.  A manual rollback picks the same steps by hand.
 """
 
 from __future__ import annotations

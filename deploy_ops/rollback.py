@@ -114,7 +114,8 @@ class RollbackPlan:
         if START_BESIDE in self.steps:
             lines.append(
                 _(
-                    "then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it leaves"
+                    "then: start it beside the serving release, verify its health there, switch the proxy to it, and stop the release it "
+                    "leaves"
                 )
             )
         elif ops_settings.PROXY and self.steps & {STOP_SERVICES}:

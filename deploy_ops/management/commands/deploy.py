@@ -67,7 +67,8 @@ class Command(OpsCommand):
             "--force",
             action="store_true",
             help=gettext_lazy(
-                "Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass either), or with --strategy zero-downtime over migrations that could break the old release."
+                "Deploy even though the release serving now fails its health check (to deploy a fix; its rollback could not pass "
+                "either), or with --strategy zero-downtime over migrations that could break the old release."
             ),
         )
         parser.add_argument(
@@ -75,7 +76,8 @@ class Command(OpsCommand):
             choices=STRATEGIES,
             default="",
             help=gettext_lazy(
-                "stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible plan needs --force)."
+                "stop-first or zero-downtime, instead of the strategy chosen from the migration plan (zero-downtime over an incompatible "
+                "plan needs --force)."
             ),
         )
 
