@@ -34,7 +34,7 @@ def test_the_host_tools_follow_the_serving_slot_and_see_it_go_down(blue_green): 
     health, status, text, checked = host_tools(site)
     assert health.returncode == 0, failure_text(health)
     assert "Serving release: the blue/green slot blue" in health.stdout
-    assert "ServicesRunning: OK" in health.stdout
+    assert "ServicesRunning(): OK" in health.stdout
     serving = status["serving"]
     assert (serving["slot"], serving["compose_project"], serving["healthy"]) == ("blue", f"{project}-blue", True)
     assert status["services"] and all(service["ok"] for service in status["services"])
