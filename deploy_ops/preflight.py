@@ -367,8 +367,8 @@ def readiness_problems(runtime) -> list:
 
 
 def refuse_if_unready(runtime, force: bool, report, health_url: str | None = None) -> None:
-    """Raise PreflightFailed on any error; report warnings; probe the release serving now (at
-    ``health_url``: a blue/green slot's; default HEALTH_CHECK_URL).
+    """Raise PreflightFailed on any error; report warnings; probe the release serving now (the one
+    the proxy routes to, ``proxy.serving.serving_release``, unless ``health_url`` says otherwise).
 
     The probe alone yields to ``force``: the operator may knowingly deploy a fix over a broken site.
     """

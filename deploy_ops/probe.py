@@ -1,4 +1,8 @@
-"""The deploy's health probe: one GET of HEALTH_CHECK_URL, sent the way the site's reverse proxy sends it.
+"""The deploy's health probe: one GET of the serving release's health URL, sent the way the site's reverse proxy sends it.
+
+By default it probes the release the proxy routes to (``proxy.serving.serving_release``): a
+blue/green slot's HEALTH_CHECK_URL once a zero-downtime deploy moved the site there, else
+HEALTH_CHECK_URL.
 
 A site behind a proxy trusts the proxy's headers: its ``ALLOWED_HOSTS`` names the domain, not
 127.0.0.1, and ``SECURE_SSL_REDIRECT`` sends plain http to https unless ``X-Forwarded-Proto`` says
@@ -66,7 +70,7 @@ class ProbeResult:
             text += " " + _(
                 "A 400 is usually Django refusing the Host header %(host)r (not in ALLOWED_HOSTS): "
                 "set DEPLOY_OPS['HEALTH_CHECK_HOST'] to the site's domain."
-            ) % {"host": probe_host()}
+            ) % {"host": probe_host(self.url)}
         return text
 
 
@@ -88,8 +92,11 @@ def request_headers(url: str) -> dict[str, str]:
 
 
 def probe_health(url: str | None = None, timeout: float | None = None) -> ProbeResult:
-    """GET the health URL once, as the site's proxy would."""
-    url = url or ops_settings.HEALTH_CHECK_URL
+    """GET the health URL once (default: the serving release's), as the site's proxy would."""
+    if not url:
+        from .proxy.serving import serving_release
+
+        url = serving_release().health_url
     timeout = ops_settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout
     request = urllib.request.Request(url, headers=request_headers(url))
     try:

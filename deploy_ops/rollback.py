@@ -31,7 +31,9 @@ from .migration_safety import STOP_FIRST, ZERO_DOWNTIME, blocking_operations, cl
 from .migration_targets import migrations_to_unapply, refuse_forward_migrations
 from .models import DeploymentRecord
 from .notifications import Level, notify
+from .probe import probe_health
 from .proxy import configured_proxy
+from .proxy.serving import serving_release, serving_service_states
 from .recovery import (
     COLLECT_STATIC,
     FAILED,
@@ -454,13 +456,18 @@ def status() -> dict:
     checkout = _checkout()
     head = checkout.head()
     last_good = _successful_deploys().first()
+    # The release the proxy routes to: a blue/green slot once a zero-downtime deploy moved the site there.
+    serving = serving_release()
     try:
+        runtime = get_runtime()
         services = [
-            {"name": state.name, "state": state.state, "health": state.health, "ok": state.ok} for state in get_runtime().service_states()
+            {"name": state.name, "state": state.state, "health": state.health, "ok": state.ok} for state in serving_service_states(runtime)
         ]
         services_error = ""
+        project = serving.project(runtime)
     except DeployOpsError as error:
-        services, services_error = [], str(error)
+        services, services_error, project = [], str(error), None
+    probe = probe_health(serving.health_url)
     lock = inspect_lock()
     # A live holder's children are its own business; after a run died, they are what it left running.
     left_behind = work_left_behind() if not lock.held or lock.stale else []
@@ -470,6 +477,14 @@ def status() -> dict:
         "current_commit": {"sha": head.sha, "summary": head.summary},
         "last_successful_deploy": record_summary(last_good) if last_good else None,
         "current_is_last_successful": bool(last_good and last_good.to_commit == head.sha),
+        "serving": {
+            "slot": serving.slot,
+            "compose_project": project,
+            "health_url": serving.health_url,
+            "health_status": probe.status,
+            "healthy": probe.healthy,
+            "problem": "" if probe.healthy else probe.problem(),
+        },
         "services": services,
         "services_error": services_error,
         "backups": [backup_summary(backup) for backup in list_backups()[:5]],

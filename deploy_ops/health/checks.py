@@ -45,6 +45,7 @@ from ..conf import ops_settings
 from ..exceptions import CommandFailed, DeployOpsError, GitError, HealthCheckFailed, ToolMissing
 from ..migration_safety import waiting_for_switch
 from ..models import DeploymentRecord
+from ..proxy.serving import serving_service_states
 from ..runtimes import ServiceRuntime, get_runtime
 
 logger = logging.getLogger("deploy_ops.health")
@@ -68,7 +69,10 @@ def _database_problem(what: str, alias: str, error: DatabaseError) -> ServiceUna
 
 @dataclasses.dataclass
 class ServicesRunning(HealthCheck):
-    """Every service of the runtime is running and, where it has a healthcheck, healthy."""
+    """Every service of the runtime is running and, where it has a healthcheck, healthy.
+
+    Those of the release that serves: once a blue/green slot serves, its web service and the
+    project's other services (the project's own web service is stopped on purpose)."""
 
     # None: the configured runtime (DEPLOY_OPS['RUNTIME']), looked up at run time.
     runtime: ServiceRuntime | None = dataclasses.field(default=None, repr=False)
@@ -78,7 +82,7 @@ class ServicesRunning(HealthCheck):
 
     def run(self):
         try:
-            states = (self.runtime or get_runtime()).service_states()
+            states = serving_service_states(self.runtime or get_runtime())
         except ToolMissing as error:
             # Typical inside the web container, which has no Docker CLI: the site still serves.
             raise ServiceWarning(

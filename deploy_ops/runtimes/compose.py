@@ -250,25 +250,14 @@ class ComposeRuntime(ServiceRuntime):
         return project, services
 
     def service_states(self) -> list[ServiceState]:
-        project, services = self.serving_project()
-        states = []
-        with docker_client() as client:
-            for container in _project_containers(client, project):
-                state = container.attrs.get("State", {})
-                states.append(
-                    ServiceState(
-                        name=container.labels.get(SERVICE_LABEL, container.name),
-                        state=state.get("Status", container.status),
-                        health=(state.get("Health") or {}).get("Status"),
-                        detail=_describe(container.name, state),
-                        exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
-                    )
-                )
-        created = {state.name for state in states}
-        states += [
-            ServiceState(service, "missing", detail="no container: it was never created") for service in services if service not in created
-        ]
-        return states
+        return _project_states(*self.serving_project())
+
+    def slot_service_states(self, slot: str) -> list[ServiceState]:
+        """While ``slot`` serves: its web service, and the project's other services (its own web service is stopped on purpose)."""
+        project, services = self.project()
+        web = ops_settings.WEB_SERVICE
+        others = [state for state in _project_states(project, [service for service in services if service != web]) if state.name != web]
+        return _project_states(self.slot_project(slot, project), [web]) + others
 
     def logs_since(self, since: datetime) -> str:
         project, _services = self.serving_project()
@@ -286,6 +275,28 @@ class ComposeRuntime(ServiceRuntime):
                     ) from None
                 lines += [f"{service} | {line}" for line in text.splitlines()]
         return "\n".join(lines)
+
+
+def _project_states(project: str, services: list[str]) -> list[ServiceState]:
+    """The state of each container of the Compose project ``project``; each of ``services`` without one is missing."""
+    states = []
+    with docker_client() as client:
+        for container in _project_containers(client, project):
+            state = container.attrs.get("State", {})
+            states.append(
+                ServiceState(
+                    name=container.labels.get(SERVICE_LABEL, container.name),
+                    state=state.get("Status", container.status),
+                    health=(state.get("Health") or {}).get("Status"),
+                    detail=_describe(container.name, state),
+                    exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+                )
+            )
+    created = {state.name for state in states}
+    states += [
+        ServiceState(service, "missing", detail="no container: it was never created") for service in services if service not in created
+    ]
+    return states
 
 
 @contextlib.contextmanager

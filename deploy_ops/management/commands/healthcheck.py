@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from deploy_ops.health.checks import ServicesRunning, configured_checks, deploy_gate_checks, host_checks, run_checks
 from deploy_ops.management.base import TranslatedCommand
+from deploy_ops.proxy.serving import serving_release
 
 
 class Command(TranslatedCommand):
@@ -51,6 +52,8 @@ class Command(TranslatedCommand):
         if options["skip_services"]:
             checks = [check for check in checks if not isinstance(check, ServicesRunning)]
         outcomes = run_checks(checks)
+        if not (options["json"] or options["site"] or options["gate"]):
+            self.show_serving()
         if options["json"]:
             self.stdout.write(json.dumps({outcome.name: outcome.message or "OK" for outcome in outcomes}, indent=2))
         else:
@@ -66,3 +69,9 @@ class Command(TranslatedCommand):
                 % {"count": len(failing), "names": ", ".join(failing)},
                 returncode=1,
             )
+
+    def show_serving(self):
+        """On the host, which release the host checks looked at: the blue/green slot the proxy routes to, if any."""
+        slot = serving_release().slot
+        if slot:
+            self.stdout.write(_("Serving release: the blue/green slot %(slot)s (the proxy routes to it).") % {"slot": slot})

@@ -165,6 +165,7 @@ class Command(OpsCommand):
             )
         elif found["proxy_routes_to"]:
             self.stdout.write(_("Proxy: sends the traffic to %(address)s") % {"address": found["proxy_routes_to"]})
+        self.show_serving(found["serving"])
         if found["work_left_behind"]:
             self.stdout.write(
                 self.style.ERROR(_("Work of a run that died is still going on (the next deploy or rollback stops it first):"))
@@ -176,6 +177,17 @@ class Command(OpsCommand):
             failed = " " + _("(failed at %(stage)s)") % {"stage": stage_label(record["failed_stage"])} if record["failed_stage"] else ""
             kind, status = KINDS.get(record["kind"], record["kind"]), STATUSES.get(record["status"], record["status"])
             self.stdout.write(f"  {record['started_at'][:19]}  {kind:<8} {status:<24} {record['to_commit'][:12]}{failed}")
+
+    def show_serving(self, serving):
+        values = {"slot": serving["slot"], "project": serving["compose_project"], "url": serving["health_url"]}
+        if serving["slot"]:
+            where = _("Serving: the blue/green slot %(slot)s (Compose project %(project)s), health URL %(url)s.") % values
+        else:
+            where = _("Serving: the project's own web service, health URL %(url)s.") % values
+        if serving["healthy"]:
+            self.stdout.write(f"{where} " + _("It answers 200."))
+        else:
+            self.stdout.write(self.style.ERROR(f"{where} " + _("It does not serve: %(problem)s") % {"problem": serving["problem"]}))
 
     def show_commits(self, count):
         commits = rollback.recent_commits(count)
