@@ -202,7 +202,7 @@ def waiting_for_switch(names: list[str], alias: str = "default") -> set[str]:
     graph = MigrationLoader(connections[alias], ignore_no_migrations=True).graph
     waiting: set[tuple[str, str]] = set()
     for name in names:
-        key = tuple(name.split(".", 1))
+        key = migration_key(name)
         parents = {parent.key for parent in graph.node_map[key].parents}
         if after_switch_marked(graph.nodes[key]) or parents & waiting:
             waiting.add(key)
@@ -216,9 +216,15 @@ def classify_applied(names: list[str], alias: str = "default") -> list[Migration
     from django.db.migrations.loader import MigrationLoader
 
     graph = MigrationLoader(connections[alias], ignore_no_migrations=True).graph
-    keys = [tuple(name.split(".", 1)) for name in names]
+    keys = [migration_key(name) for name in names]
     ordered = _in_graph_order(graph, keys)
     return classify_plan([(graph.nodes[key], False) for key in ordered], graph)
+
+
+def migration_key(name: str) -> tuple[str, str]:
+    """``app.name`` as the migration graph's key, (app label, migration name)."""
+    app_label, _dot, migration = name.partition(".")
+    return app_label, migration
 
 
 def _in_graph_order(graph, keys: list[tuple[str, str]]) -> list[tuple[str, str]]:

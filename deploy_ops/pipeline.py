@@ -7,6 +7,7 @@ failure rolls back with the recovery steps the begun stages ask for (see recover
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import shutil
@@ -73,7 +74,9 @@ from .recovery import (
     describe_states,
     emit,
     find_slots,
+    finished_duration,
     how_images_come_back,
+    planned_proxy,
     planned_steps,
     recover,
     remove_unrouted_slots,
@@ -139,6 +142,7 @@ class Task:
 
     def run(self) -> str:
         if self.command is None:
+            assert self.action is not None, "a task without a command is an in-process action"
             return self.action()
         finished = runner.run(self.command, timeout=self.timeout)
         return finished.stdout + finished.stderr
@@ -207,7 +211,7 @@ class Deployer:
         self.recorder = Recorder(DeploymentRecord.Kind.DEPLOY, requested_ref=options.ref or ops_settings.GIT_BRANCH)
         self.lock = DeployLock("deploy", str(self.recorder.record.id), break_stale=options.break_lock)
         # Set by an interactive caller: shown the plan's summary, returns whether to go on.
-        self.confirm = None
+        self.confirm: Callable[[str], bool] | None = None
 
     # -- the whole run -------------------------------------------------------------------------
     def run(self) -> int:
@@ -349,7 +353,7 @@ class Deployer:
         for stage in self.stages():
             begun.append(stage)
             try:
-                run_step(operation, stage.name, lambda stage=stage: self.run_stage(stage))
+                run_step(operation, stage.name, functools.partial(self.run_stage, stage))
             except (Exception, KeyboardInterrupt) as error:  # any failure, a bug or a Ctrl-C, ends in a rollback
                 return self.fail(stage, error, begun)
             if stage.name == "switch":
@@ -368,13 +372,13 @@ class Deployer:
             DEPLOY_RUN,
             SUCCEEDED,
             _("Deployed %(sha)s in %(duration)ss (%(status)s).")
-            % {"sha": operation.target_sha[:12], "duration": decimal(recorder.record.duration, ".1f"), "status": status.label},
+            % {"sha": operation.target_sha[:12], "duration": decimal(finished_duration(recorder.record), ".1f"), "status": status.label},
         )
         signals.post_deploy.send(sender=SENDER, record=recorder.record)
         notify(Level.WARNING if operation.warnings else Level.SUCCESS, recorder)
         return EXIT_OK
 
-    def fail(self, stage: Stage, error: Exception, begun: list[Stage]) -> int:
+    def fail(self, stage: Stage, error: BaseException, begun: list[Stage]) -> int:
         operation, recorder = self.operation, self.recorder
         message = describe_failure(error)
         recorder.update(failed_stage=stage.name, error=message)
@@ -530,7 +534,7 @@ class Deployer:
         return [maintenance, *stop]
 
     def plan_route(self) -> list[Task]:
-        proxy, address = configured_proxy(), proxy_address()
+        proxy, address = planned_proxy(), proxy_address()
         return [
             Task(
                 action=lambda: proxy.route_to(address),
@@ -550,6 +554,7 @@ class Deployer:
         if not later:
             return self.commands([runtime.manage_command("migrate", "--noinput")])
         # Up to each app's last migration before the switch; the after-switch ones wait.
+        assert self.classified is not None, "after-switch migrations are found in the classified plan"
         last_before: dict[str, str] = {}
         for migration in self.classified:
             if not migration.after_switch:
@@ -560,7 +565,7 @@ class Deployer:
         return self.commands([self.operation.runtime.manage_command("migrate", "--noinput")])
 
     def plan_switch(self) -> list[Task]:
-        proxy, slot = configured_proxy(), self.operation.new_slot
+        proxy, slot = planned_proxy(), self.operation.new_slot
         address = ops_settings.PROXY["SLOTS"][slot]["ADDRESS"]
         description = _(
             "%(proxy)s sends new requests to the new release in slot %(slot)s (%(address)s), then waits for its old workers"

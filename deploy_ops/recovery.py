@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
@@ -25,9 +26,9 @@ from .conf import ops_settings
 from .exceptions import BackupCorrupt, DeployOpsError, HealthCheckFailed, HealthUnverified
 from .gitrepo import Checkout
 from .humanize import decimal
-from .models import DeploymentStage
+from .models import DeploymentRecord, DeploymentStage
 from .probe import probe_health
-from .proxy import MAINTENANCE, configured_proxy, proxy_address, retry_after
+from .proxy import MAINTENANCE, ReverseProxy, configured_proxy, proxy_address, retry_after
 from .runtimes import ServiceRuntime
 from .secrets import mask
 
@@ -75,6 +76,10 @@ STEP_ORDER = [
 ]
 
 
+def report_nothing(line: str, level: int = 1) -> None:
+    """The report of an operation nobody reads."""
+
+
 @dataclass
 class Operation:
     """What a deploy or a rollback works on, and what it learns as it goes."""
@@ -82,7 +87,7 @@ class Operation:
     checkout: Checkout
     runtime: ServiceRuntime
     recorder: Recorder
-    report: Callable[[str, int], None] = lambda line, level=1: None
+    report: Callable[[str, int], None] = report_nothing
     health_retries: int = 3
     health_delay: float = 10
     # Filled in by the stages.
@@ -262,12 +267,19 @@ def stop_services(operation: Operation) -> str:
     return notice + runtime.stop()
 
 
+def planned_proxy() -> ReverseProxy:
+    """The proxy of a traffic step, which is only planned where DEPLOY_OPS['PROXY'] is set."""
+    proxy = configured_proxy()
+    assert proxy is not None, "a traffic step is only planned behind a configured proxy"
+    return proxy
+
+
 def route_traffic(operation: Operation) -> str:
-    return configured_proxy().route_to(proxy_address())
+    return planned_proxy().route_to(proxy_address())
 
 
 def switch_back(operation: Operation) -> str:
-    return configured_proxy().route_to(operation.serving_address)
+    return planned_proxy().route_to(operation.serving_address)
 
 
 def remove_new_release(operation: Operation) -> str:
@@ -276,9 +288,9 @@ def remove_new_release(operation: Operation) -> str:
     return _("Removed the new release's slot %(slot)s.") % {"slot": operation.new_slot} + ("\n" + output if output.strip() else "")
 
 
-def runs_side_by_side(runtime) -> bool:
+def runs_side_by_side(runtime: ServiceRuntime) -> bool:
     """Whether the runtime can start a release beside the serving one (blue/green slots)."""
-    return getattr(runtime, "can_run_side_by_side", lambda: False)()
+    return runtime.can_run_side_by_side()
 
 
 def serving_slot() -> str | None:
@@ -298,19 +310,26 @@ def serving_health_url() -> str:
 
 
 def find_slots(operation: Operation) -> bool:
-    """Whether a release can start beside the serving one behind the proxy (blue/green): a proxy
-    with two SLOTS that routes to a release now, and a runtime that runs side by side.  Sets the
+    """Whether a release can start beside the serving one behind the proxy (blue/green).  Sets the
     operation's serving address and the slot the other release starts in."""
+    found = slot_beside(operation.runtime)
+    if found is None:
+        return False
+    operation.serving_address, operation.new_slot = found
+    return True
+
+
+def slot_beside(runtime: ServiceRuntime) -> tuple[str, str] | None:
+    """Where the proxy sends the traffic now and the slot a release can start in beside it: a proxy
+    with two SLOTS that routes to a release now, and a runtime that runs side by side; else None."""
     proxy = configured_proxy()
     slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
-    if not (proxy and slots and runs_side_by_side(operation.runtime)):
-        return False
+    if not (proxy and slots and runs_side_by_side(runtime)):
+        return None
     routed = proxy.routed_to()
-    if routed in (None, MAINTENANCE):
-        return False
-    operation.serving_address = routed
-    operation.new_slot = next(slot for slot, config in slots.items() if config["ADDRESS"] != routed)
-    return True
+    if routed is None or routed == MAINTENANCE:
+        return None
+    return routed, next(slot for slot, config in slots.items() if config["ADDRESS"] != routed)
 
 
 def start_beside(operation: Operation, sha: str) -> str:
@@ -324,7 +343,7 @@ def start_beside(operation: Operation, sha: str) -> str:
 
 
 def switch_traffic(operation: Operation) -> str:
-    return configured_proxy().route_to(ops_settings.PROXY["SLOTS"][operation.new_slot]["ADDRESS"])
+    return planned_proxy().route_to(ops_settings.PROXY["SLOTS"][operation.new_slot]["ADDRESS"])
 
 
 def retire_commands(operation: Operation) -> list:
@@ -486,7 +505,20 @@ def planned_steps(steps: set[str]) -> list[str]:
     return [name for name in STEP_ORDER if name in steps]
 
 
-def run_step(operation: Operation, name: str, action: Callable[[], object]) -> object:
+class RecordedWork(Protocol):
+    """What run_step needs of the work it records a step of: an Operation, or restore.py's steps."""
+
+    @property
+    def recorder(self) -> Recorder: ...
+
+    @property
+    def report(self) -> Callable[[str, int], None]: ...
+
+
+StepResult = TypeVar("StepResult")
+
+
+def run_step(operation: RecordedWork, name: str, action: Callable[[], StepResult]) -> StepResult:
     """Run one named step as a recorded stage; report it; re-raise its error after recording."""
     recorder = operation.recorder
     stage = recorder.start_stage(name)
@@ -495,11 +527,17 @@ def run_step(operation: Operation, name: str, action: Callable[[], object]) -> o
         result = action()
     except (Exception, KeyboardInterrupt) as error:
         recorder.finish_stage(stage, DeploymentStage.Status.FAILED, describe_failure(error))
-        emit(operation, name, FAILED, f"{decimal(stage.duration, '.1f')}s")
+        emit(operation, name, FAILED, f"{decimal(finished_duration(stage), '.1f')}s")
         raise
     recorder.finish_stage(stage, DeploymentStage.Status.SUCCEEDED, result if isinstance(result, str) else "")
-    emit(operation, name, SUCCEEDED, f"{decimal(stage.duration, '.1f')}s")
+    emit(operation, name, SUCCEEDED, f"{decimal(finished_duration(stage), '.1f')}s")
     return result
+
+
+def finished_duration(finished: DeploymentRecord | DeploymentStage) -> float:
+    """The seconds a record or a stage took, which the Recorder has just set as it finished it."""
+    assert finished.duration is not None, "the Recorder sets the duration as it finishes"
+    return finished.duration
 
 
 def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup | None, safety_backup_required: bool) -> None:
@@ -509,12 +547,17 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
     required (manual recovery) its failure stops everything; in an automatic rollback it is
     best effort, because bringing the previous release back matters more.
     """
-    actions = {
+
+    def restore_chosen_backup() -> str:
+        # Planned only with a backup: the deploy's own (its first stage), or the one the rollback chose.
+        assert backup is not None, "a database restore is only planned with a backup"
+        return restore_database(operation, backup)
+
+    actions: dict[str, Callable[[], str]] = {
         REVERT_CODE: lambda: revert_code(operation, to_sha),
         STOP_SERVICES: lambda: stop_services(operation),
-        SAFETY_BACKUP: lambda: safety_backup(operation),
         UNAPPLY_MIGRATIONS: lambda: unapply_migrations(operation),
-        RESTORE_DATABASE: lambda: restore_database(operation, backup),
+        RESTORE_DATABASE: restore_chosen_backup,
         RESTORE_IMAGES: lambda: restore_images(operation, to_sha),
         START_SERVICES: lambda: start_services(operation),
         COLLECT_STATIC: lambda: collect_static(operation),
@@ -528,12 +571,10 @@ def recover(operation: Operation, steps: set[str], to_sha: str, backup: Backup |
     }
     end_own_work(operation)
     for name in planned_steps(steps):
-        if name == SAFETY_BACKUP and not safety_backup_required:
-            _try_safety_backup(operation, actions[name])
-            continue
-        result = run_step(operation, name, actions[name])
         if name == SAFETY_BACKUP:
-            operation.report("    " + _("safety backup: %(path)s") % {"path": result.path}, 1)
+            _run_safety_backup(operation, required=safety_backup_required)
+        else:
+            run_step(operation, name, actions[name])
 
 
 def end_own_work(operation: Operation) -> None:
@@ -551,10 +592,13 @@ def end_own_work(operation: Operation) -> None:
         operation.warnings.append(_("Could not look for one-off containers still running: %(error)s") % {"error": error})
 
 
-def _try_safety_backup(operation: Operation, action) -> None:
+def _run_safety_backup(operation: Operation, required: bool) -> None:
+    """A required safety backup's failure stops the recovery; an optional one's becomes a warning."""
     try:
-        backup = run_step(operation, SAFETY_BACKUP, action)
+        backup = run_step(operation, SAFETY_BACKUP, lambda: safety_backup(operation))
     except DeployOpsError as error:
+        if required:
+            raise
         operation.warnings.append(_("No safety backup before the restore: %(error)s") % {"error": error})
         return
     operation.report("    " + _("safety backup: %(path)s") % {"path": backup.path}, 1)

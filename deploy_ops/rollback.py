@@ -56,10 +56,12 @@ from .recovery import (
     emit,
     end_own_work,
     find_slots,
+    finished_duration,
     how_images_come_back,
     images_kept,
     recover,
     remove_unrouted_slots,
+    slot_beside,
     stage_label,
 )
 from .runtimes import get_runtime
@@ -170,8 +172,8 @@ def without_downtime(plan: RollbackPlan) -> RollbackPlan:
     that release is backward compatible (its schema still serves the old code), so neither an
     unapply nor a restore is needed.  Otherwise the plan as it was (stop-first), and why."""
     runtime = get_runtime()
-    probe = Operation(checkout=_checkout(), runtime=runtime, recorder=None)
-    if not plan.commit or not find_slots(probe) or images_kept(runtime, plan.commit) is not True:
+    beside = slot_beside(runtime) if plan.commit else None
+    if beside is None or images_kept(runtime, plan.commit) is not True:
         return plan
     applied_since = plan.unapplied or migrations_to_unapply(plan.commit)[0]
     verdicts = classify_applied(applied_since)
@@ -190,7 +192,7 @@ def without_downtime(plan: RollbackPlan) -> RollbackPlan:
     plan.reason += "\n" + _(
         "Without downtime: %(commit)s starts in slot %(slot)s beside the serving release, and the proxy switches once it is "
         "verified. The database is not restored: %(database)s."
-    ) % {"commit": plan.commit[:12], "slot": probe.new_slot, "database": database}
+    ) % {"commit": plan.commit[:12], "slot": beside[1], "database": database}
     plan.steps, plan.backup, plan.recorded_sha256 = set(BESIDE_STEPS), None, ""
     plan.unapplied, plan.migration_targets = [], []
     return plan
@@ -421,7 +423,7 @@ def execute(plan: RollbackPlan, report=lambda line, level=1: None, progress: Pro
             ROLLBACK_RUN,
             SUCCEEDED,
             _("Rolled back in %(duration)ss: %(sha)s is serving.")
-            % {"duration": decimal(recorder.record.duration, ".1f"), "sha": target_sha[:12]},
+            % {"duration": decimal(finished_duration(recorder.record), ".1f"), "sha": target_sha[:12]},
         )
         signals.rollback_finished.send(sender=SENDER, record=recorder.record, succeeded=True)
         notify(Level.ROLLBACK_SUCCESS, recorder)

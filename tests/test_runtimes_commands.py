@@ -54,6 +54,19 @@ def test_build_is_optional_but_start_and_stop_are_required(commands_settings):
         runtime.start_commands()
 
 
+def test_a_runtime_without_slots_runs_no_release_beside_another(commands_settings):
+    # The blue/green interface of ServiceRuntime, as a runtime without slots answers it.
+    runtime = commands_settings({"start": ["x"], "stop": ["y"]})
+    assert not runtime.can_run_side_by_side()
+    assert runtime.slot is None
+    assert runtime.slots_running() == []
+    assert runtime.remove_slot_commands("green") == []
+    with pytest.raises(NotImplementedError, match="The commands runtime has no slots"):
+        runtime.start_slot_commands("green", "0" * 40)
+    with pytest.raises(NotImplementedError, match="The commands runtime has no slots"):
+        runtime.stop_web_commands()
+
+
 def test_manage_runs_manage_py_on_the_host_with_this_python(commands_settings, ops_dirs):
     runtime = commands_settings({"start": ["x"], "stop": ["y"]})
     assert runtime.manage_command("migrate", "--noinput") == Command(

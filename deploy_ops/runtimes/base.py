@@ -88,6 +88,30 @@ class ServiceRuntime(abc.ABC):
         """Stop that work (of a run that died, found by the next one); returns what was stopped."""
         return []
 
+    # -- blue/green slots (Compose); a runtime without slots updates in place ------------------
+    # While set, the web service's commands, states and logs are those of this slot's release.
+    slot: str | None = None
+
+    def can_run_side_by_side(self) -> bool:
+        """True where a new release can start in a slot while the old one still serves."""
+        return False
+
+    def start_slot_commands(self, slot: str, sha: str) -> list[Command]:
+        """Start the release ``sha``'s web service in ``slot``, beside the serving one."""
+        raise NotImplementedError(f"The {self.name} runtime has no slots: a release cannot start beside the serving one.")
+
+    def stop_web_commands(self) -> list[Command]:
+        """Stop only the old release's web service, once a slot serves instead."""
+        raise NotImplementedError(f"The {self.name} runtime has no slots: its web service is never stopped on its own.")
+
+    def remove_slot_commands(self, slot: str) -> list[Command]:
+        """Remove ``slot``'s web service; [] where the runtime has no slots (nothing to remove)."""
+        return []
+
+    def slots_running(self) -> list[str]:
+        """The slots that have a container; [] where the runtime has no slots."""
+        return []
+
     # The actions run the builders' commands through the one runner; a runtime may refine them.
     def build(self) -> str:
         return self.run_commands(self.build_commands())

@@ -36,9 +36,8 @@ COMMIT_TAG = re.compile(r"^[0-9a-f]{12}$")
 
 class ComposeRuntime(ServiceRuntime):
     name = "compose"
-    # Blue/green: while set, the web service's commands, states and logs are those of this slot's
-    # Compose project (``<project>-<slot>``) instead of the project's own.
-    slot: str | None = None
+    # Blue/green: while ``slot`` is set, the web service's commands, states and logs are those of
+    # this slot's Compose project (``<project>-<slot>``) instead of the project's own.
 
     def can_run_side_by_side(self) -> bool:
         # A Swarm stack (a subclass) updates its services in place: it has no slots.

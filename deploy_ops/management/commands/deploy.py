@@ -32,7 +32,8 @@ UNVERIFIED = gettext_lazy(
 
 
 class Command(OpsCommand):
-    help = gettext_lazy("Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Back up, update the code, rebuild, migrate, collect static files, verify; roll back by itself on failure.")  # type: ignore[assignment]
     requires_system_checks = []  # preflight validates what a deploy needs; a broken check must not block a fix.
 
     def add_arguments(self, parser):

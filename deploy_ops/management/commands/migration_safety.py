@@ -18,7 +18,8 @@ from deploy_ops.migration_safety import classify_plan, describe_plan, plan_as_js
 
 
 class Command(OpsCommand):
-    help = gettext_lazy("Classify each pending migration operation as compatible, incompatible or unknown for the release serving now.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Classify each pending migration operation as compatible, incompatible or unknown for the release serving now.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):

@@ -42,7 +42,8 @@ STATUSES = dict(DeploymentRecord.Status.choices)
 
 
 class Command(OpsCommand):
-    help = gettext_lazy("Roll back code and/or database; without options on a terminal, an interactive menu.")
+    # Django accepts a lazy help and shows it in the active language; django-stubs types it str.
+    help = gettext_lazy("Roll back code and/or database; without options on a terminal, an interactive menu.")  # type: ignore[assignment]
     requires_system_checks = []
 
     def add_arguments(self, parser):
