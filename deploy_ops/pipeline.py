@@ -84,7 +84,6 @@ from .recovery import (
     retire_old_release,
     run_step,
     runs_side_by_side,
-    serving_health_url,
     stage_label,
     wait_until_healthy,
 )
@@ -278,7 +277,7 @@ class Deployer:
         checkout.refuse_if_dirty(_("a deploy must be able to restore this exact tree"))
         # Its rollback restores the backup it takes: a database that cannot be restored is refused now.
         refuse_restore_blockers(ops_settings.BACKUP_DATABASE, _("The deploy was refused"))
-        refuse_if_unready(self.operation.runtime, self.options.force, self.report, health_url=serving_health_url())
+        refuse_if_unready(self.operation.runtime, self.options.force, self.report)
         _check_disk_room()
         previous = checkout.head()
         checkout.fetch(ops_settings.GIT_REMOTE)

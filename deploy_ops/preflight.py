@@ -366,9 +366,9 @@ def readiness_problems(runtime) -> list:
     return found
 
 
-def refuse_if_unready(runtime, force: bool, report, health_url: str | None = None) -> None:
+def refuse_if_unready(runtime, force: bool, report) -> None:
     """Raise PreflightFailed on any error; report warnings; probe the release serving now (the one
-    the proxy routes to, ``proxy.serving.serving_release``, unless ``health_url`` says otherwise).
+    the proxy routes to, ``proxy.serving.serving_release``).
 
     The probe alone yields to ``force``: the operator may knowingly deploy a fix over a broken site.
     """
@@ -378,7 +378,7 @@ def refuse_if_unready(runtime, force: bool, report, health_url: str | None = Non
         raise PreflightFailed(" ".join(f"{problem.msg} {problem.hint} ({problem.id})" for problem in errors))
     for problem in found:
         report(_("Warning: %(warning)s") % {"warning": f"{problem.msg} {problem.hint} ({problem.id})"}, 0)
-    probe = probe_health(health_url)
+    probe = probe_health()
     if probe.healthy:
         return
     message = not_passing(probe)

@@ -293,22 +293,6 @@ def runs_side_by_side(runtime: ServiceRuntime) -> bool:
     return runtime.can_run_side_by_side()
 
 
-def serving_slot() -> str | None:
-    """The blue/green slot the proxy sends the traffic to now; None when it is the project's own web service (or no slots)."""
-    proxy = configured_proxy()
-    slots = (ops_settings.PROXY or {}).get("SLOTS") or {}
-    if not (proxy and slots):
-        return None
-    routed = proxy.routed_to()
-    return next((slot for slot, config in slots.items() if config["ADDRESS"] == routed), None)
-
-
-def serving_health_url() -> str:
-    """Where the release serving now answers its health check: its slot's URL, or HEALTH_CHECK_URL."""
-    slot = serving_slot()
-    return ops_settings.PROXY["SLOTS"][slot]["HEALTH_CHECK_URL"] if slot else ops_settings.HEALTH_CHECK_URL
-
-
 def find_slots(operation: Operation) -> bool:
     """Whether a release can start beside the serving one behind the proxy (blue/green).  Sets the
     operation's serving address and the slot the other release starts in."""

@@ -43,6 +43,6 @@ def serving_service_states(runtime) -> list:
     A runtime already pointed at a slot (a deploy checking the release it started) keeps its view.
     """
     slot = serving_release().slot
-    if slot and getattr(runtime, "can_run_side_by_side", lambda: False)() and not runtime.slot:
+    if slot and runtime.can_run_side_by_side() and not runtime.slot:
         return runtime.slot_service_states(slot)
     return runtime.service_states()
