@@ -297,9 +297,8 @@ class Deployer:
     def choose_strategy(self, checkout: Checkout, sha: str) -> None:
         """The strategy, from the target's migration plan, before anything changes; a refusal when
         zero-downtime was asked for but cannot or may not run."""
-        # Two releases side by side behind a switched proxy (blue/green) are not built yet: every
-        # deploy is stop-first (behind DEPLOY_OPS['PROXY'], with its maintenance answer), and the
-        # plan is classified only to be shown.
+        # The plan is classified where it can choose (slots behind a proxy, blue/green) or is to be
+        # shown (--dry-run); elsewhere every deploy is stop-first and needs no classification.
         can_switch = self.find_slots()
         self.classified, self.unclassified_reason = (None, "")
         if self.options.dry_run or can_switch:
