@@ -86,10 +86,10 @@ def test_the_demo_deploys_release_2_rolls_back_release_3_and_leaves_nothing_behi
     assert "Production is back at" in output and "Release 2 and serves release 2" in output
     # Act 3: status and history show both deploys.
     status = output.split("$ python manage.py rollback --status", 1)[1].split("$ python manage.py rollback --list-commits", 1)[0]
-    assert "deploy   rolled_back" in status and "(failed at health)" in status
+    assert "deploy   rolled back" in status and "(failed at health)" in status
     assert "deploy   succeeded" in status
     history = output.split("$ python manage.py rollback --list-commits", 1)[1]
-    assert "Release 3: rewrites every note and fails its health check" in history and "deploy rolled_back" in history
+    assert "Release 3: rewrites every note and fails its health check" in history and "deploy rolled back" in history
     assert "* " in history and "deploy succeeded" in history
     assert "The demo went as told." in output
 
