@@ -129,11 +129,14 @@ def backup_listing(backups: list[Backup]) -> list[BackupListing]:
 
 @contextlib.contextmanager
 def shown_work(command, verbosity: int):
-    """What a command shows while it works: nothing extra at -v 0 (not even progress), every
-    external command as it starts at -v 3 (on stderr, secrets masked)."""
+    """What a command shows while it works: nothing extra at -v 0 (not even progress), a long
+    stage's newest output line at -v 2, every external command as it starts at -v 3 (on stderr,
+    secrets masked)."""
     with contextlib.ExitStack() as stack:
         if verbosity == 0:
             stack.enter_context(progress.silenced())
+        if verbosity >= 2:
+            stack.enter_context(progress.last_lines_shown())
         if verbosity >= 3:
             stack.enter_context(progress.echo_commands(command.stderr.write))
         yield

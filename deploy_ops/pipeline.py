@@ -47,6 +47,7 @@ from .migration_safety import ZERO_DOWNTIME, MigrationVerdict, choose_strategy, 
 from .models import DeploymentRecord
 from .notifications import Level, notify
 from .preflight import refuse_if_unready
+from .progress import last_line_of_long_work
 from .proxy import configured_proxy, proxy_address, retry_after
 from .recovery import (
     COLLECT_STATIC,
@@ -139,11 +140,11 @@ class Task:
     def display(self) -> str:
         return self.command.display() if self.command else self.description
 
-    def run(self) -> str:
+    def run(self, on_line: Callable[[str], None] | None = None) -> str:
         if self.command is None:
             assert self.action is not None, "a task without a command is an in-process action"
             return self.action()
-        finished = runner.run(self.command, timeout=self.timeout)
+        finished = runner.run(self.command, timeout=self.timeout, on_line=on_line)
         return finished.stdout + finished.stderr
 
 
@@ -194,6 +195,10 @@ ZERO_DOWNTIME_STAGES = [
 # Once the old release is gone (the contract step of expand/contract): a failure here is a
 # stop-first recovery, with the database restored, as the old code cannot serve the new schema.
 AFTER_SWITCH_MIGRATE_STAGE = Stage("migrate after switch", frozenset(AFTER_MIGRATIONS_BEGAN | {REMOVE_NEW_RELEASE}))
+
+
+# Stages whose commands may print for minutes: -v 2 shows their newest line on a terminal.
+LONG_STAGES = {"build", "migrate", "migrate after switch"}
 
 
 def stages() -> list[Stage]:
@@ -456,7 +461,8 @@ class Deployer:
         if stage.name == "start":
             # The log scan reads from here: what the old release logged before is not this deploy's.
             self.operation.services_started_at = timezone.now()
-        outputs = [task.run() for task in stage.plan(self)]
+        with last_line_of_long_work() if stage.name in LONG_STAGES else contextlib.nullcontext() as on_line:
+            outputs = [task.run(on_line) for task in stage.plan(self)]
         return "\n".join(output.strip() for output in outputs if output and output.strip())
 
     def enter_new_slot(self) -> None:

@@ -27,6 +27,8 @@ from .runner import Command
 from .secrets import mask
 
 _enabled = contextvars.ContextVar("deploy_ops_progress", default=True)
+# -v 2 and more: long stages show their newest output line (LastLine).
+_last_lines = contextvars.ContextVar("deploy_ops_last_lines", default=False)
 REDRAW_SECONDS = 0.5
 
 
@@ -173,3 +175,26 @@ class LastLine:
         if self.active:
             self.stream.write("\r\033[K")
             self.stream.flush()
+
+
+@contextlib.contextmanager
+def last_lines_shown():
+    """While inside (``-v 2`` and more), long stages draw their newest output line on a terminal."""
+    token = _last_lines.set(True)
+    try:
+        yield
+    finally:
+        _last_lines.reset(token)
+
+
+@contextlib.contextmanager
+def last_line_of_long_work(stream: TextIO | None = None):
+    """A LastLine to give the runner as ``on_line``; None where nobody watches or below ``-v 2``."""
+    line = LastLine(stream) if _last_lines.get() and _enabled.get() else None
+    if line is None or not line.active:
+        yield None
+        return
+    try:
+        yield line
+    finally:
+        line.close()

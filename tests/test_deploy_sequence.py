@@ -55,7 +55,7 @@ class RecordingRunner:
     def head(self) -> str:
         return git(self.production, "rev-parse", "HEAD")
 
-    def __call__(self, command: Command, *, check=True, timeout=None, input=None) -> Completed:
+    def __call__(self, command: Command, *, check=True, timeout=None, input=None, on_line=None) -> Completed:
         argv = list(command.argv)
         if argv[:2] == COMPOSE[:2] and "config" in argv:
             return Completed(command.argv, 0, json.dumps(CONFIG), "", 0.0)  # a read, not a step

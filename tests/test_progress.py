@@ -158,3 +158,27 @@ def test_a_failure_leaves_the_progress_line_and_starts_a_new_one_for_the_error(t
             raise OSError("disk gone")
     shown = terminal.read()
     assert shown.endswith("Restoring: 1.0\xa0KB, 1.0\xa0KB/s\r\n") and ", in " not in shown
+
+
+LONG_OUTPUT = "import time\nfor n in range(3):\n    print(f'step {n} of 3', flush=True)\n    time.sleep(0.05)\n"
+
+
+def test_at_verbosity_2_a_long_stage_draws_its_newest_output_line_on_a_terminal(terminal):
+    from deploy_ops.pipeline import Task
+
+    task = Task(Command((sys.executable, "-c", LONG_OUTPUT)), timeout=30)
+    with progress.last_lines_shown(), progress.last_line_of_long_work(terminal.stream) as on_line:
+        assert on_line is not None
+        output = task.run(on_line)
+    drawn = terminal.read()
+    assert "step 2 of 3" in output  # the stage keeps the whole output as before
+    assert "\r\x1b[K  step 0 of 3" in drawn and "\r\x1b[K  step 2 of 3" in drawn
+
+
+def test_below_verbosity_2_or_off_a_terminal_no_line_is_drawn(terminal):
+    with progress.last_line_of_long_work(terminal.stream) as on_line:
+        assert on_line is None  # -v 1
+    with progress.last_lines_shown(), progress.last_line_of_long_work(StringIO()) as on_line:
+        assert on_line is None  # not a terminal
+    with progress.last_lines_shown(), progress.silenced(), progress.last_line_of_long_work(terminal.stream) as on_line:
+        assert on_line is None  # -v 0
