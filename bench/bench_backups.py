@@ -19,6 +19,7 @@ other work on the machine slows every figure.  Not a test: it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -270,26 +271,8 @@ def main():
         row("create zstd", create_zstd, base_plain, f"{made_zstd.stat().st_size / 1e6:.0f} MB")
 
         def baseline_restore():
-            subprocess.run(
-                [
-                    "psql",
-                    "-X",
-                    "-q",
-                    "-h",
-                    HOST,
-                    "-p",
-                    PORT,
-                    "-U",
-                    USER,
-                    "-d",
-                    "postgres",
-                    "-c",
-                    f'DROP DATABASE IF EXISTS "{scratch}"',
-                    "-c",
-                    f'CREATE DATABASE "{scratch}"',
-                ],
-                check=True,
-            )
+            psql("postgres", f'DROP DATABASE IF EXISTS "{scratch}"')
+            psql("postgres", f'CREATE DATABASE "{scratch}"')
             return timed(f"gunzip -c {gzip_file} | psql -X -q -1 -v ON_ERROR_STOP=1 {connection} -d {scratch} > /dev/null", shell=True)
 
         def restore(*extra):
@@ -342,24 +325,8 @@ def main():
     finally:
         if not options.keep:
             for name in (database, scratch):
-                subprocess.run(
-                    [
-                        "psql",
-                        "-X",
-                        "-q",
-                        "-h",
-                        HOST,
-                        "-p",
-                        PORT,
-                        "-U",
-                        USER,
-                        "-d",
-                        "postgres",
-                        "-c",
-                        f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
-                    ],
-                    check=False,
-                )
+                with contextlib.suppress(subprocess.CalledProcessError):
+                    psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             shutil.rmtree(work, ignore_errors=True)
 
     rows.append(

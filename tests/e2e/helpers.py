@@ -105,3 +105,16 @@ def serve_release_1_on_compose(site, compose_command: list[str], database_url: s
     site.manage("migrate", "--verbosity", "0")
     site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first'); Note.objects.create(text='second')")
     return ops
+
+
+def start_release_1_with_a_note(site, compose_command: list[str]) -> None:
+    """The first release up on Compose (built, migrated) with one note written: what a proxy test puts nginx in front of."""
+    started = subprocess.run(
+        [*compose_command, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
+        cwd=site.production,
+        capture_output=True,
+        text=True,
+    )
+    assert started.returncode == 0, started.stderr
+    site.manage("migrate", "--verbosity", "0")
+    site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first')")

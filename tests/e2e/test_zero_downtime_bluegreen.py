@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
+from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, start_release_1_with_a_note, wait_for
 from tests.fixtures.docker import compose_down
 from tests.fixtures.environment import skip_or_fail
 from tests.fixtures.sample_site import flags, free_port, health_fails, postgres_url, release
@@ -88,15 +88,7 @@ def blue_green(sample_site, docker_engine, postgres_database, tmp_path):
         docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, PROXY=proxy
     )
     project = ops["COMPOSE_PROJECT"]
-    started = subprocess.run(
-        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-        cwd=sample_site.production,
-        capture_output=True,
-        text=True,
-    )
-    assert started.returncode == 0, started.stderr
-    sample_site.manage("migrate", "--verbosity", "0")
-    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first')")
+    start_release_1_with_a_note(sample_site, docker_engine)
     assert wait_until(lambda: nginx.get()[0] == 200, timeout=30)
     yield sample_site, nginx, project, {slot: config["ADDRESS"] for slot, config in slots.items()}
     nginx.stop()

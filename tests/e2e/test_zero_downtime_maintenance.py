@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, wait_for
+from tests.e2e.helpers import deploy, failure_text, last_record, manage, records, start_release_1_with_a_note, wait_for
 from tests.fixtures.environment import skip_or_fail
 from tests.fixtures.sample_site import health_fails, postgres_url, release
 from tests.test_proxy_nginx import Load, Nginx, wait_until
@@ -49,15 +49,7 @@ def behind_nginx(sample_site, docker_engine, postgres_database, tmp_path):
         "RETRY_AFTER": 7,
     }
     sample_site.use_compose(docker_engine, postgres_url(postgres_database), HEALTH_CHECK_RETRIES=10, HEALTH_CHECK_DELAY=1, PROXY=proxy)
-    started = subprocess.run(
-        [*docker_engine, "up", "--detach", "--build", "--wait", "--wait-timeout", "90"],
-        cwd=sample_site.production,
-        capture_output=True,
-        text=True,
-    )
-    assert started.returncode == 0, started.stderr
-    sample_site.manage("migrate", "--verbosity", "0")
-    sample_site.manage("shell", "-c", "from notes.models import Note; Note.objects.create(text='first')")
+    start_release_1_with_a_note(sample_site, docker_engine)
     assert wait_until(lambda: nginx.get()[0] == 200, timeout=30)
     yield sample_site, nginx
     nginx.stop()
