@@ -24,7 +24,7 @@ from . import charts, humanize, metrics
 from .backups import NAME_PATTERN, Backup, list_backups
 from .conf import ops_settings
 from .models import DeliveryDashboard, DeploymentRecord, DeploymentStage
-from .recovery import stage_label
+from .stages import stage_label
 
 RECENT_DEPLOYS_CHARTED = 12
 

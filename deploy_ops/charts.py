@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from . import humanize
 from .models import DeploymentRecord
-from .recovery import stage_label
+from .stages import stage_label
 
 Status = DeploymentRecord.Status
 # The symbol shown beside the colour of each outcome (in badges, the timeline and legends).

@@ -50,25 +50,14 @@ from .preflight import refuse_if_unready
 from .progress import last_line_of_long_work
 from .proxy import configured_proxy, proxy_address, retry_after
 from .recovery import (
-    COLLECT_STATIC,
     COLLECTSTATIC_SKIPPED,
     DEPLOY_RUN,
     FAILED,
     PLANNED,
-    REMOVE_NEW_RELEASE,
-    RESTORE_DATABASE,
-    RESTORE_IMAGES,
-    RETIRE_OLD_RELEASE,
-    REVERT_CODE,
     ROLLBACK_RUN,
-    ROUTE_TRAFFIC,
     SKIPPED,
-    START_SERVICES,
     STARTED,
-    STOP_SERVICES,
     SUCCEEDED,
-    SWITCH_BACK,
-    VERIFY_HEALTH,
     Operation,
     Progress,
     describe_failure,
@@ -85,13 +74,26 @@ from .recovery import (
     retire_old_release,
     run_step,
     runs_side_by_side,
-    stage_label,
     wait_until_healthy,
 )
 from .retention import after_deploy
 from .runner import Command
 from .runtimes import get_runtime
 from .secrets import mask
+from .stages import (
+    COLLECT_STATIC,
+    REMOVE_NEW_RELEASE,
+    RESTORE_DATABASE,
+    RESTORE_IMAGES,
+    RETIRE_OLD_RELEASE,
+    REVERT_CODE,
+    ROUTE_TRAFFIC,
+    START_SERVICES,
+    STOP_SERVICES,
+    SWITCH_BACK,
+    VERIFY_HEALTH,
+    stage_label,
+)
 
 Status = DeploymentRecord.Status
 SUCCEEDED_STATUSES = (Status.SUCCEEDED, Status.SUCCEEDED_WITH_WARNINGS)

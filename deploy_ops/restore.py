@@ -20,8 +20,9 @@ from .exceptions import DeployOpsError, PreflightFailed
 from .lock import DeployLock, acquire_lock, take_over
 from .models import DeploymentRecord
 from .notifications import Level, notify
-from .recovery import RESTORE_DATABASE, SAFETY_BACKUP, describe_failure, run_step
+from .recovery import describe_failure, run_step
 from .runtimes import get_runtime
+from .stages import RESTORE_DATABASE, SAFETY_BACKUP
 
 Status = DeploymentRecord.Status
 

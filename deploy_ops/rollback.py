@@ -35,21 +35,9 @@ from .probe import probe_health
 from .proxy import configured_proxy
 from .proxy.serving import serving_release, serving_service_states
 from .recovery import (
-    COLLECT_STATIC,
     FAILED,
-    RESTORE_DATABASE,
-    RESTORE_IMAGES,
-    RETIRE_OLD_RELEASE,
-    REVERT_CODE,
     ROLLBACK_RUN,
-    SAFETY_BACKUP,
-    START_BESIDE,
-    START_SERVICES,
-    STOP_SERVICES,
     SUCCEEDED,
-    SWITCH_TRAFFIC,
-    UNAPPLY_MIGRATIONS,
-    VERIFY_HEALTH,
     Operation,
     Progress,
     describe_failure,
@@ -62,9 +50,23 @@ from .recovery import (
     recover,
     remove_unrouted_slots,
     slot_beside,
-    stage_label,
 )
 from .runtimes import get_runtime
+from .stages import (
+    COLLECT_STATIC,
+    RESTORE_DATABASE,
+    RESTORE_IMAGES,
+    RETIRE_OLD_RELEASE,
+    REVERT_CODE,
+    SAFETY_BACKUP,
+    START_BESIDE,
+    START_SERVICES,
+    STOP_SERVICES,
+    SWITCH_TRAFFIC,
+    UNAPPLY_MIGRATIONS,
+    VERIFY_HEALTH,
+    stage_label,
+)
 
 SENDER = "deploy_ops.rollback"
 CODE_STEPS = {REVERT_CODE, STOP_SERVICES, RESTORE_IMAGES, START_SERVICES, COLLECT_STATIC, VERIFY_HEALTH}

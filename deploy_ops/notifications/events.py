@@ -24,6 +24,7 @@ from ..conf import ops_settings
 from ..exceptions import ConfigurationError
 from ..models import DeploymentRecord
 from ..secrets import known_secrets, mask
+from ..stages import stage_label
 
 logger = logging.getLogger("deploy_ops.notifications")
 
@@ -127,14 +128,8 @@ def _title(level: Level, record: DeploymentRecord) -> str:
         "previous": previous[:12] or _("the previous release"),
         "backup": record.backup_name or record.requested_ref,
         # A phrase the titles put after "failed" ("failed at stage migrate").
-        "at_stage": _(" at stage %(stage)s") % {"stage": _stage_label(record.failed_stage)} if record.failed_stage else "",
+        "at_stage": _(" at stage %(stage)s") % {"stage": stage_label(record.failed_stage)} if record.failed_stage else "",
     }
-
-
-def _stage_label(name: str) -> str:
-    from ..recovery import stage_label  # recovery imports the notifications
-
-    return stage_label(name)
 
 
 def _stage_rows(record: DeploymentRecord, stages) -> list:

@@ -17,7 +17,8 @@ from deploy_ops.exceptions import EXIT_OK, EXIT_REFUSED, DeployOpsError
 from deploy_ops.management.base import OpsCommand
 from deploy_ops.models import DeploymentRecord
 from deploy_ops.proxy import MAINTENANCE
-from deploy_ops.recovery import command_progress, stage_label
+from deploy_ops.recovery import command_progress
+from deploy_ops.stages import stage_label
 
 MENU = [
     ("1", gettext_lazy("List recent commits")),
