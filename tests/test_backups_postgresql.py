@@ -1,6 +1,7 @@
 """Backups against the real PostgreSQL server: round trip, damaged files, failing dumps and restores."""
 
 import gzip
+import hashlib
 import os
 import shutil
 import stat
@@ -11,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from deploy_ops import backups
+from deploy_ops.backup_files import write_metadata
 from deploy_ops.databases.postgresql import dbname_conninfo
 from deploy_ops.exceptions import BackupCorrupt, BackupIncompatible, CommandFailed, ToolMissing
 from tests.fixtures.backups import TARGET, postgres_checksum, psql
@@ -112,6 +114,44 @@ def test_a_damaged_backup_fails_verify_naming_the_file_and_restore_refuses_it(po
     assert postgres_checksum(postgres_target) == changed
     # Refused before anything happened: not even a safety backup was taken.
     assert [found.name for found in backups.list_backups()] == [backup.name]
+
+
+def truncated_with_matching_metadata(backup, keep_contents: bool):
+    """The file cut in half and its metadata rewritten to match, as if it had been written so."""
+    truncate(backup.path)
+    data = backup.path.read_bytes()
+    metadata = {**backup.metadata, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if not keep_contents:
+        del metadata["contents"]
+    write_metadata(backup.path, metadata)
+    return backups.find_backup(backup.name)
+
+
+def test_a_backup_with_its_contents_recorded_is_checked_by_checksum_and_a_bad_stream_still_changes_nothing(postgres_target, db):
+    backup = backups.create_backup()
+    change_data(postgres_target)
+    changed = postgres_checksum(postgres_target)
+    cut = truncated_with_matching_metadata(backup, keep_contents=True)
+
+    # Its contents were proven when it was written, so the checksum is the whole check before the restore ...
+    backups.check_restorable(cut, TARGET)
+    # ... and the damage is caught in the stream, before psql commits.
+    with pytest.raises(CommandError, match="ends early"):
+        call_command("backups", "restore", cut.name, "--noinput", "--no-safety-backup")
+    assert postgres_checksum(postgres_target) == changed
+
+
+def test_a_backup_without_its_contents_recorded_is_decompressed_in_full_before_the_restore(postgres_target):
+    backup = backups.create_backup()
+    change_data(postgres_target)
+    changed = postgres_checksum(postgres_target)
+    cut = truncated_with_matching_metadata(backup, keep_contents=False)
+
+    with pytest.raises(CommandError, match="ends early") as error:
+        call_command("backups", "restore", cut.name, "--noinput")
+    assert error.value.returncode == 3  # refused: nothing was changed, not even a safety backup taken
+    assert postgres_checksum(postgres_target) == changed
+    assert [found.name for found in backups.list_backups()] == [cut.name]
 
 
 def test_a_dump_with_an_sql_error_in_the_middle_fails_the_restore_showing_the_error_and_changes_nothing(postgres_target, ops_dirs, db):
