@@ -76,6 +76,15 @@ def test_the_postgres_reader_counts_tables_and_copy_rows_whatever_the_chunk_boun
     assert read(PostgresDumpReader, POSTGRES_DUMP, size) == POSTGRES_TABLES
 
 
+@pytest.mark.parametrize("size", [7, 64, 1 << 20])
+def test_the_postgres_reader_finds_the_end_of_rows_full_of_escapes(size):
+    # More backslashes before the end marker than the reader tries one by one: its full search takes over.
+    rows = b"".join(b"%d\t\\N\t\\\\.\n" % number for number in range(50))
+    dump = b"CREATE TABLE public.nulls (i integer, a text, b text);\nCOPY public.nulls (i, a, b) FROM stdin;\n" + rows + b"\\.\n"
+    dump += b"COPY public.after (i) FROM stdin;\n1\n\\.\n"
+    assert read(PostgresDumpReader, dump, size) == {"public.nulls": 50, "public.after": 1}
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 7, 64, 1 << 20])
 @pytest.mark.parametrize("dump", [MYSQL_DUMP_ONE_LINE, MYSQL_DUMP_ROW_PER_LINE], ids=["mysql-one-line", "mariadb-row-per-line"])
 def test_the_mysql_reader_counts_tables_and_inserted_rows_in_both_layouts_whatever_the_chunk_boundaries(dump, size):
