@@ -117,7 +117,7 @@ class PostgresDumpReader(_DumpReader):
         full of escapes (``\\N`` for NULL) the whole-marker search takes over.
         """
         backslash = data.find(b"\\", position + 1)
-        for _ in range(self._BACKSLASHES_TRIED):
+        for _tried in range(self._BACKSLASHES_TRIED):
             if backslash < 0:
                 return -1
             if data.startswith(self._BLOCK_END, backslash - 1):
