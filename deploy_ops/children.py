@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import ops_settings
-from .servectl import end_process_group, group_alive
+from .process_groups import end_group, group_alive
 
 FOLDER = "children"
 # The record id of the run that holds the lock in this process, while it does.
@@ -125,7 +125,7 @@ def stop_left_behind(timeout: float = 10) -> list[str]:
         if child.record == _active_record:
             continue
         if _still_running(child):
-            end_process_group(child.pid, timeout)
+            end_group(child.pid, timeout)
             stopped.append(child.describe())
         path.unlink(missing_ok=True)
     return stopped

@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,7 +31,7 @@ from typing import cast
 
 from django.utils.translation import gettext as _
 
-from . import children
+from . import children, process_groups
 from .argv import display_argv, redact, redact_argv
 from .exceptions import CommandFailed, ToolMissing
 
@@ -146,31 +145,15 @@ def _failure(command: Command, returncode, stdout, stderr, duration, timed_out=F
     )
 
 
-def _own_group() -> dict:
-    """Popen options that put a child in a process group of its own.
-
-    The operator's Ctrl-C (SIGINT to the terminal's foreground group) and a closed terminal then
-    reach deploy_ops alone, which ends the child's whole group itself (:func:`_end_group`), and
-    the services a start command launches do not die with the terminal.
-    """
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
 def _end_group(process: subprocess.Popen) -> None:
     """End the child and everything it started (its group), and reap it."""
-    if os.name == "nt":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(process.pid)], capture_output=True)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    if os.name != "nt":
+        process_groups.signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=GROUP_END_SECONDS)
         except subprocess.TimeoutExpired:
             pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever ignored SIGTERM, grandchildren too
+    process_groups.kill_group(process.pid)  # whatever ignored SIGTERM, grandchildren too
     process.kill()
     process.wait()
 
@@ -179,7 +162,7 @@ def _end_group(process: subprocess.Popen) -> None:
 def _supervised(command: Command, argv: list[str], **options) -> Iterator[subprocess.Popen]:
     """Start the child in its own group, written down while the run holds the lock; on any
     exception in the body (a timeout, a Ctrl-C), end its whole group before re-raising."""
-    process = subprocess.Popen(argv, cwd=command.cwd, env=_environment(command), **_own_group(), **options)
+    process = subprocess.Popen(argv, cwd=command.cwd, env=_environment(command), **process_groups.own_group(), **options)
     entry = children.register(process.pid, command.display())
     try:
         yield process

@@ -20,13 +20,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+if not __package__:  # run by its file path (the demo does): the package it sits in must be importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deploy_ops.process_groups import KILL_WAIT_SECONDS, ask_to_end, is_alive, kill_group, own_group, signal_group, wait_while
+
 EXIT_NOT_RUNNING = 3  # the LSB status code for "program is not running"
-POLL_SECONDS = 0.1
-KILL_WAIT_SECONDS = 5
 
 # Written to the log before each start; CommandsRuntime.logs_since() reads from the first
 # marker after a deploy began, so an older release's errors are not held against a new one.
@@ -46,106 +47,6 @@ def read_pid(pidfile: Path) -> int | None:
         return None
 
 
-def is_alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        return _windows_alive(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # An exited process nobody has reaped yet (a zombie) still answers signal 0.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-if sys.platform == "win32":  # ctypes.windll exists only there, and the type checker knows it
-
-    def _windows_alive(pid: int) -> bool:
-        # os.kill(pid, 0) would terminate the process on Windows; ask for its exit code instead.
-        import ctypes
-
-        kernel32 = ctypes.windll.kernel32
-        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        try:
-            code = ctypes.c_ulong()
-            kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-            return code.value == 259  # STILL_ACTIVE
-        finally:
-            kernel32.CloseHandle(handle)
-
-
-def _wait_until_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while is_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(POLL_SECONDS)
-    return True
-
-
-def _detached() -> dict:
-    if sys.platform == "win32":
-        # Its own group (so CTRL_BREAK reaches it and its children, not us), on the same console.
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-    return {"start_new_session": True}
-
-
-def _ask_to_end(pid: int) -> None:
-    if sys.platform == "win32":
-        os.kill(pid, signal.CTRL_BREAK_EVENT)
-    else:
-        _signal_group(pid, signal.SIGTERM)
-
-
-def _kill(pid: int) -> None:
-    if sys.platform == "win32":
-        subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
-    else:
-        _signal_group(pid, signal.SIGKILL)
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    # The process leads its own session, so its group id is its pid: children get the signal too.
-    try:
-        os.killpg(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def group_alive(pid: int) -> bool:
-    """Whether the process group led by ``pid`` still has a member (its leader may be gone)."""
-    if sys.platform == "win32":
-        return is_alive(pid)
-    try:
-        os.killpg(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def end_process_group(pid: int, timeout: float) -> bool:
-    """Ask the group led by ``pid`` to end, kill it after ``timeout``; False if something survived."""
-    _ask_to_end(pid)
-    deadline = time.monotonic() + timeout
-    while group_alive(pid) and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS)
-    if group_alive(pid):
-        _kill(pid)
-        deadline = time.monotonic() + KILL_WAIT_SECONDS
-        while group_alive(pid) and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-    return not group_alive(pid)
-
-
 def start(pidfile: Path, logfile: Path, argv: list[str], grace: float) -> int:
     running = read_pid(pidfile)
     if running and is_alive(running):
@@ -159,7 +60,7 @@ def start(pidfile: Path, logfile: Path, argv: list[str], grace: float) -> int:
         log.write(f"{separator}{START_MARKER.format(time=datetime.now(UTC).isoformat())}\n".encode())
         log.flush()
         try:
-            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **_detached())
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, **own_group())
         except OSError as error:
             print(f"Cannot start {argv[0]!r}: {error}", file=sys.stderr)
             return 1
@@ -189,15 +90,15 @@ def stop(pidfile: Path, timeout: float) -> int:
         pidfile.unlink(missing_ok=True)
         print("Not running.")
         return 0
-    _ask_to_end(pid)
-    if not _wait_until_gone(pid, timeout):
+    ask_to_end(pid)
+    if not wait_while(lambda: is_alive(pid), timeout):
         print(f"pid {pid} still running after {timeout:g}s; killing it.", file=sys.stderr)
-        _kill(pid)
-        if not _wait_until_gone(pid, KILL_WAIT_SECONDS):
+        kill_group(pid)
+        if not wait_while(lambda: is_alive(pid), KILL_WAIT_SECONDS):
             print(f"pid {pid} survived a kill; it needs a look.", file=sys.stderr)
             return 1
     if sys.platform != "win32":
-        _signal_group(pid, signal.SIGKILL)  # children that outlived their parent
+        signal_group(pid, signal.SIGKILL)  # children that outlived their parent
     pidfile.unlink(missing_ok=True)
     print(f"Stopped pid {pid}.")
     return 0
