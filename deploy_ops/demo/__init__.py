@@ -56,7 +56,8 @@ def container_python_environment() -> dict[str, str]:
 
 def servectl_commands(web_port: int, python: str = sys.executable) -> dict[str, list[str]]:
     """COMMANDS for the commands runtime: ``runserver`` supervised by servectl, on 127.0.0.1:web_port."""
-    # servectl is run by its file path: it needs only the standard library, not deploy_ops on sys.path.
+    # servectl is run by its file path: it finds the package it sits in by itself, so the Python that
+    # runs it needs no deploy_ops on its path, and the standard library is all it imports besides.
     supervisor = [python, servectl.__file__]
     return {
         "start": [
