@@ -605,49 +605,46 @@ def refuse_restore_blockers(alias: str, what: str) -> None:
 
 
 def check_restorable(backup: Backup, alias: str) -> None:
-    """Before any restore changes anything: the backup is intact, of this engine, and nothing blocks it.
+    """Before any restore changes anything: the backup is of this engine, intact, and nothing blocks it.
 
     A backup whose metadata records its contents was proven whole when it was written, so a
     matching checksum proves it still is (the restore checks the stream again on its way in);
     any other backup is decompressed and checked in full first.  Raises a refusal (exit 3) and
     writes nothing, not even verification metadata.
     """
-    if backup.metadata is not None and backup.metadata.get("contents"):
-        _check_checksum(backup)
-        if backup.encrypted:
-            encryption.check_key(backup)
-    else:
-        verify_backup(backup, record=False)
     vendor = engine_for(alias).vendor
-    if backup.engine and backup.engine != vendor:
+    if backup.engine is None:
+        raise _corrupt(backup, _("it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes"))
+    if backup.engine != vendor:
         raise BackupIncompatible(
             _("%(name)s is a %(engine)s backup, but the database %(alias)r is %(vendor)s; nothing was changed.")
             % {"name": backup.name, "engine": backup.engine, "alias": alias, "vendor": vendor}
         )
+    if backup.metadata is not None and backup.metadata.get("contents"):
+        _check_checksum(backup)
+    else:
+        verify_backup(backup, record=False)
+    if backup.encrypted:
+        encryption.check_key(backup)
     refuse_restore_blockers(alias, _("%(name)s was not restored") % {"name": backup.name})
 
 
-def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True) -> RestoreResult:
+def restore_backup(backup: Backup, database: str | None = None, safety_backup: bool = True, checked: bool = False) -> RestoreResult:
     """Replace the database with ``backup``, all or nothing.
 
-    Before anything changes: the engine must match (BackupIncompatible), the checksum must
-    match the metadata (a legacy backup is fully decompressed and format-checked instead,
-    with a warning), nothing in the database may stand in the restore's way (RestoreRefused),
-    and a safety backup of the current database is taken.  The dump is then
-    decompressed and checked again on its way into the database, and committed only if it
-    is complete.  Afterwards the audit journal is replayed, so the deployment records survive.
+    Before anything changes: :func:`check_restorable` (unless the caller has just run it:
+    ``checked``), where a legacy backup is decompressed and format-checked in full, with a
+    warning that it had no checksum; then a safety backup of the current database is taken.
+    The dump is then decompressed and checked again on its way into the database, and committed
+    only if it is complete.  Afterwards the audit journal is replayed, so the deployment records
+    survive.
     """
     alias = database or ops_settings.BACKUP_DATABASE
     engine = engine_for(alias)
-    if backup.engine is None:
-        raise _corrupt(backup, _("it is not a PostgreSQL, MySQL or SQLite dump that deploy_ops recognizes"))
-    if backup.engine != engine.vendor:
-        raise BackupIncompatible(
-            _("%(name)s is a %(engine)s backup, but the database %(alias)r is %(vendor)s; nothing was changed.")
-            % {"name": backup.name, "engine": backup.engine, "alias": alias, "vendor": engine.vendor}
-        )
     if not backup.path.is_file() and storage.configured():
         storage.fetch(backup.name, backup.path.parent)
+    if not checked:
+        check_restorable(backup, alias)
     warnings = []
     if backup.metadata is None:
         warnings.append(
@@ -657,14 +654,8 @@ def restore_backup(backup: Backup, database: str | None = None, safety_backup: b
             )
             % {"name": backup.name}
         )
-        _check_content(backup)
-    else:
-        _check_checksum(backup)
-    if backup.encrypted:
-        encryption.check_key(backup)
     for warning in warnings:
         logger.warning(warning)
-    refuse_restore_blockers(alias, _("%(name)s was not restored") % {"name": backup.name})
     signals.pre_restore.send(sender=SENDER, database=alias, backup=backup)
     safety = create_backup(alias) if safety_backup else None
     # The database's size now estimates what the dump restores; asked before the connections close.

@@ -68,7 +68,7 @@ def restore_as_recovery(
                     _("No safety backup could be taken, so nothing was restored or changed: %(error)s") % {"error": message}
                 ) from None
         try:
-            result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False))
+            result = run_step(steps, RESTORE_DATABASE, lambda: restore_backup(backup, database=database, safety_backup=False, checked=True))
         except (Exception, KeyboardInterrupt) as error:
             recorder.finish(Status.ROLLBACK_FAILED, failed_stage=RESTORE_DATABASE, error=describe_failure(error))
             notify(Level.ROLLBACK_FAILED, recorder)
