@@ -31,22 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deploy_ops.stages import STEP_ORDER  # noqa: E402
 from tests.e2e.helpers import serve_release_1_on_compose  # noqa: E402
 from tests.fixtures.databases import POSTGRES, unique_name  # noqa: E402
 from tests.fixtures.sample_site import SampleSite, flags, health_fails, postgres_url, release  # noqa: E402
 from tests.fixtures.swarm import serve_release_1_on_swarm, swarm_state  # noqa: E402
 
 COMPOSE = ["docker", "compose"]
-RECOVERY_STEPS = (
-    "safety backup",
-    "revert code",
-    "stop services",
-    "restore database",
-    "restore images",
-    "start services",
-    "collect static",
-    "verify health",
-)
 
 SHELL_DEPLOY = """set -euo pipefail
 python={python}
@@ -192,7 +183,7 @@ def runtime_rounds(runtime: str, rounds: int, monitor: int) -> tuple[list[float]
             recovered = (
                 datetime.fromisoformat(stages["verify health"]["finished_at"]) - datetime.fromisoformat(stages["health"]["finished_at"])
             ).total_seconds()
-            steps = {step: stage["duration"] for step, stage in stages.items() if step in RECOVERY_STEPS}
+            steps = {step: stage["duration"] for step, stage in stages.items() if step in STEP_ORDER}
             return times, recovered, steps
         finally:
             site.close()
@@ -225,7 +216,7 @@ def bench_swarm_against_compose(arguments) -> None:
         f"  {'time to recover (health failed)':<34} {compose_recovery:8.2f}s "
         f"{swarm_recovery:8.2f}s {swarm_recovery / compose_recovery:13.2f}x"
     )
-    for step in RECOVERY_STEPS:
+    for step in STEP_ORDER:
         if step in compose_steps or step in swarm_steps:
             print(f"    {step:<32} {compose_steps.get(step, 0):8.2f}s {swarm_steps.get(step, 0):8.2f}s")
     print(f"  deploys, compose: {[round(t, 2) for t in compose_times]}  swarm: {[round(t, 2) for t in swarm_times]}")

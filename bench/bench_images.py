@@ -26,21 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from deploy_ops.stages import STEP_ORDER  # noqa: E402
 from tests.e2e.helpers import serve_release_1_on_compose  # noqa: E402
 from tests.fixtures.databases import POSTGRES, unique_name  # noqa: E402
 from tests.fixtures.sample_site import SampleSite, health_fails, postgres_url, release  # noqa: E402
 
 MIGRATION_SECONDS = 2.0
-RECOVERY_STEPS = (
-    "safety backup",
-    "revert code",
-    "stop services",
-    "restore database",
-    "restore images",
-    "start services",
-    "collect static",
-    "verify health",
-)
 COMPOSE = ["docker", "compose"]
 DEPLOY = ["deploy", "--noinput", "--health-delay", "0.2"]
 # The order this issue replaces, run by the same code with its stages put back in that order.
@@ -141,7 +132,7 @@ def main() -> None:
                 )
                 print(f"  {label:<34} {recovery(stages):7.2f} s   goal <= {goal:5.2f} s   ({steps})")
                 print(f"    restore images said: {stages['restore images']['output_tail'].splitlines()[0]}")
-                print("    " + ", ".join(f"{step} {stage['duration']:.2f}" for step, stage in stages.items() if step in RECOVERY_STEPS))
+                print("    " + ", ".join(f"{step} {stage['duration']:.2f}" for step, stage in stages.items() if step in STEP_ORDER))
         finally:
             site.close()
             postgres(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

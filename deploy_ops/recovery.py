@@ -42,6 +42,7 @@ from .stages import (
     SAFETY_BACKUP,
     START_BESIDE,
     START_SERVICES,
+    STEP_ORDER,
     STOP_SERVICES,
     SWITCH_BACK,
     SWITCH_TRAFFIC,
@@ -49,26 +50,6 @@ from .stages import (
     VERIFY_HEALTH,
     stage_label,
 )
-
-# The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
-# Migrations are unapplied by the release that has their files, so before the code goes back.
-STEP_ORDER = [
-    SAFETY_BACKUP,
-    UNAPPLY_MIGRATIONS,
-    SWITCH_BACK,
-    REVERT_CODE,
-    STOP_SERVICES,
-    REMOVE_NEW_RELEASE,
-    RESTORE_DATABASE,
-    RESTORE_IMAGES,
-    START_SERVICES,
-    COLLECT_STATIC,
-    START_BESIDE,
-    VERIFY_HEALTH,
-    SWITCH_TRAFFIC,
-    RETIRE_OLD_RELEASE,
-    ROUTE_TRAFFIC,
-]
 
 
 def report_nothing(line: str, level: int = 1) -> None:

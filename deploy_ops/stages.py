@@ -1,4 +1,5 @@
-"""The names of the deploy's stages and the recovery's steps, and how the printed output words them.
+"""The names of the deploy's stages and the recovery's steps, the order the steps run in, and how the
+printed output words them.
 
 Kept apart from ``recovery`` so that what only shows a record (the admin, its charts, the
 notifications) does not import the recovery machinery, and with it GitPython, the proxy and
@@ -31,6 +32,27 @@ REMOVE_NEW_RELEASE = "remove new release"
 START_BESIDE = "start beside"
 SWITCH_TRAFFIC = "switch traffic"
 RETIRE_OLD_RELEASE = "retire old release"
+
+
+# The safety backup comes first: a manual rollback whose safety backup fails has changed nothing.
+# Migrations are unapplied by the release that has their files, so before the code goes back.
+STEP_ORDER = [
+    SAFETY_BACKUP,
+    UNAPPLY_MIGRATIONS,
+    SWITCH_BACK,
+    REVERT_CODE,
+    STOP_SERVICES,
+    REMOVE_NEW_RELEASE,
+    RESTORE_DATABASE,
+    RESTORE_IMAGES,
+    START_SERVICES,
+    COLLECT_STATIC,
+    START_BESIDE,
+    VERIFY_HEALTH,
+    SWITCH_TRAFFIC,
+    RETIRE_OLD_RELEASE,
+    ROUTE_TRAFFIC,
+]
 
 
 # The stages' and steps' names as the printed output words them; records and JSON keep the

@@ -249,29 +249,7 @@ def test_the_command_prints_the_new_backup_path(postgres_target, capsys):
 # -- names that mean what they say ----------------------------------------------------------------
 def psql_named(name: str, sql: str) -> str:
     """psql into the database called exactly ``name`` (a conninfo string, so '=' in it is no parameter)."""
-    finished = subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            POSTGRES["HOST"],
-            "-p",
-            POSTGRES["PORT"],
-            "-U",
-            POSTGRES["USER"],
-            "-d",
-            dbname_conninfo(name),
-            "-c",
-            sql,
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert finished.returncode == 0, finished.stderr
-    return finished.stdout.strip()
+    return psql({"NAME": dbname_conninfo(name)}, sql)
 
 
 @pytest.fixture(params=["dbname={decoy}", "dbname={decoy} it's \\"], ids=["parameter", "parameter-quote-backslash"])
